@@ -1,0 +1,156 @@
+"""The validated configuration: frozen dataclasses, no I/O.
+
+Every name in the model is lower case and absolute (ends with a dot) unless
+said otherwise. Durations are seconds (``*_s``), TTLs are seconds (``ttl``).
+The loader (``gslb.config.loader``) builds these from YAML; nothing else
+constructs them except tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+CheckType = Literal["http", "https", "tcp"]
+PolicyName = Literal["failover", "weighted", "geo", "all"]
+
+#: Continent codes as used by MaxMind and GeoNames.
+CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
+
+DEFAULT_GSLB_TTL = 30
+"""TTL (seconds) of GSLB answers when a record gives none."""
+
+
+def _empty() -> Mapping[str, tuple[tuple[str, ...], ...]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A point on Earth in decimal degrees (WGS 84)."""
+
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """How the prober checks one origin.
+
+    ``target`` is the address the check connects to (default: the origin's
+    first IPv4 address, else its first IPv6 address). ``interval_s`` may be
+    below one second. ``rise``/``fall`` are the consecutive results needed to
+    change state (HAProxy's terms).
+    """
+
+    type: CheckType
+    target: str
+    port: int
+    interval_s: float = 5.0
+    timeout_s: float = 2.0
+    rise: int = 2
+    fall: int = 3
+    path: str = "/"
+    expect_status: tuple[int, ...] = (200,)
+    body: str | None = None
+    host_header: str | None = None
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A server that can appear in answers.
+
+    ``ipv4``/``ipv6`` are the addresses answered for A/AAAA. ``weight`` is a
+    positive integer used by ``weighted`` selection. ``location`` feeds
+    nearest-by-distance steering; ``country`` is the ISO 3166-1 alpha-2 code
+    the location came from, when it was given that way. ``check`` is None for
+    an origin that is always considered up.
+    """
+
+    name: str
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+    weight: int = 1
+    location: Location | None = None
+    country: str | None = None
+    check: Check | None = None
+
+
+Tiers = tuple[tuple[str, ...], ...]
+"""Ordered tiers of origin names: the first tier with a healthy origin wins."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """A set of origins and the policy that picks among them.
+
+    * ``origins``: every member, in declaration order.
+    * ``tiers``: for ``failover``, the priority tiers; for other policies one
+      tier holding every member.
+    * ``countries``/``continents``/``default``: the ``geo`` map, each value
+      ordered tiers of origin names. Country codes are ISO 3166-1 alpha-2,
+      continent codes those of ``CONTINENTS``.
+    * ``max_answers``: records per answer (``all`` ignores it).
+    * ``fallback``: when no member is healthy: ``"all"`` (answer as if every
+      member were up), ``"none"`` (SERVFAIL), or the name of another pool.
+    """
+
+    name: str
+    policy: PolicyName
+    origins: tuple[str, ...]
+    tiers: Tiers
+    max_answers: int = 1
+    fallback: str = "all"
+    countries: Mapping[str, Tiers] = field(default_factory=_empty)
+    continents: Mapping[str, Tiers] = field(default_factory=_empty)
+    default: Tiers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RRset:
+    """A static RRset: owner name, type mnemonic, TTL (seconds), RDATA texts.
+
+    ``rdata`` holds presentation-format texts (RFC 1035 section 5.1) with
+    names made absolute, e.g. ``("10 mail.example.com.",)`` for MX.
+    """
+
+    name: str
+    rtype: str
+    ttl: int
+    rdata: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GslbRecord:
+    """A name whose A/AAAA answers come from ``pool``, with ``ttl`` seconds."""
+
+    name: str
+    pool: str
+    ttl: int = DEFAULT_GSLB_TTL
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """One zone we are authoritative for.
+
+    ``rrsets`` maps (owner, type) to the static RRset; ``gslb`` maps owner to
+    its GSLB record. The apex SOA and NS RRsets are always present.
+    """
+
+    name: str
+    soa: RRset
+    rrsets: Mapping[tuple[str, str], RRset]
+    gslb: Mapping[str, GslbRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole validated configuration, as loaded from ``files``."""
+
+    zones: Mapping[str, Zone]
+    origins: Mapping[str, Origin]
+    pools: Mapping[str, Pool]
+    files: tuple[str, ...] = ()

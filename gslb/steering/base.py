@@ -1,0 +1,106 @@
+"""What every steering policy takes and returns.
+
+A policy picks origins of one pool for one client. It never does I/O: health
+comes from a ``HealthView`` and the client's location from a lookup done at
+most once per query (``Client.location``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gslb.config.model import Origin, Pool
+from gslb.geo import GeoLocation
+from gslb.health.view import HealthView
+
+Locator = Callable[[str], GeoLocation | None]
+"""Maps an IP address (text) to where it is, or None when unknown."""
+
+#: Widest ECS scope we return for geo answers (RFC 7871 section 11.1 advises
+#: /24 for IPv4 and /56 for IPv6 as the most a resolver should reveal).
+ECS_SCOPE_CAP = {4: 24, 6: 56}
+
+
+class Client:
+    """Who asked: ``who`` is the packet's source address; ``ecs_address`` and
+    ``ecs_source`` are the EDNS Client Subnet address and source
+    prefix-length (RFC 7871 section 6) when the query carried one.
+
+    ``bestwho`` is the ECS address when present, else ``who`` (PowerDNS's
+    names). ``location`` is looked up lazily, at most once, through the
+    ``locator`` given.
+    """
+
+    __slots__ = ("_located", "_location", "_locator", "ecs_address", "ecs_family", "ecs_source",
+                 "who")
+
+    def __init__(
+        self,
+        who: str,
+        ecs_address: str | None = None,
+        ecs_source: int | None = None,
+        ecs_family: int | None = None,
+        locator: Locator | None = None,
+    ) -> None:
+        self.who = who
+        self.ecs_address = ecs_address
+        self.ecs_source = ecs_source
+        self.ecs_family = ecs_family
+        self._locator = locator
+        self._location: GeoLocation | None = None
+        self._located = False
+
+    @property
+    def bestwho(self) -> str:
+        return self.ecs_address if self.ecs_address is not None else self.who
+
+    @property
+    def location(self) -> GeoLocation | None:
+        if not self._located:
+            self._located = True
+            if self._locator is not None:
+                self._location = self._locator(self.bestwho)
+        return self._location
+
+    @property
+    def geo_scope(self) -> int:
+        """The ECS scope prefix-length for an answer that depends on where the
+        client is: the source prefix-length capped at /24 (IPv4) or /56
+        (IPv6); 0 when the query had no ECS option."""
+        if self.ecs_source is None or self.ecs_family is None:
+            return 0
+        return min(self.ecs_source, ECS_SCOPE_CAP.get(self.ecs_family, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What a policy chose.
+
+    * ``origins``: chosen origins in answer order; empty means "none healthy"
+      (the caller applies the pool's fallback).
+    * ``scope``: ECS scope prefix-length to return (RFC 7871 section 7.2.1):
+      0 when the choice does not depend on the client.
+    * ``reason``: a short human-readable explanation (for logs and status).
+    """
+
+    origins: tuple[Origin, ...]
+    scope: int = 0
+    reason: str = ""
+
+
+class Policy(Protocol):
+    """A steering policy: ``select`` picks among ``candidates`` (the pool's
+    members that have an address of the queried family, in declaration
+    order)."""
+
+    def select(
+        self,
+        pool: Pool,
+        candidates: Sequence[Origin],
+        client: Client,
+        health: HealthView,
+        rng: random.Random,
+    ) -> Selection: ...
