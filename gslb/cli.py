@@ -6,10 +6,26 @@ The only module that prints or exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from gslb.errors import ConfigError
+from gslb.errors import ConfigError, GslbError
+
+DEFAULT_LISTEN = "127.0.0.1:5353"
+DEFAULT_GEOIP = Path("geoip/country.mmdb")
+TOR_GEOIP_V4 = Path("/usr/share/tor/geoip")
+TOR_GEOIP_V6 = Path("/usr/share/tor/geoip6")
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    for reason in exc.reasons:
+        print(reason, file=sys.stderr)
+    print(f"{len(exc.reasons)} error(s)", file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -18,24 +34,116 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
     except ConfigError as exc:
-        for reason in exc.reasons:
-            print(reason, file=sys.stderr)
-        print(f"{len(exc.reasons)} error(s)", file=sys.stderr)
+        _print_config_error(exc)
         return 1
     print(f"ok: {len(config.zones)} zone(s), {len(config.pools)} pool(s), "
           f"{len(config.origins)} origin(s)")
     return 0
 
 
+async def _serve(args: argparse.Namespace) -> int:
+    from gslb.config import load
+    from gslb.dns.server import parse_listen
+    from gslb.service import Service
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        print("not serving: fix the configuration first", file=sys.stderr)
+        return 1
+    try:
+        listen = [parse_listen(text) for text in args.listen or [DEFAULT_LISTEN]]
+    except ValueError as exc:
+        print(f"gslb serve: {exc}", file=sys.stderr)
+        return 2
+    geoip: Path | None = args.geoip
+    if geoip is None and DEFAULT_GEOIP.exists():
+        geoip = DEFAULT_GEOIP
+    elif geoip is None:
+        logging.getLogger("gslb").warning(
+            "no GeoIP database (%s missing; build it with `gslb geoip build`): "
+            "geo pools answer from their default", DEFAULT_GEOIP)
+    try:
+        service = Service(config, listen, geoip)
+    except (GslbError, OSError, ValueError) as exc:
+        print(f"gslb serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        await service.start()
+    except OSError as exc:
+        print(f"gslb serve: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for host, port in service.addresses:
+        print(f"gslb: serving DNS on {host} port {port} (UDP, TCP)", flush=True)
+    await stop.wait()
+    await service.stop()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(args))
+
+
+def _cmd_geoip_build(args: argparse.Namespace) -> int:
+    from gslb.geoip_build import build
+
+    out: Path = args.out
+    if args.if_missing and out.exists():
+        print(f"{out} exists; not rebuilding (drop --if-missing to rebuild)")
+        return 0
+    v6 = args.v6 if args.v6.exists() else None
+    if not args.v4.exists():
+        print(f"gslb geoip build: {args.v4} not found: install Debian's tor-geoipdb "
+              "(apt-get install -y tor-geoipdb) or pass --v4 PATH", file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stats = build(args.v4, v6, out)
+    print(f"wrote {out}: {stats}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gslb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="gslb", description="DNS-based global server "
+                                     "load balancer: an authoritative GSLB nameserver.")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer DNS queries (embedded prober, in-memory state)")
+    serve.add_argument("--config", action="append", required=True, metavar="FILE",
+                       help="YAML configuration file (repeatable)")
+    serve.add_argument("--listen", action="append", metavar="ADDR:PORT",
+                       help=f"UDP+TCP address to listen on, repeatable; IPv6 as [::1]:5353 "
+                       f"(default {DEFAULT_LISTEN})")
+    serve.add_argument("--geoip", type=Path, metavar="PATH",
+                       help=f"GeoIP2/GeoLite2/DB-IP mmdb (default {DEFAULT_GEOIP} if present)")
+    serve.set_defaults(func=_cmd_serve)
+
     check = sub.add_parser("check", help="validate configuration files without serving")
     check.add_argument("config", nargs="+", help="YAML configuration file(s)")
     check.set_defaults(func=_cmd_check)
+
+    geoip = sub.add_parser("geoip", help="GeoIP data")
+    geoip_sub = geoip.add_subparsers(dest="geoip_command", required=True)
+    gbuild = geoip_sub.add_parser("build", help="build the country mmdb from tor-geoipdb data")
+    gbuild.add_argument("--v4", type=Path, default=TOR_GEOIP_V4, help="IPv4 ranges file")
+    gbuild.add_argument("--v6", type=Path, default=TOR_GEOIP_V6, help="IPv6 ranges file")
+    gbuild.add_argument("--out", type=Path, default=DEFAULT_GEOIP, help="output mmdb")
+    gbuild.add_argument("--if-missing", action="store_true",
+                        help="do nothing when the output file exists")
+    gbuild.set_defaults(func=_cmd_geoip_build)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        return int(args.func(args))
+    return 130

@@ -8,8 +8,25 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-from dnslib import QTYPE, RR, DNSError
+from dnslib import (
+    AAAA,
+    EDNS0,
+    QTYPE,
+    RR,
+    A,
+    DNSError,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
+
+from gslb.dns.edns import Ecs, EcsError, parse_ecs
 
 #: Static record types a zone may hold, with the number of RDATA fields each
 #: takes in presentation format (None: one or more, as for TXT).
@@ -46,7 +63,7 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
     want = STATIC_TYPES[rtype]
     if not fields or (want is not None and len(fields) != want):
         raise ValueError(f"bad {rtype} data {text!r}: expected "
-                         f"{want if want is not None else 'at least 1'} field(s), got {len(fields)}")
+                         f"{want or 'at least 1'} field(s), got {len(fields)}")
     if rtype in ("A", "AAAA"):
         try:
             addr = ipaddress.ip_address(fields[0])
@@ -69,3 +86,193 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
 def qtype_code(rtype: str) -> int:
     """The numeric RR type of a mnemonic (``"AAAA"`` → 28)."""
     return int(getattr(QTYPE, rtype.upper()))
+
+
+# --------------------------------------------------------------------------
+# Queries and answers on the wire
+# --------------------------------------------------------------------------
+
+
+
+
+#: RCODE values (RFC 1035 section 4.1.1, RFC 6891 section 9 for BADVERS).
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+BADVERS = 16
+#: The UDP payload size we advertise and the most we send over UDP
+#: (DNS Flag Day 2020 value; RFC 6891 section 6.2.5).
+OUR_UDP_SIZE = 1232
+#: Largest response without EDNS (RFC 1035 section 4.2.1).
+PLAIN_UDP_SIZE = 512
+QTYPE_A, QTYPE_NS, QTYPE_CNAME, QTYPE_SOA, QTYPE_AAAA, QTYPE_OPT, QTYPE_ANY = (
+    1, 2, 5, 6, 28, 41, 255)
+CLASS_IN = 1
+
+
+class Drop(Exception):
+    """The packet gets no answer at all (too short to hold a header, or a
+    response rather than a query: answering it could start a loop)."""
+
+
+@dataclass(slots=True)
+class Query:
+    """A decoded query.
+
+    ``qname`` is the name as asked (case kept, for 0x20 echo; absolute, with
+    trailing dot), ``qname_lower`` its lower-case form used for lookups.
+    ``udp_limit`` is the largest UDP response the client accepts in bytes:
+    512 without EDNS (RFC 1035 section 4.2.1), else the advertised payload size
+    (at least 512) capped at ``OUR_UDP_SIZE``.
+    """
+
+    id: int
+    opcode: int
+    rd: bool
+    cd: bool
+    qname: str
+    qname_lower: str
+    qtype: int
+    qclass: int
+    edns: bool = False
+    edns_version: int = 0
+    dnssec_ok: bool = False
+    udp_limit: int = PLAIN_UDP_SIZE
+    ecs: Ecs | None = None
+    label: DNSLabel | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """What to send back, before encoding.
+
+    Each section holds ``(owner, rtype, ttl, rdata)`` tuples: ``owner`` a
+    name text, ``rtype`` numeric, ``ttl`` seconds, ``rdata`` an object from
+    ``compile_rdata``/``address_rdata``. ``ecs_scope`` is the scope
+    prefix-length to echo when the query had an ECS option (RFC 7871 section
+    7.2.1).
+    """
+
+    rcode: int = NOERROR
+    aa: bool = True
+    answer: list[tuple[str, int, int, object]] = field(default_factory=list)
+    authority: list[tuple[str, int, int, object]] = field(default_factory=list)
+    additional: list[tuple[str, int, int, object]] = field(default_factory=list)
+    ecs_scope: int = 0
+
+
+def compile_rdata(rtype: str, text: str) -> object:
+    """Turn normalized presentation RDATA (absolute names) into the object
+    ``encode`` writes. Raises ``ValueError`` on bad data."""
+    try:
+        return RR.fromZone(f"@ 0 IN {rtype} {text}")[0].rdata
+    except (DNSError, ValueError, IndexError, TypeError) as exc:
+        raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
+
+
+@lru_cache(maxsize=65536)
+def address_rdata(address: str) -> object:
+    """A or AAAA RDATA for an IPv4 or IPv6 address text (cached)."""
+    return AAAA(address) if ":" in address else A(address)
+
+
+def _header_only(data: bytes, rcode: int) -> bytes:
+    """A response carrying only the header of ``data`` with QR set, counts
+    zero and ``rcode``: for packets we cannot parse (RFC 1035 section 4.1.1)."""
+    (qid, flags) = struct.unpack_from("!HH", data)
+    opcode_rd = flags & 0x7900  # opcode and RD
+    return struct.pack("!HHHHHH", qid, 0x8000 | opcode_rd | (rcode & 0xF), 0, 0, 0, 0)
+
+
+class FormErr(Exception):
+    """The query is malformed; ``response`` is the FORMERR to send back."""
+
+    def __init__(self, response: bytes) -> None:
+        super().__init__("FORMERR")
+        self.response = response
+
+
+def decode(data: bytes) -> Query:
+    """Decode one DNS query message.
+
+    Raises ``Drop`` when no answer must be sent, ``FormErr`` (carrying the
+    encoded FORMERR response) for a malformed message: not parseable, QDCOUNT
+    other than 1 (RFC 1035 section 4.1.2 in practice), several OPT records
+    (RFC 6891 section 6.1.1) or a malformed ECS option (RFC 7871 section 6).
+    """
+    if len(data) < 12:
+        raise Drop("shorter than a DNS header")
+    if data[2] & 0x80:
+        raise Drop("QR set: a response, not a query")
+    try:
+        rec = DNSRecord.parse(data)
+    except Exception:  # dnslib raises several types on junk
+        raise FormErr(_header_only(data, FORMERR)) from None
+    h = rec.header
+    if len(rec.questions) != 1:
+        raise FormErr(_header_only(data, FORMERR if h.opcode == 0 else NOTIMP))
+    q = rec.questions[0]
+    label = q.qname
+    qname = str(label)
+    query = Query(
+        id=h.id, opcode=h.opcode, rd=bool(h.rd), cd=bool(getattr(h, "cd", 0)),
+        qname=qname, qname_lower=qname.lower(), qtype=q.qtype, qclass=q.qclass, label=label,
+    )
+    opts = [rr for rr in rec.ar if rr.rtype == QTYPE_OPT]
+    if len(opts) > 1:
+        raise FormErr(_header_only(data, FORMERR))
+    if opts:
+        opt = opts[0]
+        query.edns = True
+        query.edns_version = (opt.ttl >> 16) & 0xFF
+        query.dnssec_ok = bool(opt.ttl & 0x8000)
+        query.udp_limit = min(max(opt.rclass, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
+        for option in opt.rdata or ():
+            if option.code == 8:
+                try:
+                    query.ecs = parse_ecs(bytes(option.data))
+                except EcsError:
+                    raise FormErr(encode(query, Answer(rcode=FORMERR, aa=False))) from None
+    return query
+
+
+def _rr(owner: str, rtype: int, ttl: int, rdata: object, asked: Query) -> RR:
+    name = asked.label if owner == asked.qname_lower and asked.label is not None else owner
+    return RR(name, rtype, CLASS_IN, ttl, rdata)
+
+
+def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
+    """Encode ``answer`` to ``query``.
+
+    The question is echoed as asked (case kept: 0x20). With EDNS in the
+    query an OPT record with our payload size is added (RFC 6891 section
+    6.1.1), and the ECS option is echoed with ``answer.ecs_scope`` (RFC 7871
+    section 7.2.1). Extended RCODEs (BADVERS) go in the OPT record. When the
+    message exceeds ``limit`` bytes (UDP), the additional section is dropped
+    first, then every section with TC set (RFC 2181 section 9).
+    """
+    header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, aa=int(answer.aa),
+                       rd=int(query.rd), rcode=answer.rcode & 0xF)
+    msg = DNSRecord(header, q=DNSQuestion(query.label or query.qname, query.qtype, query.qclass))
+    opt: RR | None = None
+    if query.edns:
+        options = []
+        if query.ecs is not None:
+            options.append(EDNSOption(8, query.ecs.echo(answer.ecs_scope)))
+        opt = EDNS0(udp_len=OUR_UDP_SIZE, ext_rcode=answer.rcode >> 4, opts=options)
+    for section, add in ((answer.answer, msg.add_answer), (answer.authority, msg.add_auth),
+                         (answer.additional, msg.add_ar)):
+        for owner, rtype, ttl, rdata in section:
+            add(_rr(owner, rtype, ttl, rdata, query))
+    if opt is not None:
+        msg.add_ar(opt)
+    wire = msg.pack()
+    if limit is None or len(wire) <= limit:
+        return wire
+    msg.ar = [opt] if opt is not None else []
+    msg.set_header_qa()
+    wire = msg.pack()
+    if len(wire) <= limit:
+        return wire
+    msg.rr, msg.auth = [], []
+    msg.header.tc = 1
+    msg.set_header_qa()
+    return msg.pack()

@@ -1,0 +1,276 @@
+"""The authoritative answer: zone lookup, static RRsets, GSLB records.
+
+``Authority`` is built once per configuration (all the work at load time:
+RDATA compiled, names indexed) and answers a decoded ``Query`` with an
+``Answer`` ready to encode. It never does I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from gslb.config.model import Config, GslbRecord, Zone
+from gslb.dns import wire
+from gslb.dns.wire import (
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    QTYPE_A,
+    QTYPE_AAAA,
+    QTYPE_ANY,
+    QTYPE_CNAME,
+    QTYPE_NS,
+    QTYPE_SOA,
+    REFUSED,
+    SERVFAIL,
+    Answer,
+    Query,
+)
+from gslb.health.view import HealthView
+from gslb.steering import Steering
+from gslb.steering.base import Client, Locator
+
+#: Longest CNAME chain followed inside our zones before giving up.
+MAX_CNAME_CHAIN = 8
+
+RR = tuple[str, int, int, object]
+
+
+class Kind(Enum):
+    """What a lookup found (CoreDNS ``file`` plugin's Result)."""
+
+    ANSWER = "answer"
+    NODATA = "nodata"
+    NXDOMAIN = "nxdomain"
+    REFUSED = "refused"
+    DELEGATION = "delegation"
+    SERVFAIL = "servfail"
+
+
+@dataclass(slots=True)
+class _Zone:
+    name: str
+    soa: RR
+    negative_ttl: int
+    rrsets: dict[str, dict[int, list[RR]]]
+    gslb: dict[str, GslbRecord]
+    names: set[str]
+    cuts: set[str] = field(default_factory=set)
+
+
+def _ancestors(name: str, apex: str) -> list[str]:
+    """``name`` and each parent of it down to (excluding) ``apex``."""
+    out = []
+    while name != apex and name.endswith("." + apex):
+        out.append(name)
+        name = name.split(".", 1)[1]
+    return out
+
+
+def _compile_zone(zone: Zone) -> _Zone:
+    rrsets: dict[str, dict[int, list[RR]]] = {}
+    for (owner, rtype), rrset in zone.rrsets.items():
+        code = wire.qtype_code(rtype)
+        rrsets.setdefault(owner, {})[code] = [
+            (owner, code, rrset.ttl, wire.compile_rdata(rtype, text)) for text in rrset.rdata
+        ]
+    soa_rr = rrsets[zone.name][QTYPE_SOA][0]
+    minimum = int(zone.soa.rdata[0].split()[-1])
+    names = {zone.name}
+    for owner in (*rrsets, *zone.gslb):
+        names.update(_ancestors(owner, zone.name))
+    cuts = {o for o, types in rrsets.items() if o != zone.name and QTYPE_NS in types}
+    return _Zone(
+        name=zone.name,
+        soa=soa_rr,
+        # RFC 2308 section 5: negative answers are cached for
+        # min(SOA TTL, SOA MINIMUM); we send that as the SOA's TTL.
+        negative_ttl=min(zone.soa.ttl, minimum),
+        rrsets=rrsets,
+        gslb=dict(zone.gslb),
+        names=names,
+        cuts=cuts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The kind of a lookup and the answer built for it."""
+
+    kind: Kind
+    answer: Answer
+
+
+class Authority:
+    """Answers queries for every zone of one configuration.
+
+    ``health`` is read on every GSLB answer; ``locator`` maps an address to a
+    ``GeoLocation`` (or None). ``rng`` drives weighted choices (seed it in
+    tests).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        health: HealthView,
+        locator: Locator | None = None,
+        rng: random.Random | None = None,
+        on_choice: Callable[[str, str, object], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.health = health
+        self.locator = locator
+        self.rng = rng or random.Random()
+        self.steering = Steering(config.pools, config.origins)
+        self.zones = {name: _compile_zone(zone) for name, zone in config.zones.items()}
+        self._on_choice = on_choice
+
+    def find_zone(self, qname: str) -> _Zone | None:
+        """The most specific zone holding ``qname`` (lower case, absolute)."""
+        name = qname
+        while True:
+            zone = self.zones.get(name)
+            if zone is not None:
+                return zone
+            if name == ".":
+                return None
+            name = name.split(".", 1)[1] or "."
+
+    def client_for(self, query: Query, who: str) -> Client:
+        """The client facts of ``query`` from packet source address ``who``.
+
+        An ECS option with source prefix-length 0 carries no address
+        information (RFC 7871 section 7.1.2): the client is then located by
+        the packet's source address, like a query without ECS.
+        """
+        ecs = query.ecs
+        if ecs is None or ecs.source == 0:
+            return Client(who, locator=self.locator)
+        return Client(who, ecs.address, ecs.source, ecs.version, locator=self.locator)
+
+    def lookup(self, query: Query, who: str) -> Lookup:
+        """Answer ``query`` from packet source address ``who`` (text)."""
+        if query.opcode != 0:
+            return Lookup(Kind.REFUSED, Answer(rcode=NOTIMP, aa=False))
+        if query.qclass != wire.CLASS_IN:
+            return Lookup(Kind.REFUSED, Answer(rcode=REFUSED, aa=False))
+        zone = self.find_zone(query.qname_lower)
+        if zone is None:
+            return Lookup(Kind.REFUSED, Answer(rcode=REFUSED, aa=False))
+        return self._lookup_in(zone, query, who)
+
+    # ------------------------------------------------------------------
+    def _negative(self, zone: _Zone, kind: Kind, answer: Answer) -> Lookup:
+        owner, code, _ttl, rdata = zone.soa
+        answer.authority.append((owner, code, zone.negative_ttl, rdata))
+        if kind is Kind.NXDOMAIN:
+            answer.rcode = NXDOMAIN
+        return Lookup(kind, answer)
+
+    def _referral(self, zone: _Zone, cut: str, answer: Answer) -> Lookup:
+        """A referral to the child zone at ``cut`` (RFC 1034 section 4.3.2 step
+        3b): not authoritative, NS in the authority section, in-zone glue."""
+        answer.aa = False
+        ns_rrs = zone.rrsets[cut][QTYPE_NS]
+        answer.authority.extend(ns_rrs)
+        for _o, _c, _t, rdata in ns_rrs:
+            target = str(rdata).lower()
+            for code in (QTYPE_A, QTYPE_AAAA):
+                answer.additional.extend(zone.rrsets.get(target, {}).get(code, ()))
+        return Lookup(Kind.DELEGATION, answer)
+
+    def _lookup_in(self, zone: _Zone, query: Query, who: str) -> Lookup:
+        answer = Answer()
+        name = query.qname_lower
+        qtype = query.qtype
+        for _hop in range(MAX_CNAME_CHAIN + 1):
+            for cut in reversed(_ancestors(name, zone.name)):
+                if cut in zone.cuts:
+                    if answer.answer:  # CNAME led below a cut: stop at the CNAME
+                        return Lookup(Kind.ANSWER, answer)
+                    return self._referral(zone, cut, answer)
+            node = zone.rrsets.get(name, {})
+            record = zone.gslb.get(name)
+            if record is not None and qtype in (QTYPE_A, QTYPE_AAAA, QTYPE_ANY):
+                family_qtype = QTYPE_A if qtype == QTYPE_ANY else qtype
+                result = self._gslb(record, family_qtype, query, who, name, answer)
+                if result is not None:
+                    return self._negative(zone, Kind.NODATA, answer) if (
+                        result is Kind.NODATA) else Lookup(result, answer)
+                return Lookup(Kind.ANSWER, answer)
+            if qtype in node:
+                answer.answer.extend(node[qtype])
+                return Lookup(Kind.ANSWER, answer)
+            cname = node.get(QTYPE_CNAME)
+            if cname is not None:
+                answer.answer.extend(cname)
+                target = str(cname[0][3]).lower()
+                found = self.find_zone(target)
+                if found is not zone:  # out of our zone: the resolver follows it
+                    return Lookup(Kind.ANSWER, answer)
+                name = target
+                continue
+            if qtype == QTYPE_ANY and node:
+                # RFC 8482 section 4.1: answer ANY with one RRset of the name.
+                answer.answer.extend(node[min(node)])
+                return Lookup(Kind.ANSWER, answer)
+            if answer.answer:
+                # A CNAME chain ending at a name without the type: the
+                # response carries the chain, NOERROR (RFC 2308 section 2.2).
+                kind = Kind.NODATA if name in zone.names else Kind.NXDOMAIN
+                return self._negative(zone, kind, answer)
+            if name in zone.names:
+                return self._negative(zone, Kind.NODATA, answer)
+            return self._negative(zone, Kind.NXDOMAIN, answer)
+        answer.rcode = SERVFAIL  # CNAME loop inside our zones
+        return Lookup(Kind.SERVFAIL, answer)
+
+    def _gslb(self, record: GslbRecord, qtype: int, query: Query, who: str, owner: str,
+              answer: Answer) -> Kind | None:
+        """Append the GSLB answer for ``record``; return None on success or the
+        kind of a negative outcome (NODATA, SERVFAIL)."""
+        family = 4 if qtype == QTYPE_A else 6
+        client = self.client_for(query, who)
+        choice = self.steering.choose(record.pool, family, client, self.health, self.rng)
+        answer.ecs_scope = max(answer.ecs_scope, choice.scope)
+        if self._on_choice is not None:
+            self._on_choice(owner, record.pool, choice)
+        if choice.kind == "servfail":
+            answer.rcode = SERVFAIL
+            answer.aa = False
+            answer.answer.clear()
+            return Kind.SERVFAIL
+        if choice.kind == "nodata" or not choice.addresses:
+            return Kind.NODATA
+        answer.answer.extend(
+            (owner, qtype, record.ttl, wire.address_rdata(address)) for address in choice.addresses
+        )
+        return None
+
+
+def respond(authority: Authority, data: bytes, who: str, udp: bool) -> bytes | None:
+    """Bytes in, bytes out: decode ``data`` (a query from address ``who``),
+    answer it and encode the response, or None when nothing must be sent.
+
+    Over UDP the response is truncated to the client's limit (TC set);
+    over TCP it is sent whole (RFC 7766 section 6.2). EDNS version other
+    than 0 gets BADVERS (RFC 6891 section 6.1.3).
+    """
+    try:
+        query = wire.decode(data)
+    except wire.Drop:
+        return None
+    except wire.FormErr as err:
+        return err.response
+    if query.edns and query.edns_version != 0:
+        answer = Answer(rcode=wire.BADVERS, aa=False)
+    else:
+        answer = authority.lookup(query, who).answer
+    limit = query.udp_limit if udp else 65535
+    return wire.encode(query, answer, limit)
+
+
+__all__ = ["NOERROR", "Authority", "Kind", "Lookup", "respond"]

@@ -1,0 +1,175 @@
+"""UDP and TCP listeners: bytes in, bytes out, no DNS logic.
+
+A ``Handler`` takes the query bytes, the client's address (text) and whether
+the query came over UDP, and returns the response bytes or None (no answer).
+TCP uses the 2-octet length framing of RFC 1035 section 4.2.2, accepts
+several queries per connection and closes idle connections (RFC 7766
+sections 6.2.1 and 6.2.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+log = logging.getLogger("gslb.dns")
+
+Handler = Callable[[bytes, str, bool], bytes | None]
+
+#: Seconds a TCP connection may stay idle between queries (RFC 7766 6.2.3).
+TCP_IDLE_TIMEOUT_S = 10.0
+#: Concurrent TCP connections per listener; further ones are closed at once.
+MAX_TCP_CLIENTS = 512
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse ``ADDR:PORT`` (IPv6 in brackets: ``[::1]:5353``) into
+    ``(address, port)``. Raises ``ValueError`` on bad input."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address {text!r}: expected ADDR:PORT, e.g. 127.0.0.1:5353")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"listen address {text!r}: put IPv6 addresses in brackets, [::1]:53")
+    socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    return host, int(port)
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            response = self.handler(data, addr[0], True)
+        except Exception:  # never let one packet stop the listener
+            log.exception("query from %s failed", addr[0])
+            return
+        if response is not None and self.transport is not None:
+            self.transport.sendto(response, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+class DnsServer:
+    """Listens on every ``(address, port)`` of ``listen`` over UDP and TCP.
+
+    Port 0 picks a free port, the same for UDP and TCP; ``addresses`` gives
+    the bound ``(address, port)`` pairs after ``start()``. ``tcp_idle_s`` is
+    the TCP idle timeout in seconds (default ``TCP_IDLE_TIMEOUT_S``).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        listen: list[tuple[str, int]],
+        tcp_idle_s: float | None = None,
+        max_tcp_clients: int = MAX_TCP_CLIENTS,
+    ) -> None:
+        self.handler = handler
+        self.listen = listen
+        self.tcp_idle_s = TCP_IDLE_TIMEOUT_S if tcp_idle_s is None else tcp_idle_s
+        self.max_tcp_clients = max_tcp_clients
+        self.addresses: list[tuple[str, int]] = []
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Bind every listener. Raises ``OSError`` when an address cannot be
+        bound (in use, not local)."""
+        try:
+            for host, port in self.listen:
+                await self._bind(host, port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _bind(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for _attempt in range(20):
+            udp_sock = socket.socket(family, socket.SOCK_DGRAM)
+            if family == socket.AF_INET6:
+                udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            udp_sock.bind((host, port))
+            bound = udp_sock.getsockname()[1]
+            try:
+                tcp_server = await asyncio.start_server(
+                    self._tcp_client, host, bound, family=family, reuse_address=True,
+                    backlog=128,
+                )
+            except OSError:
+                udp_sock.close()
+                if port:  # a fixed port that TCP cannot have
+                    raise
+                continue  # port 0: UDP got a port TCP cannot have; try another
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self.handler), sock=udp_sock)
+            self._udp.append(transport)
+            self._tcp.append(tcp_server)
+            self.addresses.append((host, bound))
+            log.info("listening on %s port %d (UDP and TCP)", host, bound)
+            return
+        raise OSError(f"no port free for both UDP and TCP on {host}")
+
+    async def _tcp_client(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._tcp_tasks) >= self.max_tcp_clients:
+            writer.close()
+            return
+        assert task is not None
+        self._tcp_tasks.add(task)  # type: ignore[arg-type]
+        peer = writer.get_extra_info("peername")
+        who = peer[0] if peer else ""
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle_s)
+                    (length,) = struct.unpack("!H", head)
+                    data = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_s)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                try:
+                    response = self.handler(data, who, False)
+                except Exception:
+                    log.exception("query from %s over TCP failed", who)
+                    return
+                if response is None:
+                    return  # nothing sensible to say: close (RFC 7766 6.2.4)
+                writer.write(struct.pack("!H", len(response)) + response)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            return  # stop() cancels open connections: end quietly
+        finally:
+            self._tcp_tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def stop(self) -> None:
+        """Close every listener and TCP connection."""
+        for transport in self._udp:
+            transport.close()
+        for server in self._tcp:
+            server.close()
+        for task in list(self._tcp_tasks):
+            task.cancel()
+        for server in self._tcp:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        if self._tcp_tasks:
+            await asyncio.gather(*self._tcp_tasks, return_exceptions=True)
+        self._udp.clear()
+        self._tcp.clear()

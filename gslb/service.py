@@ -1,0 +1,72 @@
+"""Wiring: configuration, health, prober, GeoIP and DNS listeners in one
+process (the embedded default: in-process prober, in-memory health)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+from gslb.authority import Authority, respond
+from gslb.config.model import Config
+from gslb.dns.server import DnsServer
+from gslb.health.memory import MemoryHealth
+from gslb.probe.worker import Prober
+
+log = logging.getLogger("gslb.service")
+
+
+class Service:
+    """One serving nameserver.
+
+    ``listen`` holds ``(address, port)`` pairs (port 0: any free port, see
+    ``addresses`` after ``start``). ``geoip`` is an mmdb path or None (then
+    clients cannot be located: geo pools answer from their ``default``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        listen: list[tuple[str, int]],
+        geoip: str | Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.health = MemoryHealth()
+        self.geo = None
+        if geoip is not None:
+            from gslb.geo import GeoDB
+
+            self.geo = GeoDB(geoip)
+        self.authority = Authority(
+            config, self.health, self.geo.locate if self.geo else None, rng=rng)
+        self.prober = Prober(config.origins, self.health)
+        self.server = DnsServer(self.handle, listen)
+
+    def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
+        """Answer one query message (the DNS listeners' handler)."""
+        return respond(self.authority, data, who, udp)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Bound ``(address, port)`` pairs."""
+        return self.server.addresses
+
+    async def start(self) -> None:
+        """Start the prober, then the listeners. Raises ``OSError`` when a
+        listen address cannot be bound."""
+        await self.prober.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            await self.prober.stop()
+            raise
+        log.info("serving %d zone(s): %s", len(self.config.zones),
+                 ", ".join(z.rstrip(".") for z in self.config.zones))
+
+    async def stop(self) -> None:
+        """Stop listening, then stop the prober."""
+        await self.server.stop()
+        await self.prober.stop()
+        if self.geo is not None:
+            self.geo.close()
