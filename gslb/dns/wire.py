@@ -76,11 +76,23 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
     for i in numeric:
         if not fields[i].isdigit():
             raise ValueError(f"bad {rtype} data {text!r}: field {i + 1} must be a number")
+    names = {"NS": (0,), "CNAME": (0,), "MX": (1,), "SRV": (3,), "SOA": (0, 1)}.get(rtype, ())
+    for i in names:
+        fields[i] = _absolute(fields[i], origin)
+    if names:
+        text = " ".join(fields)
     try:
         rr = RR.fromZone(f"$ORIGIN {origin}\n@ 0 IN {rtype} {text}")[0]
         return str(rr.rdata.toZone())
     except (DNSError, ValueError, IndexError, TypeError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
+
+
+def _absolute(name: str, origin: str) -> str:
+    """``name`` made absolute against ``origin`` (``@`` is the origin)."""
+    if name == "@":
+        return origin
+    return name if name.endswith(".") else f"{name}.{origin}"
 
 
 def qtype_code(rtype: str) -> int:
@@ -264,15 +276,15 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
             add(_rr(owner, rtype, ttl, rdata, query))
     if opt is not None:
         msg.add_ar(opt)
-    wire = msg.pack()
+    wire = bytes(msg.pack())
     if limit is None or len(wire) <= limit:
         return wire
     msg.ar = [opt] if opt is not None else []
     msg.set_header_qa()
-    wire = msg.pack()
+    wire = bytes(msg.pack())
     if len(wire) <= limit:
         return wire
     msg.rr, msg.auth = [], []
     msg.header.tc = 1
     msg.set_header_qa()
-    return msg.pack()
+    return bytes(msg.pack())
