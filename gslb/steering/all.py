@@ -1,0 +1,28 @@
+"""``all``: every healthy origin (a multivalue answer)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from gslb.config.model import Origin, Pool
+from gslb.health.view import HealthView
+from gslb.steering.base import Client, Selection
+
+
+class AllPolicy:
+    """Answer every healthy candidate, in declaration order; ignores
+    ``pool.max_answers``. The answer does not depend on the client: ECS
+    scope 0."""
+
+    def select(
+        self,
+        pool: Pool,
+        candidates: Sequence[Origin],
+        client: Client,
+        health: HealthView,
+        rng: random.Random,
+    ) -> Selection:
+        """See :class:`gslb.steering.base.Policy`; empty when none is healthy."""
+        up = tuple(o for o in candidates if health.is_up(o.name))
+        return Selection(up, 0, f"all {len(up)} healthy" if up else "no healthy origin")

@@ -1,0 +1,50 @@
+"""``failover``: the first priority tier with a healthy origin answers.
+
+Also home of :func:`first_healthy_tier`, which ``geo`` uses for its mapped
+tiers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from gslb.config.model import Origin, Pool, Tiers
+from gslb.health.view import HealthView
+from gslb.steering.base import Client, Selection
+from gslb.steering.weighted import pick_weighted
+
+
+def first_healthy_tier(
+    tiers: Tiers, by_name: Mapping[str, Origin], health: HealthView
+) -> tuple[int, list[Origin]]:
+    """The 1-based index and healthy members of the first tier that has a
+    healthy member in ``by_name`` (the candidates, keyed by origin name);
+    ``(0, [])`` when no tier has one. Members that are not candidates (no
+    address of the queried family) are ignored, so a tier of only such
+    members is skipped."""
+    for i, tier in enumerate(tiers, 1):
+        up = [by_name[n] for n in tier if n in by_name and health.is_up(n)]
+        if up:
+            return i, up
+    return 0, []
+
+
+class FailoverPolicy:
+    """Walk ``pool.tiers`` in order; in the first tier with a healthy
+    candidate, pick ``pool.max_answers`` of them by weight. The answer does
+    not depend on the client: ECS scope 0."""
+
+    def select(
+        self,
+        pool: Pool,
+        candidates: Sequence[Origin],
+        client: Client,
+        health: HealthView,
+        rng: random.Random,
+    ) -> Selection:
+        """See :class:`gslb.steering.base.Policy`; empty when no tier is up."""
+        tier, up = first_healthy_tier(pool.tiers, {o.name: o for o in candidates}, health)
+        if not up:
+            return Selection((), 0, "no healthy origin in any tier")
+        return Selection(pick_weighted(up, pool.max_answers, rng), 0, f"tier {tier}")

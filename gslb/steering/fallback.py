@@ -1,0 +1,158 @@
+"""All down: what to answer when no origin of a pool is healthy.
+
+``pool.fallback`` is ``"all"`` (answer as if every member were up, the
+default, as Route 53 does), ``"none"`` (SERVFAIL, RFC 1035 section 4.1.1
+RCODE 2) or the name of another pool to choose from instead. Also defines
+:class:`Choice`, the outcome the DNS side encodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from gslb.config.model import Origin, Pool
+from gslb.health.view import HealthView
+from gslb.steering.base import Client, Policy
+
+log = logging.getLogger("gslb.steering")
+
+#: Longest chain of pool-to-pool fallbacks followed before giving SERVFAIL.
+#: The validator rejects cycles; this guards against one slipping through.
+MAX_FALLBACK_DEPTH = 8
+
+ChoiceKind = Literal["answer", "nodata", "servfail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The steering outcome for one (pool, family, client).
+
+    * ``kind``: ``"answer"`` (``addresses`` non-empty), ``"nodata"`` (the
+      pool has no member with an address of the family: NOERROR, empty
+      answer, RFC 2308 section 2.2) or ``"servfail"``.
+    * ``addresses``: every address of the family of each chosen origin, in
+      answer order, duplicates removed (an RRset holds no duplicate RRs,
+      RFC 2181 section 5).
+    * ``scope``: ECS scope prefix-length to echo (RFC 7871 section 7.2.1).
+    * ``pool``: the pool that answered, after any fallback.
+    * ``fallback``: True when the pool's fallback produced this outcome.
+    * ``reason``: human-readable chain of decisions (logs, status, explain).
+    """
+
+    kind: ChoiceKind
+    addresses: tuple[str, ...]
+    scope: int
+    pool: str
+    fallback: bool
+    reason: str
+
+
+def addresses_of(origins: Iterable[Origin], family: int) -> tuple[str, ...]:
+    """The IPv4 (``family`` 4) or IPv6 (6) addresses of ``origins``, in
+    order, without duplicates."""
+    if family == 4:
+        return tuple(dict.fromkeys(a for o in origins for a in o.ipv4))
+    return tuple(dict.fromkeys(a for o in origins for a in o.ipv6))
+
+
+class AllUp:
+    """A :class:`~gslb.health.view.HealthView` in which every origin is up
+    (generation 0), for ``fallback: all``."""
+
+    @property
+    def generation(self) -> int:
+        return 0
+
+    def is_up(self, origin: str) -> bool:
+        return True
+
+
+ALL_UP = AllUp()
+
+
+class FallbackLog:
+    """Logs fallback once per transition, not per query: WARNING when a
+    (pool, family) enters fallback, INFO when it has a healthy origin again.
+    Transitions are noticed on queries. Holds no global state: one per
+    :class:`gslb.steering.Steering`."""
+
+    __slots__ = ("_down", "_errors")
+
+    def __init__(self) -> None:
+        self._down: set[tuple[str, int]] = set()
+        self._errors: set[str] = set()
+
+    @property
+    def in_fallback(self) -> frozenset[tuple[str, int]]:
+        """(pool, family) pairs whose last query found no healthy origin."""
+        return frozenset(self._down)
+
+    def healthy(self, pool: str, family: int) -> None:
+        """Record that ``pool`` answered ``family`` from a healthy origin."""
+        if self._down and (pool, family) in self._down:
+            self._down.discard((pool, family))
+            log.info("pool %s: healthy origin again, leaving fallback (IPv%d)", pool, family)
+
+    def down(self, pool: str, family: int, mode: str) -> None:
+        """Record that ``pool`` had no healthy origin of ``family``."""
+        if (pool, family) not in self._down:
+            self._down.add((pool, family))
+            log.warning("pool %s: no healthy origin, falling back to %s (IPv%d)",
+                        pool, mode, family)
+
+    def error(self, message: str) -> None:
+        """Log ``message`` at ERROR, once per distinct message."""
+        if message not in self._errors:
+            self._errors.add(message)
+            log.error("%s", message)
+
+
+ChooseFn = Callable[[str, int, Client, HealthView, random.Random, int], Choice]
+"""``(pool_name, family, client, health, rng, depth) -> Choice``: choose from
+another pool (``depth`` counts fallbacks followed so far)."""
+
+
+def fall_back(
+    pool: Pool,
+    family: int,
+    policy: Policy,
+    candidates: Sequence[Origin],
+    client: Client,
+    health: HealthView,
+    rng: random.Random,
+    *,
+    scope: int,
+    depth: int,
+    choose: ChooseFn,
+    flog: FallbackLog,
+) -> Choice:
+    """The outcome for ``pool`` (whose ``policy`` found no healthy one among
+    ``candidates``) according to ``pool.fallback``.
+
+    ``scope`` is the ECS scope of the empty selection; the result keeps the
+    most specific of it and the fallback's scope. ``choose`` runs another
+    pool; past ``MAX_FALLBACK_DEPTH`` pool fallbacks the answer is SERVFAIL.
+    """
+    mode = pool.fallback
+    target = mode if mode in ("all", "none") else f"pool {mode}"
+    flog.down(pool.name, family, target)
+    why = f"no healthy origin in pool {pool.name}; fallback to {target}"
+    if mode == "none":
+        return Choice("servfail", (), 0, pool.name, True, why)
+    if mode == "all":
+        sel = policy.select(pool, candidates, client, ALL_UP, rng)
+        if not sel.origins:
+            return Choice("servfail", (), 0, pool.name, True, f"{why}: nothing to answer")
+        return Choice("answer", addresses_of(sel.origins, family), max(scope, sel.scope),
+                      pool.name, True, f"{why}: {sel.reason}")
+    if depth >= MAX_FALLBACK_DEPTH:
+        flog.error(f"pool {pool.name}: fallback chain longer than {MAX_FALLBACK_DEPTH} pools"
+                   " (a cycle?), answering SERVFAIL")
+        return Choice("servfail", (), 0, pool.name, True, f"{why}: chain too long")
+    then = choose(mode, family, client, health, rng, depth + 1)
+    return replace(then, fallback=True, reason=f"{why}: {then.reason}",
+                   scope=max(scope, then.scope) if then.kind == "answer" else then.scope)

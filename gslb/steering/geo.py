@@ -1,0 +1,105 @@
+"""``geo``: steer by where the client is.
+
+Order of rules, first that yields a healthy candidate wins:
+
+1. the client's country in ``pool.countries`` → its tiers; else its
+   continent in ``pool.continents`` → its tiers (a country match is not
+   followed by the continent map: the country entry is the operator's word);
+2. nearest healthy candidates by great-circle distance from the client's
+   coordinates to ``Origin.location`` (origins without a location are not
+   eligible; ``max_answers`` > 1 takes the N nearest);
+3. ``pool.default`` tiers (for clients that cannot be located at all);
+4. any healthy candidate, by weight.
+
+ECS scope: ``client.geo_scope`` on every geo answer, even when the client
+could not be located. Being unlocatable is itself a fact about the client's
+subnet: with scope 0 a resolver would reuse the default answer for located
+clients of other subnets. Returning the source prefix-length (capped at /24
+or /56) limits reuse to the subnet the decision was made for (RFC 7871
+section 7.2.1).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Sequence
+
+from gslb.config.model import Origin, Pool
+from gslb.health.view import HealthView
+from gslb.steering.base import Client, Selection
+from gslb.steering.failover import first_healthy_tier
+from gslb.steering.weighted import pick_weighted
+
+#: Mean Earth radius (IUGG), kilometres.
+EARTH_RADIUS_KM = 6371.0088
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in kilometres between two points given in
+    decimal degrees, by the haversine formula on a sphere of
+    ``EARTH_RADIUS_KM`` (error below 0.5 % against the WGS 84 ellipsoid)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+class GeoPolicy:
+    """Country → continent → nearest → default → any (see the module doc).
+    ``reason`` names the rule that matched, e.g. ``"country SE tier 1"``,
+    ``"continent EU tier 1"``, ``"nearest to (59.3, 18.1): stockholm 12 km"``,
+    ``"client not located; default tier 1"``."""
+
+    def select(
+        self,
+        pool: Pool,
+        candidates: Sequence[Origin],
+        client: Client,
+        health: HealthView,
+        rng: random.Random,
+    ) -> Selection:
+        """See :class:`gslb.steering.base.Policy`; empty (with the geo scope)
+        when no candidate is healthy."""
+        scope = client.geo_scope
+        by_name = {o.name: o for o in candidates}
+        k = pool.max_answers
+        loc = client.location
+        notes: list[str] = []
+        if loc is None:
+            notes.append("client not located")
+        else:
+            if loc.country is not None and loc.country in pool.countries:
+                rule, tiers = f"country {loc.country}", pool.countries[loc.country]
+            elif loc.continent is not None and loc.continent in pool.continents:
+                rule, tiers = f"continent {loc.continent}", pool.continents[loc.continent]
+            else:
+                rule, tiers = "", ()
+            if rule:
+                tier, up = first_healthy_tier(tiers, by_name, health)
+                if up:
+                    return Selection(pick_weighted(up, k, rng), scope, f"{rule} tier {tier}")
+                notes.append(f"{rule} down")
+            if loc.lat is not None and loc.lon is not None:
+                lat, lon = loc.lat, loc.lon
+                located = [
+                    (distance_km(lat, lon, o.location.lat, o.location.lon), o)
+                    for o in candidates
+                    if o.location is not None and health.is_up(o.name)
+                ]
+                if located:
+                    near = heapq.nsmallest(k, located, key=lambda d_o: d_o[0])
+                    what = ", ".join(f"{o.name} {d:.0f} km" for d, o in near)
+                    notes.append(f"nearest to ({lat:.1f}, {lon:.1f}): {what}")
+                    return Selection(tuple(o for _, o in near), scope, "; ".join(notes))
+                notes.append("no healthy origin with a location")
+            else:
+                notes.append("client has no coordinates")
+        tier, up = first_healthy_tier(pool.default, by_name, health)
+        if up:
+            notes.append(f"default tier {tier}")
+        else:
+            up = [o for o in candidates if health.is_up(o.name)]
+            notes.append("any healthy" if up else "no healthy origin")
+        return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes))

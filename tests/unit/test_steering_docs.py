@@ -1,0 +1,68 @@
+"""Every ```yaml gslb example in docs/steering.md loads, and answers as the
+text says."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from gslb.config import load
+from gslb.config.model import Config
+from gslb.geo import GeoLocation
+from gslb.steering import Client, Steering
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "steering.md"
+BLOCKS = re.findall(r"^```yaml gslb\n(.*?)^```$", DOC.read_text(), re.M | re.S)
+
+
+class Health:
+    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
+
+    generation = 0
+
+    def __init__(self, **states: bool) -> None:
+        self.states = states
+
+    def is_up(self, origin: str) -> bool:
+        return self.states.get(origin, True)
+
+
+def load_block(i: int, tmp_path: Path) -> Config:
+    path = tmp_path / f"block{i}.yaml"
+    path.write_text(BLOCKS[i])
+    return load([path])
+
+
+def test_there_are_examples() -> None:
+    assert len(BLOCKS) == 5
+
+
+@pytest.mark.parametrize("i", range(len(BLOCKS)))
+def test_example_loads(i: int, tmp_path: Path) -> None:
+    cfg = load_block(i, tmp_path)
+    Steering(cfg.pools, cfg.origins)
+
+
+@pytest.mark.parametrize(
+    ("block", "pool", "loc", "down", "expect"),
+    [
+        (0, "db", None, (), ("127.0.0.21",)),
+        (0, "db", None, ("primary", "replica-a", "replica-b"), ()),
+        (2, "web", GeoLocation("SE", "EU", 58.4, 15.6), (), ("127.0.0.12",)),
+        (2, "web", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
+        (2, "web", GeoLocation("BR", "SA", -15.8, -47.9), (), ("127.0.0.13",)),
+        (3, "everyone", None, (), ("127.0.0.11", "127.0.0.12", "127.0.0.13")),
+        (4, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
+    ],
+)
+def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
+                         down: tuple[str, ...], expect: tuple[str, ...],
+                         tmp_path: Path) -> None:
+    cfg = load_block(block, tmp_path)
+    c = Client("198.51.100.1", "81.2.69.0", 24, 4, locator=lambda _ip: loc)
+    got = Steering(cfg.pools, cfg.origins).choose(
+        pool, 4, c, Health(**dict.fromkeys(down, False)), random.Random(0))
+    assert got.addresses == expect
