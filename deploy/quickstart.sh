@@ -5,6 +5,6 @@
 # `gslb serve`, e.g. --listen '[::1]:5353'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GSLB_EXTRAS=build bash deploy/setup.sh tor-geoipdb dnsutils
+bash deploy/setup.sh tor-geoipdb dnsutils
 .venv/bin/gslb geoip build --if-missing
 exec .venv/bin/gslb serve --config zones/example.yaml "$@"

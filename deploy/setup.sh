@@ -2,8 +2,8 @@
 # Shared set-up for a fresh Debian machine (used by deploy/quickstart.sh and
 # tests/run.sh): installs the missing Debian packages named as arguments,
 # makes the virtualenv .venv and installs gslb into it with the extras in
-# $GSLB_EXTRAS (e.g. "build" or "test").
-# Usage: GSLB_EXTRAS=test bash deploy/setup.sh [debian-package ...]
+# $GSLB_EXTRAS (e.g. "test"; none when unset).
+# Usage: [GSLB_EXTRAS=test] bash deploy/setup.sh [debian-package ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +22,6 @@ if ((${#missing[@]})); then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${GSLB_EXTRAS:-build}]"
+target="."
+[ -z "${GSLB_EXTRAS:-}" ] || target=".[${GSLB_EXTRAS}]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"

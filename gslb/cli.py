@@ -18,8 +18,6 @@ from gslb.errors import ConfigError, GslbError
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
 DEFAULT_GEOIP = Path("geoip/country.mmdb")
-TOR_GEOIP_V4 = Path("/usr/share/tor/geoip")
-TOR_GEOIP_V6 = Path("/usr/share/tor/geoip6")
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -90,20 +88,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_geoip_build(args: argparse.Namespace) -> int:
-    from gslb.geoip_build import build
+    from gslb.geoip_build import DEFAULT_OUT, DEFAULT_V4, DEFAULT_V6, build
 
-    out: Path = args.out
+    out: Path = args.out or DEFAULT_OUT
+    v4: Path = args.v4 or DEFAULT_V4
+    v6: Path | None = args.v6 or DEFAULT_V6
     if args.if_missing and out.exists():
         print(f"{out} exists; not rebuilding (drop --if-missing to rebuild)")
         return 0
-    v6 = args.v6 if args.v6.exists() else None
-    if not args.v4.exists():
-        print(f"gslb geoip build: {args.v4} not found: install Debian's tor-geoipdb "
+    if not v6.exists():
+        v6 = None
+    if not v4.exists():
+        print(f"gslb geoip build: {v4} not found: install Debian's tor-geoipdb "
               "(apt-get install -y tor-geoipdb) or pass --v4 PATH", file=sys.stderr)
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
-    stats = build(args.v4, v6, out)
-    print(f"wrote {out}: {stats}")
+    stats = build(v4, v6, out)
+    print(f"wrote {out}: {stats.networks} networks in {stats.seconds:.1f} s")
     return 0
 
 
@@ -131,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     geoip = sub.add_parser("geoip", help="GeoIP data")
     geoip_sub = geoip.add_subparsers(dest="geoip_command", required=True)
     gbuild = geoip_sub.add_parser("build", help="build the country mmdb from tor-geoipdb data")
-    gbuild.add_argument("--v4", type=Path, default=TOR_GEOIP_V4, help="IPv4 ranges file")
-    gbuild.add_argument("--v6", type=Path, default=TOR_GEOIP_V6, help="IPv6 ranges file")
-    gbuild.add_argument("--out", type=Path, default=DEFAULT_GEOIP, help="output mmdb")
+    gbuild.add_argument("--v4", type=Path, help="IPv4 ranges file, tor-geoipdb format "
+                        "(default /usr/share/tor/geoip)")
+    gbuild.add_argument("--v6", type=Path, help="IPv6 ranges file, tor-geoipdb format "
+                        "(default /usr/share/tor/geoip6; skipped when absent)")
+    gbuild.add_argument("--out", type=Path, help=f"output mmdb (default {DEFAULT_GEOIP})")
     gbuild.add_argument("--if-missing", action="store_true",
                         help="do nothing when the output file exists")
     gbuild.set_defaults(func=_cmd_geoip_build)

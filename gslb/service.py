@@ -10,6 +10,7 @@ from pathlib import Path
 from gslb.authority import Authority, respond
 from gslb.config.model import Config
 from gslb.dns.server import DnsServer
+from gslb.geo import GeoDB
 from gslb.health.memory import MemoryHealth
 from gslb.probe.worker import Prober
 
@@ -33,11 +34,7 @@ class Service:
     ) -> None:
         self.config = config
         self.health = MemoryHealth()
-        self.geo = None
-        if geoip is not None:
-            from gslb.geo import GeoDB
-
-            self.geo = GeoDB(geoip)
+        self.geo = GeoDB(geoip) if geoip is not None else None
         self.authority = Authority(
             config, self.health, self.geo.locate if self.geo else None, rng=rng)
         self.prober = Prober(config.origins, self.health)

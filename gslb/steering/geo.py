@@ -22,28 +22,15 @@ section 7.2.1).
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections.abc import Sequence
 
 from gslb.config.model import Origin, Pool
+from gslb.geo import distance_km
 from gslb.health.view import HealthView
 from gslb.steering.base import Client, Selection
 from gslb.steering.failover import first_healthy_tier
 from gslb.steering.weighted import pick_weighted
-
-#: Mean Earth radius (IUGG), kilometres.
-EARTH_RADIUS_KM = 6371.0088
-
-
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in kilometres between two points given in
-    decimal degrees, by the haversine formula on a sphere of
-    ``EARTH_RADIUS_KM`` (error below 0.5 % against the WGS 84 ellipsoid)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 class GeoPolicy:

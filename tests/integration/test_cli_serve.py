@@ -1,0 +1,76 @@
+"""`gslb serve` as a user runs it: a real process, asked by `dig`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FAKE_MMDB = ROOT / "tests" / "data" / "geoip" / "fake-country.mmdb"
+BAD = ROOT / "tests" / "data" / "zones" / "bad-several.yaml"
+
+pytestmark = pytest.mark.skipif(shutil.which("dig") is None,
+                                reason="dig missing: apt-get install -y dnsutils")
+
+
+async def dig(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "dig", "+time=2", "+tries=1", *args, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    return out.decode()
+
+
+async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--geoip", str(FAKE_MMDB),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        ports = []
+        while len(ports) < 2:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+            assert line, "gslb serve exited early"
+            match = re.search(r"serving DNS on (\S+) port (\d+)", line)
+            if match:
+                ports.append((match[1], match[2]))
+        (v4, p4), (v6, p6) = ports
+        assert (v4, v6) == ("127.0.0.1", "::1")
+        out = await dig(f"@{v4}", "-p", p4, "www.gslb.example.com", "+subnet=81.2.69.0/24")
+        assert "CLIENT-SUBNET: 81.2.69.0/24/24" in out
+        assert re.search(r"^www\.gslb\.example\.com\.\s+30\s+IN\s+A\s+127\.0\.0\.11$", out, re.M)
+        out = await dig(f"@{v6}", "-p", p6, "static.gslb.example.com", "MX", "+tcp", "+short")
+        assert out.strip() == "10 mail.example.com."
+        out = await dig(f"@{v4}", "-p", p4, "nope.gslb.example.com")
+        assert "status: NXDOMAIN" in out and "flags: qr aa" in out
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 10)
+    assert rc == 0
+
+
+async def test_serve_refuses_an_invalid_config_with_file_and_line():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(BAD), "--listen", "127.0.0.1:0",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 1
+    lines = [line for line in err.decode().splitlines() if line.startswith(str(BAD))]
+    assert len(lines) >= 2
+    assert all(re.match(rf"{re.escape(str(BAD))}:\d+: \S+: .+", line) for line in lines)
+
+
+async def test_serve_reports_a_missing_geoip_file():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        "--listen", "127.0.0.1:0", "--geoip", "/nonexistent.mmdb",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 1
+    assert "/nonexistent.mmdb" in err.decode()

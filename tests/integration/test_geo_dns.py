@@ -1,0 +1,80 @@
+"""Geo steering seen through DNS: the client located by its ECS subnet (else
+by the packet's source address) in the committed fake country mmdb, and the
+ECS scope the answer carries (RFC 7871 section 7.2.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.edns
+import pytest
+
+from tests.integration.dnsutil import BASE_ZONE, addresses
+
+FAKE_MMDB = Path(__file__).parent.parent / "data" / "geoip" / "fake-country.mmdb"
+
+ZONE = """
+origins:
+  london: {ipv4: [192.0.2.11], ipv6: ["2001:db8:a::11"], location: {country: GB}}
+  stockholm: {ipv4: [192.0.2.12], location: {country: SE}}
+  virginia: {ipv4: [192.0.2.13], ipv6: ["2001:db8:a::13"], location: {lat: 38.95, lon: -77.45}}
+  tokyo: {ipv4: [192.0.2.14], location: {country: JP}}
+pools:
+  web:
+    policy: geo
+    origins: [london, stockholm, virginia, tokyo]
+    countries: {GB: london}
+    continents: {NA: virginia}
+    default: virginia
+  spread: {policy: weighted, origins: [london, virginia]}
+""" + BASE_ZONE.format(minimum=30) + """
+      www: {gslb: web}
+      spread: {gslb: spread}
+"""
+
+
+@pytest.fixture
+async def server(dns_server):
+    return await dns_server(ZONE, geoip=FAKE_MMDB)
+
+
+def ecs_of(msg):
+    (opt,) = [o for o in msg.options if o.otype == dns.edns.ECS]
+    return opt.address, opt.srclen, opt.scopelen
+
+
+@pytest.mark.parametrize(
+    ("subnet", "prefix", "expected", "scope"),
+    [
+        ("81.2.69.0", 24, "192.0.2.11", 24),  # GB: country map
+        ("8.8.8.0", 24, "192.0.2.13", 24),  # US: continent NA
+        ("89.160.16.0", 20, "192.0.2.12", 20),  # SE, unmapped: nearest is stockholm
+        ("5.5.10.0", 24, "192.0.2.14", 24),  # SG, unmapped: nearest is tokyo
+        ("81.2.69.142", 32, "192.0.2.11", 24),  # /32 source: scope capped at /24
+        ("203.0.113.0", 24, "192.0.2.13", 24),  # not in the database: default
+    ],
+)
+async def test_geo_answer_follows_the_ecs_subnet(server, subnet, prefix, expected, scope):
+    msg = await server.query("www.gslb.example.test.", "A", ecs=(subnet, prefix))
+    assert addresses(msg) == [expected]
+    assert ecs_of(msg) == (subnet, prefix, scope)
+
+
+async def test_ipv6_ecs_scope_is_capped_at_56(server):
+    msg = await server.query("www.gslb.example.test.", "AAAA", ecs=("2a02:c7f::", 64))
+    assert addresses(msg) == ["2001:db8:a::11"]  # UK → GB → london
+    assert ecs_of(msg) == ("2a02:c7f::", 64, 56)
+
+
+async def test_without_ecs_the_source_address_locates_the_client(server):
+    # 127.0.0.1 is in no database: the pool's default answers
+    msg = await server.query("www.gslb.example.test.", "A")
+    assert addresses(msg) == ["192.0.2.13"]
+    # an ECS option with source prefix-length 0 asks us not to use it (RFC 7871 7.1.2)
+    msg = await server.query("www.gslb.example.test.", "A", ecs=("0.0.0.0", 0))
+    assert addresses(msg) == ["192.0.2.13"]
+
+
+async def test_client_independent_answer_has_scope_zero(server):
+    msg = await server.query("spread.gslb.example.test.", "A", ecs=("81.2.69.0", 24))
+    assert ecs_of(msg) == ("81.2.69.0", 24, 0)

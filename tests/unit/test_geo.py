@@ -1,0 +1,169 @@
+"""GeoDB lookups on the committed fixture mmdb, its cache, and distance_km."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+
+from gslb import countries
+from gslb.errors import GslbError
+from gslb.geo import GeoDB, GeoDBError, GeoLocation, distance_km
+
+FAKE = Path(__file__).resolve().parent.parent / "data" / "geoip" / "fake-country.mmdb"
+
+
+def at(country: str | None, continent: str) -> GeoLocation:
+    """The location our database gives for ``country`` (else ``continent``)."""
+    point = countries.COUNTRIES[country] if country else countries.CONTINENTS[continent]
+    return GeoLocation(country, continent, point.lat, point.lon)
+
+
+@pytest.fixture
+def db() -> Iterator[GeoDB]:
+    with GeoDB(FAKE) as geodb:
+        yield geodb
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("81.2.69.142", at("GB", "EU")),
+    ("81.2.70.1", at("GB", "EU")),  # UK → GB
+    ("81.2.70.200", at("SE", "EU")),
+    ("89.160.20.112", at("SE", "EU")),
+    ("2.16.0.1", at(None, "EU")),  # EU: continent and its point, no country
+    ("1.0.0.1", at(None, "AS")),  # AP
+    ("5.5.7.7", at("RS", "EU")),  # CS
+    ("5.5.8.8", at(None, "NA")),  # AN
+    ("5.5.10.10", at("SG", "AS")),
+    ("2001:4860:4860::8888", at("US", "NA")),
+    ("2a02:c7f::1", at("GB", "EU")),
+    ("2400:cb00::1", at(None, "AS")),
+    ("::ffff:81.2.69.142", at("GB", "EU")),  # IPv4-mapped IPv6
+    ("81.2.69.0/24", at("GB", "EU")),  # a subnet: its first address
+    ("2001:db8:2::/56", at("SE", "EU")),
+    # not in the database: unknown, empty, unmapped codes, private, loopback
+    ("5.5.5.5", None), ("5.5.6.6", None), ("5.5.9.9", None), ("2001:db8::1", None),
+    ("10.0.0.1", None), ("127.0.0.1", None), ("::1", None), ("fd00::1", None),
+    ("192.0.2.1", None),
+])
+def test_locate(db: GeoDB, address: str, expected: GeoLocation | None) -> None:
+    assert db.locate(address) == expected
+    assert db.locate(address) == expected  # and again, from the cache
+
+
+@pytest.mark.parametrize("junk", [
+    "", "junk", "1.2.3", "1.2.3.4.5", "256.1.1.1", "::g", "fe80::1%eth0", "1.2.3.4/33",
+    "1.2.3.4\x00", " 1.2.3.4", None, 16909060, b"\x01\x02\x03\x04",
+])
+def test_locate_never_raises_on_junk(db: GeoDB, junk: object) -> None:
+    assert db.locate(junk) is None  # type: ignore[arg-type]
+
+
+def test_cache_hits_within_a_block(db: GeoDB) -> None:
+    assert db.locate("89.160.20.1") == at("SE", "EU")
+    misses = db.cache_info()["misses"]
+    for last in range(2, 50):
+        assert db.locate(f"89.160.20.{last}") == at("SE", "EU")
+    assert db.locate("2001:4860:4860:ff::1") == at("US", "NA")
+    assert db.locate("2001:4860:4860:ff::2") == at("US", "NA")
+    info = db.cache_info()
+    assert info["misses"] == misses + 1 and info["hits"] >= 49
+
+
+def test_cache_exact_when_networks_are_finer_than_the_block(db: GeoDB) -> None:
+    """81.2.70.0/24 holds a GB /25 and an SE /25; 2001:db8:2::/56 holds an SE
+    /64 and a GB /64: each address still gets its own network's answer."""
+    for _ in range(2):
+        assert db.locate("81.2.70.200") == at("SE", "EU")
+        assert db.locate("81.2.70.1") == at("GB", "EU")
+        assert db.locate("2001:db8:2:1::1") == at("GB", "EU")
+        assert db.locate("2001:db8:2::1") == at("SE", "EU")
+
+
+def test_cache_is_bounded() -> None:
+    with GeoDB(FAKE, cache_size=4) as geodb:
+        for third in range(256):
+            geodb.locate(f"8.8.{third}.8")
+            geodb.locate(f"81.2.70.{third}")
+        assert geodb.cache_info()["size"] <= 8
+
+
+def test_database_facts(db: GeoDB) -> None:
+    assert db.database_type == "GSLB-Country"
+    assert db.build_epoch > 1_600_000_000
+    assert db.path == str(FAKE)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(GeoDBError, match=r"missing\.mmdb: cannot open GeoIP database: No such"):
+        GeoDB(tmp_path / "missing.mmdb")
+
+
+@pytest.mark.parametrize("content", [b"", b"not an mmdb file\n" * 100])
+def test_not_an_mmdb(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.mmdb"
+    path.write_bytes(content)
+    with pytest.raises(GeoDBError, match=r"bad\.mmdb: "):
+        GeoDB(path)
+
+
+def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
+    with pytest.raises(GslbError, match=f"^{tmp_path}: "):
+        GeoDB(tmp_path)
+
+
+def test_city_layout_and_fallbacks(tmp_path: Path) -> None:
+    """A GeoLite2-City-like file: the record's own coordinates win; a record
+    with only ``registered_country`` or only a country gets the continent and
+    point from the country table; continent-only gets the continent's point;
+    an empty record is unknown."""
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City",
+                        languages=["en"], description="test")
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {
+        "continent": {"code": "NA"}, "country": {"iso_code": "US"},
+        "location": {"latitude": 38.95, "longitude": -77.45}})
+    writer.insert_network(IPSet(["203.0.113.0/25"]), {"registered_country": {"iso_code": "SE"}})
+    writer.insert_network(IPSet(["203.0.113.128/25"]), {"country": {"iso_code": "SG"}})
+    writer.insert_network(IPSet(["192.0.2.0/25"]), {"continent": {"code": "OC"}})
+    writer.insert_network(IPSet(["192.0.2.128/25"]), {"city": {"names": {"en": "Nowhere"}}})
+    path = tmp_path / "city.mmdb"
+    writer.to_db_file(str(path))
+    with GeoDB(path) as geodb:
+        assert geodb.locate("198.51.100.7") == GeoLocation("US", "NA", 38.95, -77.45)
+        assert geodb.locate("203.0.113.7") == at("SE", "EU")
+        assert geodb.locate("203.0.113.200") == at("SG", "AS")
+        assert geodb.locate("192.0.2.7") == at(None, "OC")
+        assert geodb.locate("192.0.2.200") is None
+
+
+def test_ipv4_only_database(tmp_path: Path) -> None:
+    writer = MMDBWriter(ip_version=4, database_type="Test-Country")
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {"country": {"iso_code": "GB"}})
+    path = tmp_path / "v4.mmdb"
+    writer.to_db_file(str(path))
+    with GeoDB(path) as geodb:
+        assert geodb.locate("198.51.100.1") == at("GB", "EU")
+        assert geodb.locate("2001:4860:4860::8888") is None
+
+
+LONDON, PARIS, NEW_YORK = (51.5074, -0.1278), (48.8566, 2.3522), (40.7128, -74.0060)
+
+
+@pytest.mark.parametrize(("a", "b", "km"), [
+    (LONDON, PARIS, 343.6),
+    (LONDON, NEW_YORK, 5570.2),
+    ((0.0, 0.0), (0.0, 180.0), math.pi * 6371.0088),  # half way round the equator
+    ((90.0, 0.0), (-90.0, 0.0), math.pi * 6371.0088),  # pole to pole
+    ((10.0, 179.5), (10.0, -179.5), 109.5),  # across the antimeridian
+])
+def test_distance_km(a: tuple[float, float], b: tuple[float, float], km: float) -> None:
+    assert distance_km(*a, *b) == pytest.approx(km, rel=2e-3)
+    assert distance_km(*b, *a) == pytest.approx(km, rel=2e-3)
+
+
+def test_distance_to_itself_is_zero() -> None:
+    assert distance_km(*LONDON, *LONDON) == 0.0
