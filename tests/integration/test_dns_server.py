@@ -22,12 +22,15 @@ ZONE = """
 origins:
   a: {ipv4: [192.0.2.1], ipv6: ["2001:db8::1"]}
   b: {ipv4: [192.0.2.2]}
+  c: {ipv4: [192.0.2.3], weight: 3}
 pools:
   both: {policy: all, origins: [a, b]}
   v4only: {policy: weighted, origins: [b]}
+  heavy: {policy: weighted, origins: [a, c]}
 """ + BASE_ZONE.format(minimum=30) + """
       www: {gslb: {pool: both, ttl: 20}}
       v4: {gslb: v4only}
+      heavy: {gslb: heavy}
       static:
         A: {ttl: 60, values: [192.0.2.10, 192.0.2.11]}
         AAAA: "2001:db8::10"
@@ -337,3 +340,12 @@ async def test_malformed_ecs_gets_formerr(server, option):
     reply = await server.raw_udp(q.to_wire())
     msg = dns.message.from_wire(reply)
     assert msg.rcode() == dns.rcode.FORMERR
+
+
+async def test_weighted_answers_follow_the_weights(server):
+    counts = {"192.0.2.1": 0, "192.0.2.3": 0}
+    for _ in range(400):
+        (address,) = addresses(await server.query("heavy.gslb.example.test.", "A"))
+        counts[address] += 1
+    # weight 1 : 3 → 100 : 300 expected; 4.5 standard deviations of slack
+    assert 260 <= counts["192.0.2.3"] <= 340, counts

@@ -9,19 +9,7 @@ import pytest
 from gslb.config.model import Origin, Pool
 from gslb.steering.all import AllPolicy
 from gslb.steering.base import Client
-
-
-class Health:
-    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
-
-    generation = 0
-
-    def __init__(self, **states: bool) -> None:
-        self.states = states
-
-    def is_up(self, origin: str) -> bool:
-        return self.states.get(origin, True)
-
+from tests.unit.fakes import Health
 
 CANDIDATES = tuple(Origin(n, (f"192.0.2.{i}",)) for i, n in enumerate(["a", "b", "c", "d"], 1))
 POOL = Pool("everyone", "all", ("a", "b", "c", "d"), (("a", "b", "c", "d"),), max_answers=1)

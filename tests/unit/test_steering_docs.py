@@ -13,21 +13,10 @@ from gslb.config import load
 from gslb.config.model import Config
 from gslb.geo import GeoLocation
 from gslb.steering import Client, Steering
+from tests.unit.fakes import Health
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "steering.md"
 BLOCKS = re.findall(r"^```yaml gslb\n(.*?)^```$", DOC.read_text(), re.M | re.S)
-
-
-class Health:
-    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
-
-    generation = 0
-
-    def __init__(self, **states: bool) -> None:
-        self.states = states
-
-    def is_up(self, origin: str) -> bool:
-        return self.states.get(origin, True)
 
 
 def load_block(i: int, tmp_path: Path) -> Config:

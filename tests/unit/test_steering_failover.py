@@ -9,19 +9,7 @@ import pytest
 from gslb.config.model import Origin, Pool
 from gslb.steering.base import Client
 from gslb.steering.failover import FailoverPolicy
-
-
-class Health:
-    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
-
-    generation = 0
-
-    def __init__(self, **states: bool) -> None:
-        self.states = states
-
-    def is_up(self, origin: str) -> bool:
-        return self.states.get(origin, True)
-
+from tests.unit.fakes import Health
 
 ORIGINS = {
     "london": Origin("london", ("192.0.2.11",), ("2001:db8::11",)),

@@ -13,19 +13,7 @@ from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
 from gslb.steering import Choice, Client, Steering
 from gslb.steering.fallback import MAX_FALLBACK_DEPTH
-
-
-class Health:
-    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
-
-    generation = 0
-
-    def __init__(self, **states: bool) -> None:
-        self.states = states
-
-    def is_up(self, origin: str) -> bool:
-        return self.states.get(origin, True)
-
+from tests.unit.fakes import Health
 
 ORIGINS = {
     "london": Origin("london", ("192.0.2.11",), ("2001:db8::11",), location=Location(51.5, -0.1)),

@@ -11,19 +11,7 @@ from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
 from gslb.steering.base import Client, Selection
 from gslb.steering.geo import GeoPolicy, distance_km
-
-
-class Health:
-    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
-
-    generation = 0
-
-    def __init__(self, **states: bool) -> None:
-        self.states = states
-
-    def is_up(self, origin: str) -> bool:
-        return self.states.get(origin, True)
-
+from tests.unit.fakes import Health
 
 ORIGINS = {
     "london": Origin("london", ("192.0.2.11",), ("2001:db8::11",), weight=3,

@@ -10,19 +10,7 @@ import pytest
 from gslb.config.model import Origin, Pool
 from gslb.steering.base import Client
 from gslb.steering.weighted import WeightedPolicy, pick_weighted
-
-
-class Health:
-    """Fake HealthView: a dict of origin name → up; unknown origins are up."""
-
-    generation = 0
-
-    def __init__(self, **states: bool) -> None:
-        self.states = states
-
-    def is_up(self, origin: str) -> bool:
-        return self.states.get(origin, True)
-
+from tests.unit.fakes import Health
 
 LONDON = Origin("london", ("192.0.2.11",), ("2001:db8::11",), weight=3)
 VIRGINIA = Origin("virginia", ("192.0.2.13",), weight=1)
