@@ -3,6 +3,8 @@ process (the embedded default: in-process prober, in-memory health)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from pathlib import Path
@@ -11,7 +13,7 @@ from gslb.authority import Authority, respond
 from gslb.config.model import Config
 from gslb.dns.server import DnsServer
 from gslb.geo import GeoDB
-from gslb.health.memory import MemoryHealth
+from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
 
 log = logging.getLogger("gslb.service")
@@ -33,12 +35,14 @@ class Service:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.health = MemoryHealth()
+        self.health = QuorumView(config.health.quorum, config.health.stale_after_s)
         self.geo = GeoDB(geoip) if geoip is not None else None
         self.authority = Authority(
             config, self.health, self.geo.locate if self.geo else None, rng=rng)
-        self.prober = Prober(config.origins, self.health)
+        self.prober = Prober(config.origins, self.health,
+                             heartbeat_interval_s=config.health.heartbeat_interval_s)
         self.server = DnsServer(self.handle, listen)
+        self._ticker: asyncio.Task[None] | None = None
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         """Answer one query message (the DNS listeners' handler)."""
@@ -53,10 +57,11 @@ class Service:
         """Start the prober, then the listeners. Raises ``OSError`` when a
         listen address cannot be bound."""
         await self.prober.start()
+        self._ticker = asyncio.create_task(self._tick(), name="gslb-health-ticker")
         try:
             await self.server.start()
         except BaseException:
-            await self.prober.stop()
+            await self.stop()
             raise
         log.info("serving %d zone(s): %s", len(self.config.zones),
                  ", ".join(z.rstrip(".") for z in self.config.zones))
@@ -64,6 +69,18 @@ class Service:
     async def stop(self) -> None:
         """Stop listening, then stop the prober."""
         await self.server.stop()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         await self.prober.stop()
         if self.geo is not None:
             self.geo.close()
+
+    async def _tick(self) -> None:
+        """Re-evaluate staleness (it moves with time, not with messages)."""
+        period = min(1.0, self.health.stale_after_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.health.refresh()

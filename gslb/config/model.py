@@ -147,6 +147,39 @@ class Zone:
 
 
 @dataclass(frozen=True, slots=True)
+class Vantage:
+    """A probe vantage point: where a ``gslb probe`` worker checks origins
+    from. ``location`` in decimal degrees (from ``{lat, lon}`` or a
+    country's representative point); ``country`` ISO 3166-1 alpha-2 and
+    ``continent`` code when known."""
+
+    name: str
+    location: Location | None = None
+    country: str | None = None
+    continent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """How vantage reports combine into an origin's state.
+
+    * ``quorum``: an origin is up when at least this many of its fresh
+      vantages say up; None means a majority (more than half) of the fresh
+      vantages. Capped at the number of fresh vantages.
+    * ``stale_after_s``: seconds after a vantage's last sign of life
+      (heartbeat or report) when it stops counting.
+    * ``heartbeat_interval_s``: seconds between a prober's heartbeats.
+    * ``resync_interval_s``: seconds between full reloads of the shared
+      state (Redis), repairing any missed change message.
+    """
+
+    quorum: int | None = None
+    stale_after_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    resync_interval_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole validated configuration, as loaded from ``files``."""
 
@@ -154,3 +187,5 @@ class Config:
     origins: Mapping[str, Origin]
     pools: Mapping[str, Pool]
     files: tuple[str, ...] = ()
+    vantages: Mapping[str, Vantage] = field(default_factory=lambda: MappingProxyType({}))
+    health: HealthSettings = field(default_factory=HealthSettings)

@@ -75,3 +75,134 @@ class CheckResult:
     ok: bool
     rtt_ms: float | None
     detail: str
+
+
+#: Weight of the newest RTT sample in the smoothed RTT (an exponentially
+#: weighted moving average: ``srtt = alpha × rtt + (1 - alpha) × srtt``).
+#: 0.3 follows a step change within about 7 checks (to 90 %) while one
+#: outlier moves it by under a third. TCP's SRTT uses 1/8 (RFC 6298 2.3)
+#: for per-packet samples; checks are far sparser, so we weigh each more.
+EWMA_ALPHA = 0.3
+#: A smoothed RTT change is announced (pub/sub) when it moves by more than
+#: this fraction of the last announced value...
+SRTT_NOTIFY_REL = 0.10
+#: ...and by more than this many milliseconds.
+SRTT_NOTIFY_ABS_MS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class VantageReport:
+    """One vantage's view of one origin after a check: the unit of shared
+    health state (a Redis hash, a pub/sub message, a view entry).
+
+    * ``up``: state after rise/fall hysteresis.
+    * ``consecutive``: results in a row equal to the last (``last_ok``).
+    * ``rtt_ms``: the last check's round trip, milliseconds (None if it
+      made no connection); ``srtt_ms``: smoothed RTT (``EWMA_ALPHA``) over
+      successful checks, milliseconds, None before the first.
+    * ``detail``: the last check's detail (the error when it failed).
+    * ``checked_at``: when the check finished, epoch seconds (the probe's
+      clock: keep probes and servers NTP-synchronised).
+    """
+
+    origin: str
+    vantage: str
+    up: bool
+    consecutive: int
+    last_ok: bool | None
+    rtt_ms: float | None
+    srtt_ms: float | None
+    detail: str
+    checked_at: float
+
+    def to_fields(self) -> dict[str, str]:
+        """Flat text fields (a Redis hash, JSON), without origin/vantage."""
+        return {
+            "up": "1" if self.up else "0",
+            "consecutive": str(self.consecutive),
+            "last_ok": "" if self.last_ok is None else ("1" if self.last_ok else "0"),
+            "rtt_ms": "" if self.rtt_ms is None else f"{self.rtt_ms:.3f}",
+            "srtt_ms": "" if self.srtt_ms is None else f"{self.srtt_ms:.3f}",
+            "detail": self.detail,
+            "checked_at": f"{self.checked_at:.6f}",
+        }
+
+    @classmethod
+    def from_fields(cls, origin: str, vantage: str, fields: dict[str, str]) -> VantageReport:
+        """Inverse of ``to_fields``. Raises ``ValueError`` (or ``KeyError``)
+        on a malformed record."""
+        def opt_float(key: str) -> float | None:
+            return float(fields[key]) if fields.get(key) else None
+
+        last_ok = fields.get("last_ok", "")
+        return cls(
+            origin=origin, vantage=vantage, up=fields["up"] == "1",
+            consecutive=int(fields["consecutive"]),
+            last_ok=None if last_ok == "" else last_ok == "1",
+            rtt_ms=opt_float("rtt_ms"), srtt_ms=opt_float("srtt_ms"),
+            detail=fields.get("detail", ""), checked_at=float(fields["checked_at"]),
+        )
+
+
+class _OriginProbe:
+    __slots__ = ("announced_srtt", "announced_up", "hysteresis", "srtt_ms")
+
+    def __init__(self, rise: int, fall: int) -> None:
+        self.hysteresis = Hysteresis(rise, fall)
+        self.srtt_ms: float | None = None
+        self.announced_up: bool | None = None
+        self.announced_srtt: float | None = None
+
+
+class ProbeState:
+    """Everything one vantage knows of its origins: rise/fall hysteresis and
+    smoothed RTT per origin. Pure, no I/O; the prober feeds it and ships the
+    reports it returns."""
+
+    def __init__(self, vantage: str, alpha: float = EWMA_ALPHA) -> None:
+        self.vantage = vantage
+        self.alpha = alpha
+        self._origins: dict[str, _OriginProbe] = {}
+
+    def observe(self, origin: str, result: CheckResult, rise: int, fall: int,
+                now: float) -> tuple[VantageReport, bool, bool]:
+        """Count one check ``result`` of ``origin`` finished at ``now`` (epoch
+        seconds). Returns ``(report, state_changed, notify)``: ``notify`` is
+        True when the state changed or the smoothed RTT moved by more than
+        ``SRTT_NOTIFY_REL`` and ``SRTT_NOTIFY_ABS_MS`` since last announced
+        (the caller then announces the report and it becomes the new basis).
+        """
+        slot = self._origins.get(origin)
+        if slot is None:
+            slot = self._origins[origin] = _OriginProbe(rise, fall)
+        h = slot.hysteresis
+        h.rise, h.fall = rise, fall
+        changed = h.feed(result.ok)
+        if result.ok and result.rtt_ms is not None:
+            slot.srtt_ms = (result.rtt_ms if slot.srtt_ms is None
+                            else self.alpha * result.rtt_ms + (1 - self.alpha) * slot.srtt_ms)
+        report = VantageReport(origin, self.vantage, h.up, h.consecutive, h.last_ok,
+                               result.rtt_ms, slot.srtt_ms, result.detail, now)
+        notify = changed or slot.announced_up is None or _srtt_moved(
+            slot.announced_srtt, slot.srtt_ms)
+        if notify:
+            slot.announced_up, slot.announced_srtt = h.up, slot.srtt_ms
+        return report, changed, notify
+
+    def forget(self, origin: str) -> None:
+        """Drop ``origin``'s state (its check changed or it was removed): the
+        next result starts afresh, up."""
+        self._origins.pop(origin, None)
+
+    def origins(self) -> frozenset[str]:
+        """Names of the origins with state."""
+        return frozenset(self._origins)
+
+
+def _srtt_moved(old: float | None, new: float | None) -> bool:
+    if new is None:
+        return False
+    if old is None:
+        return True
+    delta = abs(new - old)
+    return delta > SRTT_NOTIFY_ABS_MS and delta > SRTT_NOTIFY_REL * old

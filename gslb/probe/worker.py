@@ -1,13 +1,16 @@
-"""The embedded prober: one asyncio task per checked origin.
+"""The prober: one asyncio task per checked origin, from one vantage.
 
-Each task loops forever: run the origin's check, report the result to the
-store (which owns rise/fall), then wait so that checks *start* every
+Each task loops forever: run the origin's check, count it in the vantage's
+``ProbeState`` (rise/fall, smoothed RTT), hand the report to the sink (the
+in-memory view, or Redis), then wait so that checks *start* every
 ``interval_s`` seconds (the time the check took is subtracted; a check
 that overruns its interval is followed at once, without catching up on
 missed starts). The first check of each origin waits a random jitter in
 ``[0, min(interval_s, 1))`` seconds so that origins loaded together do not
 all fire at once. A check that raises (a bug, never an origin failure)
-counts as a failure, is logged, and never stops the task.
+counts as a failure, is logged, and never stops the task. A further task
+sends the sink a heartbeat every ``heartbeat_interval_s`` seconds, so
+nameservers can tell a silent vantage from a quiet one.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 
 import aiohttp
 
 from gslb.config.model import Check, Origin
-from gslb.health.memory import MemoryHealth
-from gslb.health.state import CheckResult
+from gslb.health.state import CheckResult, ProbeState
+from gslb.health.view import ReportSink
 from gslb.probe.checks import run_check
 from gslb.probe.checks.http import make_session
 
@@ -33,7 +37,7 @@ MAX_JITTER_S = 1.0
 
 class Prober:
     """Checks ``origins`` (those with a ``check``) from ``vantage`` and
-    reports into ``store``.
+    reports into ``sink``.
 
     ``start()`` launches the tasks; ``update(origins)`` applies a reloaded
     config (new, removed and changed checks; the state of origins whose
@@ -42,10 +46,14 @@ class Prober:
     ``rng`` makes the jitter reproducible in tests.
     """
 
-    def __init__(self, origins: Mapping[str, Origin], store: MemoryHealth,
-                 vantage: str = "local", rng: random.Random | None = None) -> None:
-        self.store = store
+    def __init__(self, origins: Mapping[str, Origin], sink: ReportSink,
+                 vantage: str = "local", rng: random.Random | None = None,
+                 heartbeat_interval_s: float = 1.0) -> None:
+        self.sink = sink
         self.vantage = vantage
+        self.state = ProbeState(vantage)
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat: asyncio.Task[None] | None = None
         self._rng = rng or random.Random()
         self._checks = _checks_of(origins)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -61,9 +69,11 @@ class Prober:
         """Open the shared HTTP session and start one task per checked origin."""
         if self._session is None:
             self._session = make_session()
-        self.store.set_origins(self._checks)
         for name in self._checks.keys() - self._tasks.keys():
             self._spawn(name)
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(),
+                                                  name=f"gslb-heartbeat-{self.vantage}")
 
     def update(self, origins: Mapping[str, Origin]) -> None:
         """Apply a reloaded config: stop tasks of origins removed or whose
@@ -77,10 +87,8 @@ class Prober:
         changed = [name for name in old if new.get(name) != old[name]]
         for name in changed:
             self._retire(name)
-        self.store.set_origins(new)
-        for name in changed:
-            if name in new:
-                self.store.reset(name, self.vantage)
+            self.state.forget(name)
+            self.sink.forget(name, self.vantage)
         for name in new:
             if name not in self._tasks:
                 self._spawn(name)
@@ -92,6 +100,10 @@ class Prober:
         """Cancel and await every task, then close the HTTP session."""
         for name in list(self._tasks):
             self._retire(name)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._retired.add(self._heartbeat)
+            self._heartbeat = None
         retired, self._retired = self._retired, set()
         await asyncio.gather(*retired, return_exceptions=True)
         if self._session is not None:
@@ -120,9 +132,22 @@ class Prober:
                 result = CheckResult(False, None, f"check raised {type(exc).__name__}: {exc}")
             log.debug("origin %s at vantage %s: ok=%s rtt_ms=%s %s", name, self.vantage,
                       result.ok, result.rtt_ms, result.detail)
-            self.store.report(name, self.vantage, result, check.rise, check.fall)
+            report, changed, notify = self.state.observe(name, result, check.rise, check.fall,
+                                                         time.time())
+            if changed:
+                log.log(logging.INFO if report.up else logging.WARNING,
+                        "origin %s %s at vantage %s after %d consecutive %s: %s", name,
+                        "UP" if report.up else "DOWN", self.vantage, report.consecutive,
+                        "successes" if report.up else "failures", result.detail)
+            self.sink.report(report, notify)
             next_start = max(next_start + check.interval_s, loop.time())
             await asyncio.sleep(next_start - loop.time())
+
+
+    async def _beat(self) -> None:
+        while True:
+            self.sink.heartbeat(self.vantage, time.time())
+            await asyncio.sleep(self.heartbeat_interval_s)
 
 
 def _checks_of(origins: Mapping[str, Origin]) -> dict[str, Check]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gslb.config.model import Check, Origin
-from gslb.health.memory import MemoryHealth
+from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
 from tests.conftest import FakeOrigin
 
@@ -36,11 +36,11 @@ def origin(name: str, port: int, **kw: Any) -> Origin:
     return Origin(name, ipv4=("127.0.0.1",), check=check)
 
 
-def reported(store: MemoryHealth, name: str, ok: bool | None = None) -> Callable[[], bool]:
+def reported(store: QuorumView, name: str, ok: bool | None = None) -> Callable[[], bool]:
     """Predicate: ``name`` has a report (whose last result is ``ok``, if given)."""
     def predicate() -> bool:
         status = store.snapshot().get(name)
-        return status is not None and (ok is None or status.vantages["local"].last_ok is ok)
+        return status is not None and (ok is None or status.reports["local"].last_ok is ok)
     return predicate
 
 
@@ -48,7 +48,7 @@ def probe_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("gslb-probe-")]
 
 
-async def timed_wait(store: MemoryHealth, predicate: Callable[[], bool], bound_s: float) -> float:
+async def timed_wait(store: QuorumView, predicate: Callable[[], bool], bound_s: float) -> float:
     start = time.monotonic()
     await store.wait_for(predicate, bound_s)
     return time.monotonic() - start
@@ -58,7 +58,7 @@ async def timed_wait(store: MemoryHealth, predicate: Callable[[], bool], bound_s
 async def test_origin_leaves_after_fall_and_returns_after_rise(
         fake_origin: MakeOrigin, failure: str) -> None:
     web = await fake_origin()
-    store = MemoryHealth()
+    store = QuorumView()
     prober = Prober({"web": origin("web", web.port)}, store, rng=random.Random(1))
     await prober.start()
     try:
@@ -71,13 +71,13 @@ async def test_origin_leaves_after_fall_and_returns_after_rise(
             web.delay_s = 1.0
         took = await timed_wait(store, lambda: not store.is_up("web"), DETECT_S)
         assert took <= DETECT_S
-        status = store.snapshot()["web"].vantages["local"]
+        status = store.snapshot()["web"].reports["local"]
         assert (status.up, status.consecutive, status.last_ok) == (False, FALL, False)
         web.status, web.delay_s = 200, 0.0
         await web.start()
         took = await timed_wait(store, lambda: store.is_up("web"), RECOVER_S)
         assert took <= RECOVER_S
-        assert store.snapshot()["web"].vantages["local"].consecutive == RISE
+        assert store.snapshot()["web"].reports["local"].consecutive == RISE
         assert store.generation == 2
     finally:
         await prober.stop()
@@ -85,21 +85,21 @@ async def test_origin_leaves_after_fall_and_returns_after_rise(
 
 async def test_tcp_origin(fake_origin: MakeOrigin) -> None:
     web = await fake_origin()
-    store = MemoryHealth()
+    store = QuorumView()
     prober = Prober({"t": origin("t", web.port, type="tcp")}, store)
     await prober.start()
     try:
         await store.wait_for(reported(store, "t", ok=True), 2.0)
-        assert store.snapshot()["t"].vantages["local"].rtt_ms > 0  # type: ignore[operator]
+        assert store.snapshot()["t"].reports["local"].rtt_ms > 0  # type: ignore[operator]
         await web.stop()
         await store.wait_for(lambda: not store.is_up("t"), DETECT_S)
-        assert store.snapshot()["t"].vantages["local"].detail == "connection refused"
+        assert store.snapshot()["t"].reports["local"].detail == "connection refused"
     finally:
         await prober.stop()
 
 
 async def test_origins_without_a_check_are_not_probed() -> None:
-    store = MemoryHealth()
+    store = QuorumView()
     prober = Prober({"plain": Origin("plain", ipv4=("192.0.2.1",))}, store)
     await prober.start()
     assert prober.running == frozenset() and probe_tasks() == []
@@ -110,15 +110,15 @@ async def test_origins_without_a_check_are_not_probed() -> None:
 async def test_a_raising_check_counts_as_failure_and_probing_goes_on(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="gslb.probe")
-    store = MemoryHealth()
+    store = QuorumView()
     bogus = origin("b", 1, type="bogus")  # no check function: run_check raises KeyError
     prober = Prober({"b": bogus}, store)
     await prober.start()
     try:
         await store.wait_for(lambda: not store.is_up("b"), DETECT_S)
-        assert store.snapshot()["b"].vantages["local"].detail == "check raised KeyError: 'bogus'"
+        assert store.snapshot()["b"].reports["local"].detail == "check raised KeyError: 'bogus'"
         await store.wait_for(
-            lambda: store.snapshot()["b"].vantages["local"].consecutive > FALL, DETECT_S)
+            lambda: store.snapshot()["b"].reports["local"].consecutive > FALL, DETECT_S)
         assert "b" in prober.running and not probe_tasks()[0].done()
         assert any("check raised" in r.getMessage() for r in caplog.records)
     finally:
@@ -128,7 +128,7 @@ async def test_a_raising_check_counts_as_failure_and_probing_goes_on(
 async def test_update_keeps_unchanged_state_and_restarts_changed_checks(
         fake_origin: MakeOrigin, refused_port: int) -> None:
     web = await fake_origin()
-    store = MemoryHealth()
+    store = QuorumView()
     dead, alive = origin("dead", refused_port), origin("alive", web.port)
     prober = Prober({"dead": dead, "alive": alive}, store)
     await prober.start()
@@ -157,7 +157,7 @@ async def test_stop_leaves_no_pending_tasks_and_closes_the_session(
         fake_origin: MakeOrigin) -> None:
     web = await fake_origin()
     web.delay_s = 1.0  # stop while checks are in flight
-    store = MemoryHealth()
+    store = QuorumView()
     prober = Prober({f"o{i}": origin(f"o{i}", web.port) for i in range(5)}, store,
                     rng=random.Random(0))
     await prober.start()

@@ -16,7 +16,7 @@ from gslb.authority import Authority, respond
 from gslb.config import load
 from gslb.dns import wire
 from gslb.dns.edns import EcsError, parse_ecs
-from gslb.health.memory import MemoryHealth
+from gslb.health.view import QuorumView
 
 ZONE = """
 origins:
@@ -39,7 +39,7 @@ zones:
 def authority(tmp_path_factory) -> Authority:
     path = tmp_path_factory.mktemp("z") / "zone.yaml"
     path.write_text(ZONE)
-    return Authority(load([path]), MemoryHealth(), rng=random.Random(1))
+    return Authority(load([path]), QuorumView(), rng=random.Random(1))
 
 
 GOOD = dns.message.make_query("www.example.test.", "A", use_edns=0,
