@@ -1,4 +1,4 @@
-"""Command line: ``gslb serve | check | geoip build``.
+"""Command line: ``gslb serve | probe | check | geoip build``.
 
 The only module that prints or exits.
 """
@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gslb.config.model import Config
 from gslb.errors import ConfigError, GslbError
+from gslb.service import ProbeService, Service
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
 DEFAULT_GEOIP = Path("geoip/country.mmdb")
@@ -39,16 +41,44 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace) -> int:
+def _load(paths: list[str]) -> Config | None:
+    """The config, or None after printing every error."""
     from gslb.config import load
-    from gslb.dns.server import parse_listen
-    from gslb.service import Service
 
     try:
-        config = load(args.config)
+        return load(paths)
     except ConfigError as exc:
         _print_config_error(exc)
-        print("not serving: fix the configuration first", file=sys.stderr)
+        print("not starting: fix the configuration first", file=sys.stderr)
+        return None
+
+
+async def _run_until_signal(part: Service | ProbeService) -> int:
+    """Start ``part``, run until SIGINT/SIGTERM, stop it; exit status."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await part.start()
+    except OSError as exc:
+        print(f"gslb: cannot start: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(part, Service):
+        for host, port in part.addresses:
+            print(f"gslb: serving DNS on {host} port {port} (UDP, TCP)", flush=True)
+    else:
+        print(f"gslb: probing from vantage {part.vantage}", flush=True)
+    await stop.wait()
+    await part.stop()
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from gslb.dns.server import parse_listen
+
+    config = _load(args.config)
+    if config is None:
         return 1
     try:
         listen = [parse_listen(text) for text in args.listen or [DEFAULT_LISTEN]]
@@ -63,28 +93,31 @@ async def _serve(args: argparse.Namespace) -> int:
             "no GeoIP database (%s missing; build it with `gslb geoip build`): "
             "geo pools answer from their default", DEFAULT_GEOIP)
     try:
-        service = Service(config, listen, geoip)
+        service = Service(config, listen, geoip, redis_url=args.redis)
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
-    try:
-        await service.start()
-    except OSError as exc:
-        print(f"gslb serve: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    for host, port in service.addresses:
-        print(f"gslb: serving DNS on {host} port {port} (UDP, TCP)", flush=True)
-    await stop.wait()
-    await service.stop()
-    return 0
+    return await _run_until_signal(service)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(args))
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    try:
+        worker = ProbeService(config, args.vantage, args.redis)
+    except (GslbError, ValueError) as exc:
+        print(f"gslb probe: {exc}", file=sys.stderr)
+        return 1
+    return await _run_until_signal(worker)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    return asyncio.run(_probe(args))
 
 
 def _cmd_geoip_build(args: argparse.Namespace) -> int:
@@ -123,7 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(default {DEFAULT_LISTEN})")
     serve.add_argument("--geoip", type=Path, metavar="PATH",
                        help=f"GeoIP2/GeoLite2/DB-IP mmdb (default {DEFAULT_GEOIP} if present)")
+    serve.add_argument("--redis", metavar="URL",
+                       help="read shared health state from Redis (redis://, rediss://, unix://, "
+                       "redis+sentinel://; see docs/redis.md) instead of probing in-process")
     serve.set_defaults(func=_cmd_serve)
+
+    probe = sub.add_parser("probe", help="probe every origin from one vantage, writing to Redis")
+    probe.add_argument("--config", action="append", required=True, metavar="FILE",
+                       help="YAML configuration file (repeatable)")
+    probe.add_argument("--vantage", required=True, metavar="NAME",
+                       help="this worker's vantage point, as declared under `vantages:`")
+    probe.add_argument("--redis", required=True, metavar="URL",
+                       help="where to write reports (see docs/redis.md)")
+    probe.set_defaults(func=_cmd_probe)
 
     check = sub.add_parser("check", help="validate configuration files without serving")
     check.add_argument("config", nargs="+", help="YAML configuration file(s)")

@@ -21,8 +21,11 @@ __all__ = ["Config", "load"]
 def load(paths: Sequence[str | os.PathLike[str]]) -> Config:
     """Load one or more YAML config files and merge them into one ``Config``.
 
-    Each file holds any of the top-level sections ``origins``, ``pools`` and
-    ``zones``; a name defined in two files (or twice in one) is an error.
+    Each file holds any of the top-level sections ``origins``, ``pools``,
+    ``zones``, ``vantages`` and ``health``; a name defined in two files (or
+    twice in one) is an error, as is ``health`` given in two files. Without
+    ``vantages`` the result has none; without ``health``, ``Config.health`` is
+    ``HealthSettings()`` (its defaults).
     Raises ``gslb.errors.ConfigError`` whose ``reasons`` list every problem
     found, each ``FILE:LINE: KEY.PATH: message``; an unreadable file, a YAML
     syntax error or a top level that is not a mapping is a reason too.

@@ -26,12 +26,14 @@ from gslb.config.model import (
     CheckType,
     Config,
     GslbRecord,
+    HealthSettings,
     Location,
     Origin,
     PolicyName,
     Pool,
     RRset,
     Tiers,
+    Vantage,
     Zone,
 )
 from gslb.dns.wire import STATIC_TYPES, normalize_rdata
@@ -39,7 +41,9 @@ from gslb.errors import ConfigError
 
 T = TypeVar("T")
 
-TOP_KEYS = ("origins", "pools", "zones")
+TOP_KEYS = ("origins", "pools", "zones", "vantages", "health")
+NAMED_SECTIONS = ("origins", "pools", "zones", "vantages")
+"""Top-level sections mapping names to entries; a name may be defined once."""
 ORIGIN_KEYS = ("ipv4", "ipv6", "weight", "location", "check")
 CHECK_KEYS = ("type", "port", "target", "path", "expect", "body", "host", "tls_verify",
               "interval", "timeout", "rise", "fall")
@@ -48,12 +52,17 @@ POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "all")
 POOL_KEYS = ("policy", "origins", "max_answers", "fallback")
 POLICY_KEYS = {"failover": ("tiers",), "geo": ("countries", "continents", "default")}
 ZONE_KEYS = ("ttl", "records")
+VANTAGE_KEYS = ("location", "continent")
+HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval")
+RESERVED_VANTAGE = "local"
+"""The vantage name of the prober embedded in ``gslb serve`` (no Redis)."""
 RECORD_TYPES = (*STATIC_TYPES, "gslb")
 MAX_TTL = 2**31 - 1
 """Largest TTL, seconds (RFC 2181 section 8)."""
 DEFAULT_ZONE_TTL = 3600
 """TTL (seconds) of static RRsets when neither the RRset nor the zone gives one."""
 _LABEL = re.compile(r"\*|[a-z0-9_-]{1,63}")
+_VANTAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +231,9 @@ class Validator:
         Raises ``ConfigError`` listing every reason (including any added with
         ``error()`` before) when anything is wrong.
         """
-        sections: dict[str, dict[str, tuple[Any, At]]] = {k: {} for k in TOP_KEYS}
-        first: dict[str, dict[str, At]] = {k: {} for k in TOP_KEYS}
+        sections: dict[str, dict[str, tuple[Any, At]]] = {k: {} for k in NAMED_SECTIONS}
+        first: dict[str, dict[str, At]] = {k: {} for k in NAMED_SECTIONS}
+        health: tuple[Any, At] | None = None
         for name, doc in documents:
             self._files.append(name)
             if not isinstance(doc, MarkedDict):
@@ -234,7 +244,13 @@ class Validator:
             top = At("", doc.loc)
             self._mapping(doc, top)
             self._fields(doc, top, TOP_KEYS)
-            for section in (k for k in TOP_KEYS if k in doc):
+            if "health" in doc:
+                hat = top.key(doc, "health")
+                if health is not None:
+                    self._err(hat, f"health is given twice (first at {health[1].loc})")
+                else:
+                    health = (doc["health"], hat)
+            for section in (k for k in NAMED_SECTIONS if k in doc):
                 sat = top.key(doc, section)
                 body = self._mapping(doc[section], sat)
                 for key, value in (body or {}).items():
@@ -258,6 +274,9 @@ class Validator:
             if zone is not None:
                 zones[zone.name] = zone
         self._nested_zones()
+        vantages = {name: self._vantage(name, v, at)
+                    for name, (v, at) in sections["vantages"].items()}
+        settings = self._health(*health, len(vantages)) if health else HealthSettings()
 
         if self._reasons:
             raise ConfigError(self.reasons())
@@ -266,6 +285,8 @@ class Validator:
             origins=MappingProxyType(cast(dict[str, Origin], origins)),
             pools=MappingProxyType(cast(dict[str, Pool], pools)),
             files=tuple(self._files),
+            vantages=MappingProxyType(cast(dict[str, Vantage], vantages)),
+            health=cast(HealthSettings, settings),
         )
 
     # -- origins ----------------------------------------------------------
@@ -536,6 +557,71 @@ class Validator:
                 m, at = defs[start]
                 self._err(at.key(m, "fallback"),
                           f"fallback cycle: {' -> '.join([*chain, start])}")
+
+    # -- vantages and health ---------------------------------------------
+
+    def _vantage(self, name: str, value: object, at: At) -> Vantage | None:
+        """A probe vantage; a null value is a vantage with no location."""
+        before = len(self._reasons)
+        if not _VANTAGE_NAME.fullmatch(name):
+            self._err(at, f"bad vantage name {name!r}: 1-63 characters of lower-case "
+                          "letters, digits, '-', '_' or '.', starting with a letter or digit")
+        elif name == RESERVED_VANTAGE:
+            self._err(at, f"vantage name {name!r} is reserved for the prober embedded "
+                          "in 'gslb serve'")
+        if value is None:
+            return None if len(self._reasons) > before else Vantage(name=name)
+        m = self._mapping(value, at)
+        if m is None:
+            return None
+        self._fields(m, at, VANTAGE_KEYS)
+        location, country = None, None
+        if "location" in m:
+            location, country = self._location(m["location"], at.key(m, "location"))
+        found = countries.lookup(country) if country else None
+        continent = found.continent if found else None
+        if "continent" in m:
+            cat = at.key(m, "continent")
+            code = self._str(m["continent"], cat)
+            given = self._region("continents", code, cat) if code else None
+            if given and continent and given != continent:
+                self._err(cat, f"continent {given} does not match country {country}, "
+                               f"which is in {continent}")
+            continent = given or continent
+        if len(self._reasons) > before:
+            return None
+        return Vantage(name=name, location=location, country=country, continent=continent)
+
+    def _health(self, value: object, at: At, vantages: int) -> HealthSettings | None:
+        """The ``health`` section; ``vantages`` is how many are declared (0: none)."""
+        m = self._mapping(value, at)
+        if m is None:
+            return None
+        before = len(self._reasons)
+        self._fields(m, at, HEALTH_KEYS)
+        opt: dict[str, Any] = {}
+        if "quorum" in m and (quorum := m["quorum"]) != "majority":
+            qat = at.key(m, "quorum")
+            if isinstance(quorum, str):
+                self._err(qat, f"expected 'majority' or an integer, got {quorum!r}")
+            else:
+                opt["quorum"] = self._int(quorum, qat, 1)
+                if opt["quorum"] and vantages and quorum > vantages:
+                    self._err(qat, f"quorum {quorum} is more than the {vantages} "
+                                   "declared vantages")
+        for key in ("stale_after", "heartbeat_interval", "resync_interval"):
+            if key in m:
+                opt[f"{key}_s"] = self._seconds(m[key], at.key(m, key))
+        defaults = HealthSettings()
+        stale = opt.get("stale_after_s", defaults.stale_after_s)
+        beat = opt.get("heartbeat_interval_s", defaults.heartbeat_interval_s)
+        if stale is not None and beat is not None and stale < 2 * beat:
+            self._err(at.key(m, "stale_after") if "stale_after" in m else at,
+                      f"stale_after {stale:g} s is below 2 × heartbeat_interval ({beat:g} s): "
+                      "a live vantage would look stale")
+        if len(self._reasons) > before:
+            return None
+        return HealthSettings(**opt)
 
     # -- zones -----------------------------------------------------------
 
