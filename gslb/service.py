@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gslb.authority import Authority, respond
 from gslb.config.model import Config
@@ -32,10 +32,20 @@ LOCAL_VANTAGE = "local"
 """Vantage name of the embedded prober."""
 
 
+#: Seconds ``gslb serve --redis`` waits for the first full load before it
+#: starts answering (then it answers anyway: Redis may be down).
+STARTUP_SYNC_S = 2.0
+
+
 class _Part(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class _Syncing(Protocol):
+    async def wait_synced(self, timeout: float) -> None: ...
 
 
 def key_ttl_s(config: Config) -> float:
@@ -94,6 +104,11 @@ class Service:
         """Start the health source (prober or Redis watcher), then the
         listeners. Raises ``OSError`` when a listen address cannot be bound."""
         await self.health_source.start()
+        if isinstance(self.health_source, _Syncing):
+            # answer from the shared view, not from "everything up", when
+            # Redis is there; never wait long for a Redis that is not
+            with contextlib.suppress(TimeoutError):
+                await self.health_source.wait_synced(STARTUP_SYNC_S)
         self._ticker = asyncio.create_task(self._tick(), name="gslb-health-ticker")
         try:
             await self.server.start()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -119,3 +123,166 @@ def refused_port() -> Iterator[int]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1 (no persistence: a restart
+    starts empty, as a crashed cache would).
+
+    * ``port``, ``url`` (``redis://[:password@]127.0.0.1:PORT/0``, or
+      ``rediss://`` with ``tls``), ``unix_path``/``unix_url`` (a Unix socket,
+      plain even with TLS), ``password`` (requirepass) or None.
+    * ``tls``: ``(cert_file, key_file, ca_file)`` paths: TLS only, on ``port``
+      (``--tls-port``, clients not asked for certificates); ``ca_file`` is
+      what a client trusts.
+    * ``sentinel_of``: run as a Sentinel monitoring that server under the
+      service name ``"gslbmaster"`` (quorum 1); ``url`` is then the
+      ``redis+sentinel://`` URL of the master through it.
+    * ``await start()`` (again on the SAME port, so tests can simulate an
+      outage) waits until the server answers PING (5 s bound);
+      ``await stop()`` kills it (SIGKILL: a crash, not a clean shutdown).
+    """
+
+    def __init__(self, workdir: Path, password: str | None = None,
+                 tls: tuple[Path, Path, Path] | None = None,
+                 sentinel_of: RedisServer | None = None, args: Sequence[str] = ()) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.password = password
+        self.tls = tls
+        self.sentinel_of = sentinel_of
+        self.args = tuple(args)
+        self.unix_path = workdir / f"redis-{self.port}.sock"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        if self.sentinel_of is not None:
+            master = self.sentinel_of
+            auth = f":{master.password}@" if master.password else ""
+            return f"redis+sentinel://{auth}127.0.0.1:{self.port}/gslbmaster/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        query = f"&password={self.password}" if self.password else ""
+        return f"unix://{self.unix_path}?db=0{query}"
+
+    def _argv(self) -> list[str]:
+        assert REDIS_SERVER is not None
+        if self.sentinel_of is not None:
+            master = self.sentinel_of
+            conf = self.workdir / f"sentinel-{self.port}.conf"
+            lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.workdir}",
+                     f"sentinel monitor gslbmaster 127.0.0.1 {master.port} 1"]
+            if master.password:
+                lines.append(f"sentinel auth-pass gslbmaster {master.password}")
+            if self.password:
+                lines.append(f"requirepass {self.password}")
+            conf.write_text("\n".join(lines) + "\n")
+            return [REDIS_SERVER, str(conf), "--sentinel", *self.args]
+        argv = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir), "--unixsocket", str(self.unix_path),
+                "--unixsocketperm", "700"]
+        if self.tls:
+            cert, key, ca = self.tls
+            argv += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                     "--tls-auth-clients", "no"]
+        else:
+            argv += ["--port", str(self.port)]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        return [*argv, *self.args]
+
+    async def start(self) -> None:
+        """Start (again, on ``port``) and wait until it answers PING."""
+        if self._proc is not None:
+            return
+        self._proc = subprocess.Popen(self._argv(), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        async with asyncio.timeout(5.0):
+            while True:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self._proc.returncode}: "
+                                       f"{self._argv()}")
+                try:
+                    if self.sentinel_of is not None:
+                        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    else:
+                        reader, writer = await asyncio.open_unix_connection(self.unix_path)
+                except OSError:
+                    await asyncio.sleep(0.01)  # polling a process that gives no event
+                    continue
+                try:
+                    writer.write(b"PING\r\n")
+                    line = await reader.readline()  # +PONG, or -NOAUTH: up either way
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
+                if line:
+                    return
+                await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Kill the server (connections drop; later connects are refused)."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
+
+
+@pytest_asyncio.fixture
+async def redis_servers() -> AsyncIterator[Callable[..., Awaitable[RedisServer]]]:
+    """Factory: ``server = await redis_servers(password=None, tls=False,
+    sentinel_of=None, args=())`` starts a ``RedisServer`` (see its
+    docstring; ``tls=True`` makes certificates for 127.0.0.1 with trustme)
+    and returns it; every one is killed after the test. Skips the test when
+    ``redis-server`` is not installed."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    workdir = Path(tempfile.mkdtemp(prefix="gslb-redis-"))  # short: Unix socket paths
+    made: list[RedisServer] = []
+
+    async def factory(password: str | None = None, tls: bool = False,
+                      sentinel_of: RedisServer | None = None,
+                      args: Sequence[str] = ()) -> RedisServer:
+        files = None
+        if tls:
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            n = len(made)
+            files = (workdir / f"cert{n}.pem", workdir / f"key{n}.pem", workdir / f"ca{n}.pem")
+            cert.cert_chain_pems[0].write_to_path(str(files[0]))
+            cert.private_key_pem.write_to_path(str(files[1]))
+            ca.cert_pem.write_to_path(str(files[2]))
+        server = RedisServer(workdir, password, files, sentinel_of, args)
+        made.append(server)
+        await server.start()
+        return server
+
+    try:
+        yield factory
+    finally:
+        for server in reversed(made):
+            await server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest_asyncio.fixture
+async def redis_server(redis_servers: Callable[..., Awaitable[RedisServer]]) -> RedisServer:
+    """One ``RedisServer`` without password on a free port (see ``redis_servers``)."""
+    return await redis_servers()

@@ -122,6 +122,7 @@ class QuorumView:
     def heartbeat(self, vantage: str, now: float) -> None:
         if now > self._seen.get(vantage, 0.0):
             self._seen[vantage] = now
+            self._wake()
 
     def forget(self, origin: str, vantage: str) -> None:
         reports = self._reports.get(origin)
@@ -245,6 +246,10 @@ class QuorumView:
                     "origin %s %s: %d of %d fresh vantage(s) up, quorum %d", origin,
                     "UP" if up else "DOWN", sum(r.up for r in fresh), len(fresh),
                     self._need(len(fresh)))
+        self._wake()
+        return changed
+
+    def _wake(self) -> None:
+        """Wake ``wait_for`` callers to re-test their predicates."""
         self._changed.set()
         self._changed = asyncio.Event()
-        return changed
