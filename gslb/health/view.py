@@ -40,13 +40,17 @@ class HealthView(Protocol):
     ``generation`` is an integer that moves whenever any origin's state
     changes, so cached answers can be dropped when it differs. ``is_up``
     returns the current state of an origin by name; an origin the view does
-    not know (no check configured) is up.
+    not know (no check configured) is up. ``srtt_ms`` is the smoothed RTT
+    (milliseconds) of ``origin`` measured from ``vantage``, None when that
+    vantage is not fresh or has no RTT for it.
     """
 
     @property
     def generation(self) -> int: ...
 
     def is_up(self, origin: str) -> bool: ...
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None: ...
 
 
 class ReportSink(Protocol):
@@ -113,6 +117,12 @@ class QuorumView:
 
     def is_up(self, origin: str) -> bool:
         return origin not in self._down
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        report = self._reports.get(origin, {}).get(vantage)
+        if report is None or not self._fresh(vantage, self.clock()):
+            return None
+        return report.srtt_ms
 
     # -- ReportSink -----------------------------------------------------------
 

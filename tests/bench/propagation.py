@@ -38,11 +38,11 @@ async def server(url: str) -> None:
     await watcher.start()
     await watcher.wait_synced(5)
     print("ready", flush=True)
-    state = view.is_up("a")
+    generation = view.generation
     while True:
-        await view.wait_for(lambda: view.is_up("a") != state, 3600)
-        state = view.is_up("a")
-        print(f"{int(state)} {time.time():.6f}", flush=True)
+        await view.wait_for(lambda g=generation: view.generation != g, 3600)
+        generation = view.generation
+        print(f"{int(view.is_up('a'))} {time.time():.6f}", flush=True)
 
 
 async def bench(flips: int, servers: int) -> None:

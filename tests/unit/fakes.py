@@ -13,3 +13,6 @@ class Health:
 
     def is_up(self, origin: str) -> bool:
         return self.states.get(origin, True)
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return None

@@ -154,3 +154,12 @@ def test_probe_state_smooths_rtt_and_announces_only_real_moves():
     assert not r.up and changed and notify and r.consecutive == 2
     state.forget("o")
     assert state.origins() == frozenset()
+
+
+def test_srtt_only_from_fresh_vantages():
+    v, clock = view(stale=10.0)
+    v.apply(rep("o", "a", True, clock.now, srtt=12.5))
+    assert v.srtt_ms("o", "a") == 12.5
+    assert v.srtt_ms("o", "b") is None and v.srtt_ms("x", "a") is None
+    clock.now += 11
+    assert v.srtt_ms("o", "a") is None
