@@ -18,6 +18,7 @@ from dnslib import (
     QTYPE,
     RR,
     A,
+    DNSBuffer,
     DNSError,
     DNSHeader,
     DNSLabel,
@@ -150,6 +151,7 @@ class Query:
     udp_limit: int = PLAIN_UDP_SIZE
     ecs: Ecs | None = None
     label: DNSLabel | None = None
+    question_wire: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -165,25 +167,54 @@ class Answer:
 
     rcode: int = NOERROR
     aa: bool = True
-    answer: list[tuple[str, int, int, object]] = field(default_factory=list)
-    authority: list[tuple[str, int, int, object]] = field(default_factory=list)
-    additional: list[tuple[str, int, int, object]] = field(default_factory=list)
+    answer: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
+    authority: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
+    additional: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
     ecs_scope: int = 0
 
 
-def compile_rdata(rtype: str, text: str) -> object:
+class _Uncompressed(DNSBuffer):
+    """A dnslib buffer that never compresses names, so packed RDATA stands
+    alone and can be copied into any message."""
+
+    def encode_name(self, name: object) -> None:
+        self.encode_name_nocompress(name)
+
+
+class Rdata:
+    """Compiled RDATA: ``wire`` (the RDATA octets, names uncompressed) for the
+    fast encoder, ``rd`` (the dnslib object) for the dnslib encoder, and the
+    presentation text as ``str()``."""
+
+    __slots__ = ("rd", "text", "wire")
+
+    def __init__(self, rd: object) -> None:
+        buf = _Uncompressed()
+        rd.pack(buf)  # type: ignore[attr-defined]
+        self.rd = rd
+        self.wire = bytes(buf.data)
+        self.text = str(rd)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Rdata({self.text!r})"
+
+
+def compile_rdata(rtype: str, text: str) -> Rdata:
     """Turn normalized presentation RDATA (absolute names) into the object
     ``encode`` writes. Raises ``ValueError`` on bad data."""
     try:
-        return RR.fromZone(f"@ 0 IN {rtype} {text}")[0].rdata
+        return Rdata(RR.fromZone(f"@ 0 IN {rtype} {text}")[0].rdata)
     except (DNSError, ValueError, IndexError, TypeError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
 
 
 @lru_cache(maxsize=65536)
-def address_rdata(address: str) -> object:
+def address_rdata(address: str) -> Rdata:
     """A or AAAA RDATA for an IPv4 or IPv6 address text (cached)."""
-    return AAAA(address) if ":" in address else A(address)
+    return Rdata(AAAA(address) if ":" in address else A(address))
 
 
 def _header_only(data: bytes, rcode: int) -> bytes:
@@ -203,7 +234,8 @@ class FormErr(Exception):
 
 
 def decode(data: bytes) -> Query:
-    """Decode one DNS query message.
+    """Decode one DNS query message: the common shape (one question of
+    plain labels, at most an OPT record) by hand, anything else with dnslib.
 
     Raises ``Drop`` when no answer must be sent, ``FormErr`` (carrying the
     encoded FORMERR response) for a malformed message: not parseable, QDCOUNT
@@ -214,6 +246,14 @@ def decode(data: bytes) -> Query:
         raise Drop("shorter than a DNS header")
     if data[2] & 0x80:
         raise Drop("QR set: a response, not a query")
+    query = _decode_fast(data)
+    if query is not None:
+        return query
+    return decode_dnslib(data)
+
+
+def decode_dnslib(data: bytes) -> Query:
+    """``decode`` through dnslib (any well-formed message); same errors."""
     try:
         rec = DNSRecord.parse(data)
     except Exception:  # dnslib raises several types on junk
@@ -246,13 +286,14 @@ def decode(data: bytes) -> Query:
     return query
 
 
-def _rr(owner: str, rtype: int, ttl: int, rdata: object, asked: Query) -> RR:
-    name = asked.label if owner == asked.qname_lower and asked.label is not None else owner
-    return RR(name, rtype, CLASS_IN, ttl, rdata)
+def _rr(owner: str, rtype: int, ttl: int, rdata: Rdata, asked: Query) -> RR:
+    name = asked.label or asked.qname if owner == asked.qname_lower else owner
+    return RR(name, rtype, CLASS_IN, ttl, rdata.rd)
 
 
-def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
-    """Encode ``answer`` to ``query``.
+def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> bytes:
+    """``encode`` through dnslib: the reference the fast encoder is tested
+    against.
 
     The question is echoed as asked (case kept: 0x20). With EDNS in the
     query an OPT record with our payload size is added (RFC 6891 section
@@ -269,7 +310,8 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
         options = []
         if query.ecs is not None:
             options.append(EDNSOption(8, query.ecs.echo(answer.ecs_scope)))
-        opt = EDNS0(udp_len=OUR_UDP_SIZE, ext_rcode=answer.rcode >> 4, opts=options)
+        opt = EDNS0(udp_len=OUR_UDP_SIZE, ext_rcode=answer.rcode >> 4, opts=options,
+                    flags="do" if query.dnssec_ok else "")
     for section, add in ((answer.answer, msg.add_answer), (answer.authority, msg.add_auth),
                          (answer.additional, msg.add_ar)):
         for owner, rtype, ttl, rdata in section:
@@ -288,3 +330,142 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     msg.header.tc = 1
     msg.set_header_qa()
     return bytes(msg.pack())
+
+
+# --------------------------------------------------------------------------
+# The fast path: the common query shape decoded and every answer encoded by
+# hand, with no per-query dnslib objects.
+# --------------------------------------------------------------------------
+
+_HEADER = struct.Struct("!HHHHHH")
+_RR_FIXED = struct.Struct("!HHIH")
+_QFIXED = struct.Struct("!HH")
+#: Label octets the fast path takes; a label with any other octet goes to
+#: dnslib, which escapes it in presentation form.
+_PLAIN = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*"
+
+
+def _decode_fast(data: bytes) -> Query | None:
+    """The common query: QUERY opcode, one question of plain labels (no
+    compression), no answer/authority records, at most one additional record
+    that is an OPT, and nothing after it. None: take the dnslib path."""
+    qid, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
+    if flags & 0x7800 or qd != 1 or an or ns or ar > 1:
+        return None
+    pos, end = 12, len(data)
+    labels = []
+    while True:
+        if pos >= end:
+            return None
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63 or pos + 1 + length > end:
+            return None
+        label = data[pos + 1:pos + 1 + length]
+        if label.translate(None, _PLAIN):  # octets left over: not plain
+            return None
+        labels.append(label)
+        pos += 1 + length
+    if pos - 12 > 254 or pos + 5 > end:
+        return None
+    qtype, qclass = _QFIXED.unpack_from(data, pos + 1)
+    qend = pos + 5
+    qname = (b".".join(labels) + b".").decode("ascii") if labels else "."
+    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100), cd=bool(flags & 0x0010),
+                  qname=qname, qname_lower=qname.lower(), qtype=qtype, qclass=qclass,
+                  question_wire=data[12:qend])
+    if ar == 0:
+        return query if qend == end else None
+    # one additional record: an OPT (RFC 6891 section 6.1.2) or dnslib's job
+    if qend + 11 > end or data[qend] != 0:
+        return None
+    rtype, udp, ttl, rdlen = _RR_FIXED.unpack_from(data, qend + 1)
+    if rtype != QTYPE_OPT or qend + 11 + rdlen != end:
+        return None
+    query.edns = True
+    query.edns_version = (ttl >> 16) & 0xFF
+    query.dnssec_ok = bool(ttl & 0x8000)
+    query.udp_limit = min(max(udp, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
+    pos = qend + 11
+    while pos < end:
+        if pos + 4 > end:
+            raise FormErr(_header_only(data, FORMERR))
+        code, length = _QFIXED.unpack_from(data, pos)
+        if pos + 4 + length > end:
+            raise FormErr(_header_only(data, FORMERR))
+        if code == 8 and query.ecs is None:
+            try:
+                query.ecs = parse_ecs(data[pos + 4:pos + 4 + length])
+            except EcsError:
+                raise FormErr(encode(query, Answer(rcode=FORMERR, aa=False))) from None
+        pos += 4 + length
+    return query
+
+
+@lru_cache(maxsize=4096)
+def _name_wire(name: str) -> bytes:
+    """An absolute name in wire form, uncompressed (RFC 1035 section 3.1)."""
+    if name == ".":
+        return b"\0"
+    return b"".join(bytes((len(label),)) + label
+                    for label in name.rstrip(".").encode("ascii").split(b".")) + b"\0"
+
+
+def _question_wire(query: Query) -> bytes:
+    """The question section of ``query`` as asked (case kept)."""
+    if query.question_wire is not None:
+        return query.question_wire
+    if query.label is not None:
+        name = b"".join(bytes((len(label),)) + label for label in query.label.label) + b"\0"
+    else:
+        name = _name_wire(query.qname)
+    return name + _QFIXED.pack(query.qtype, query.qclass)
+
+
+def _section(records: list[tuple[str, int, int, Rdata]], qname_lower: str) -> bytes:
+    parts = []
+    for owner, rtype, ttl, rdata in records:
+        # the owner is the question's name: point at it (offset 12), so the
+        # answer carries the case as asked
+        name = b"\xc0\x0c" if owner == qname_lower else _name_wire(owner)
+        parts.append(name + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdata.wire)) + rdata.wire)
+    return b"".join(parts)
+
+
+def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
+    """Encode ``answer`` to ``query``, by hand (``encode_dnslib`` is the
+    reference it is tested against).
+
+    The question is echoed as asked (case kept: 0x20). With EDNS in the
+    query an OPT record with our payload size is added (RFC 6891 section
+    6.1.1), the DO bit copied (RFC 3225 section 3), and the ECS option is
+    echoed with ``answer.ecs_scope`` (RFC 7871 section 7.2.1). Extended
+    RCODEs (BADVERS) go in the OPT record. When the message exceeds
+    ``limit`` bytes (UDP), the additional section is dropped first, then
+    every section with TC set (RFC 2181 section 9).
+    """
+    flags = (0x8000 | (query.opcode << 11) | (0x0400 if answer.aa else 0)
+             | (0x0100 if query.rd else 0) | (answer.rcode & 0xF))
+    question = _question_wire(query)
+    opt = b""
+    if query.edns:
+        options = b""
+        if query.ecs is not None:
+            echo = query.ecs.echo(answer.ecs_scope)
+            options = _QFIXED.pack(8, len(echo)) + echo
+        ttl = ((answer.rcode >> 4) << 24) | (0x8000 if query.dnssec_ok else 0)
+        opt = b"\0" + _RR_FIXED.pack(QTYPE_OPT, OUR_UDP_SIZE, ttl, len(options)) + options
+    nopt = 1 if opt else 0
+    an = _section(answer.answer, query.qname_lower)
+    ns = _section(answer.authority, query.qname_lower)
+    ad = _section(answer.additional, query.qname_lower)
+    counts = (len(answer.answer), len(answer.authority), len(answer.additional) + nopt)
+    wire = _HEADER.pack(query.id, flags, 1, *counts) + question + an + ns + ad + opt
+    if limit is None or len(wire) <= limit:
+        return wire
+    wire = (_HEADER.pack(query.id, flags, 1, counts[0], counts[1], nopt)
+            + question + an + ns + opt)
+    if len(wire) <= limit:
+        return wire
+    return _HEADER.pack(query.id, flags | 0x0200, 1, 0, 0, nopt) + question + opt
