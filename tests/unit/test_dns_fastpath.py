@@ -38,7 +38,8 @@ def random_query(rng: random.Random) -> bytes:
     options = []
     if edns and rng.random() < 0.6:
         if rng.random() < 0.7:
-            options.append(dns.edns.ECSOption(f"81.2.{rng.randrange(256)}.0", rng.choice([0, 8, 24])))
+            subnet = f"81.2.{rng.randrange(256)}.0"
+            options.append(dns.edns.ECSOption(subnet, rng.choice([0, 8, 24])))
         else:
             options.append(dns.edns.ECSOption("2001:db8::", rng.choice([32, 48, 56])))
     q = dns.message.make_query(qname, rng.choice(TYPES), use_edns=0 if edns else False,
