@@ -3,7 +3,7 @@ echo of a response. Pure functions over bytes, no dnslib."""
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from dataclasses import dataclass
 
 FAMILY_BITS = {1: 32, 2: 128}
@@ -62,8 +62,8 @@ def parse_ecs(data: bytes) -> Ecs:
     raw = bytes(data[4:])
     if len(raw) != (source + 7) // 8:
         raise EcsError(f"ECS address has {len(raw)} octets for /{source}")
-    padded = int.from_bytes(raw.ljust(bits // 8, b"\0"), "big")
-    if padded & ((1 << (bits - source)) - 1):
+    full = raw.ljust(bits // 8, b"\0")
+    if source % 8 and raw[-1] & (0xFF >> (source % 8)):
         raise EcsError(f"ECS address has bits set beyond /{source}")
-    ip = ipaddress.IPv4Address(padded) if family == 1 else ipaddress.IPv6Address(padded)
-    return Ecs(family=family, source=source, address=str(ip), raw=raw)
+    address = socket.inet_ntop(socket.AF_INET if family == 1 else socket.AF_INET6, full)
+    return Ecs(family=family, source=source, address=address, raw=raw)
