@@ -14,13 +14,23 @@ from types import MappingProxyType
 from typing import Literal
 
 CheckType = Literal["http", "https", "tcp"]
-PolicyName = Literal["failover", "weighted", "geo", "all"]
+PolicyName = Literal["failover", "weighted", "geo", "latency", "all"]
 
 #: Continent codes as used by MaxMind and GeoNames.
 CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 
 DEFAULT_GSLB_TTL = 30
 """TTL (seconds) of GSLB answers when a record gives none."""
+
+LOCAL_VANTAGE = "local"
+"""The vantage name of the prober embedded in ``gslb serve`` (no Redis);
+reserved: a config cannot declare it."""
+
+DEFAULT_SWITCH_MARGIN_PCT = 20.0
+"""``latency`` anti-flap relative margin (percent of the current origin's
+smoothed RTT) when a pool gives none."""
+DEFAULT_SWITCH_MARGIN_MS = 5.0
+"""``latency`` anti-flap absolute margin (milliseconds) when a pool gives none."""
 
 
 def _empty() -> Mapping[str, tuple[tuple[str, ...], ...]]:
@@ -92,7 +102,15 @@ class Pool:
       tier holding every member.
     * ``countries``/``continents``/``default``: the ``geo`` map, each value
       ordered tiers of origin names. Country codes are ISO 3166-1 alpha-2,
-      continent codes those of ``CONTINENTS``.
+      continent codes those of ``CONTINENTS``. ``latency`` pools may carry
+      them too: its fallback when the client's vantage has no RTT data.
+    * ``vantage_countries``/``vantage_continents``: ``latency`` only:
+      country/continent code → vantage name, overriding "the vantage nearest
+      the client".
+    * ``switch_margin_pct``/``switch_margin_ms``: ``latency`` only: a
+      better origin replaces the current one only when it is faster by more
+      than this percentage of the current smoothed RTT AND by more than
+      this many milliseconds.
     * ``max_answers``: records per answer (``all`` ignores it).
     * ``fallback``: when no member is healthy: ``"all"`` (answer as if every
       member were up), ``"none"`` (SERVFAIL), or the name of another pool.
@@ -107,6 +125,10 @@ class Pool:
     countries: Mapping[str, Tiers] = field(default_factory=_empty)
     continents: Mapping[str, Tiers] = field(default_factory=_empty)
     default: Tiers = ()
+    vantage_countries: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    vantage_continents: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    switch_margin_pct: float = DEFAULT_SWITCH_MARGIN_PCT
+    switch_margin_ms: float = DEFAULT_SWITCH_MARGIN_MS
 
 
 @dataclass(frozen=True, slots=True)

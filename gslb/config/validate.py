@@ -22,6 +22,7 @@ from gslb.config.loader import Loc, MarkedDict, MarkedList
 from gslb.config.model import (
     CONTINENTS,
     DEFAULT_GSLB_TTL,
+    LOCAL_VANTAGE,
     Check,
     CheckType,
     Config,
@@ -48,13 +49,17 @@ ORIGIN_KEYS = ("ipv4", "ipv6", "weight", "location", "check")
 CHECK_KEYS = ("type", "port", "target", "path", "expect", "body", "host", "tls_verify",
               "interval", "timeout", "rise", "fall")
 HTTP_ONLY = ("path", "expect", "body", "host")
-POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "all")
+POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "latency", "all")
 POOL_KEYS = ("policy", "origins", "max_answers", "fallback")
-POLICY_KEYS = {"failover": ("tiers",), "geo": ("countries", "continents", "default")}
+GEO_KEYS = ("countries", "continents", "default")
+LATENCY_KEYS = ("vantage_countries", "vantage_continents", "switch_margin", "switch_margin_ms")
+POLICY_KEYS: dict[str, tuple[str, ...]] = {
+    "failover": ("tiers",), "geo": GEO_KEYS, "latency": GEO_KEYS + LATENCY_KEYS}
+"""Keys only some policies accept: policy → its keys."""
 ZONE_KEYS = ("ttl", "records")
 VANTAGE_KEYS = ("location", "continent")
 HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval")
-RESERVED_VANTAGE = "local"
+RESERVED_VANTAGE = LOCAL_VANTAGE
 """The vantage name of the prober embedded in ``gslb serve`` (no Redis)."""
 RECORD_TYPES = (*STATIC_TYPES, "gslb")
 MAX_TTL = 2**31 - 1
@@ -265,7 +270,8 @@ class Validator:
 
         origins = {name: self._origin(name, v, at)
                    for name, (v, at) in sections["origins"].items()}
-        pools = {name: self._pool(name, v, at, origins, sections["pools"])
+        pools = {name: self._pool(name, v, at, origins, sections["pools"],
+                                  sections["vantages"])
                  for name, (v, at) in sections["pools"].items()}
         self._fallback_cycles(pools, sections["pools"])
         zones = {}
@@ -417,12 +423,12 @@ class Validator:
     # -- pools -----------------------------------------------------------
 
     def _pool(self, name: str, value: object, at: At, origins: Mapping[str, object],
-              pools: Mapping[str, object]) -> Pool | None:
+              pools: Mapping[str, object], vantages: Mapping[str, object]) -> Pool | None:
         m = self._mapping(value, at)
         if m is None:
             return None
         before = len(self._reasons)
-        every = POOL_KEYS + tuple(k for keys in POLICY_KEYS.values() for k in keys)
+        every = POOL_KEYS + tuple(dict.fromkeys(k for keys in POLICY_KEYS.values() for k in keys))
         self._fields(m, at, every, required=("policy",))
         policy = self._str(m["policy"], at.key(m, "policy")) if "policy" in m else None
         if policy is not None and policy not in POLICIES:
@@ -431,10 +437,10 @@ class Validator:
             policy = None
         if policy is not None:
             for key in m:
-                owner = next((p for p, keys in POLICY_KEYS.items() if key in keys), None)
-                if owner is not None and owner != policy:
+                owners = [p for p, keys in POLICY_KEYS.items() if key in keys]
+                if owners and policy not in owners:
                     self._err(at.key(m, key), f"key {key!r} is only valid for policy "
-                              f"{owner} (this pool's policy is {policy})")
+                              f"{' or '.join(owners)} (this pool's policy is {policy})")
 
         def known(v: object, a: At) -> str | None:
             if (text := self._str(v, a)) is not None and text not in origins:
@@ -470,7 +476,8 @@ class Validator:
             return text
 
         maps: dict[str, dict[str, Tiers]] = {"countries": {}, "continents": {}}
-        for key in maps if policy == "geo" else ():
+        geo_like = policy in ("geo", "latency")
+        for key in maps if geo_like else ():
             if key in m and (table := self._mapping(m[key], at.key(m, key))) is not None:
                 for code, targets in table.items():
                     where = At(f"{at.path}.{key}", table.loc).key(table, code)
@@ -480,8 +487,9 @@ class Validator:
                     elif norm is not None:
                         maps[key][norm] = self._targets(targets, where, member)
         default: Tiers = ()
-        if policy == "geo" and "default" in m:
+        if geo_like and "default" in m:
             default = self._targets(m["default"], at.key(m, "default"), member)
+        latency = self._latency(m, at, vantages) if policy == "latency" else {}
 
         max_answers = (self._int(m["max_answers"], at.key(m, "max_answers"), 1)
                        if "max_answers" in m else 1)
@@ -498,7 +506,48 @@ class Validator:
         return Pool(name=name, policy=cast(PolicyName, policy), origins=members, tiers=tiers,
                     max_answers=max_answers or 1, fallback=fallback,
                     countries=MappingProxyType(maps["countries"]),
-                    continents=MappingProxyType(maps["continents"]), default=default)
+                    continents=MappingProxyType(maps["continents"]), default=default,
+                    **latency)
+
+    def _latency(self, m: MarkedDict, at: At, vantages: Mapping[str, object]) -> dict[str, Any]:
+        """The ``latency`` keys of pool ``m`` as ``Pool`` keyword arguments;
+        ``vantages`` are the declared vantage names."""
+        opt: dict[str, Any] = {}
+        for key, table in (("vantage_countries", "countries"),
+                           ("vantage_continents", "continents")):
+            found: dict[str, str] = {}
+            if key in m and (body := self._mapping(m[key], at.key(m, key))) is not None:
+                for code, target in body.items():
+                    where = At(f"{at.path}.{key}", body.loc).key(body, code)
+                    norm = self._region(table, code, where)
+                    vantage = self._str(target, where)
+                    if norm is not None and norm in found:
+                        self._err(where, f"{norm} is mapped twice")
+                    elif vantage is not None and vantage not in vantages:
+                        declared = ", ".join(vantages) or "none declared"
+                        self._err(where, f"unknown vantage {vantage!r} (vantages: {declared})")
+                    elif norm is not None and vantage is not None:
+                        found[norm] = vantage
+            opt[key] = MappingProxyType(found)
+        if "switch_margin" in m:
+            pct = self._number(m["switch_margin"], at.key(m, "switch_margin"), "percent", 100)
+            opt["switch_margin_pct"] = pct
+        if "switch_margin_ms" in m:
+            opt["switch_margin_ms"] = self._number(m["switch_margin_ms"],
+                                                   at.key(m, "switch_margin_ms"), "milliseconds")
+        return opt
+
+    def _number(self, value: object, at: At, unit: str, below: float | None = None
+                ) -> float | None:
+        """A number ≥ 0 (and < ``below`` when given) of ``unit``."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._err(at, f"expected a number of {unit}, got {_kind(value)}")
+            return None
+        if not 0 <= value < (below if below is not None else float("inf")):
+            bound = f"0 up to (not including) {below:g}" if below is not None else "0 or more"
+            self._err(at, f"{value} {unit} is out of bounds: {bound}")
+            return None
+        return float(value)
 
     def _unique(self, items: Iterable[tuple[str, At]]) -> tuple[str, ...]:
         seen: dict[str, None] = {}

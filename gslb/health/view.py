@@ -42,7 +42,7 @@ class HealthView(Protocol):
     returns the current state of an origin by name; an origin the view does
     not know (no check configured) is up. ``srtt_ms`` is the smoothed RTT
     (milliseconds) of ``origin`` measured from ``vantage``, None when that
-    vantage is not fresh or has no RTT for it.
+    vantage is not fresh, says the origin is down, or has no RTT for it.
     """
 
     @property
@@ -120,7 +120,7 @@ class QuorumView:
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         report = self._reports.get(origin, {}).get(vantage)
-        if report is None or not self._fresh(vantage, self.clock()):
+        if report is None or not report.up or not self._fresh(vantage, self.clock()):
             return None
         return report.srtt_ms
 

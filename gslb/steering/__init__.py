@@ -1,27 +1,31 @@
 """Steering: which origins answer a GSLB name for one client.
 
-``POLICIES`` is the explicit registry of policy names (``Pool.policy``) to
-policy objects: one place, no magic. The DNS side builds one
-:class:`Steering` per loaded config (rebuild it on reload) and calls
-:meth:`Steering.choose` per query; :func:`choose` is the same as a one-shot
-function.
+``POLICIES`` (stateless policy objects) and ``BOUND_POLICIES`` (policies
+built per pool and address family, because they keep state: ``latency``'s
+anti-flap memory) are the explicit registry of policy names
+(``Pool.policy``): one place, no magic. The DNS side builds one
+:class:`Steering` per loaded config (rebuild it on reload, which resets that
+state) and calls :meth:`Steering.choose` per query; :func:`choose` is the
+same as a one-shot function.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from gslb.config.model import Origin, Pool
+from gslb.config.model import Origin, Pool, Vantage
 from gslb.health.view import HealthView
 from gslb.steering.all import AllPolicy
 from gslb.steering.base import Client, Policy, Selection
 from gslb.steering.failover import FailoverPolicy
 from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
 from gslb.steering.geo import GeoPolicy
+from gslb.steering.latency import LatencyPolicy, VantageFinder
 from gslb.steering.weighted import WeightedPolicy
 
-__all__ = ["POLICIES", "Choice", "Client", "Policy", "Selection", "Steering", "choose"]
+__all__ = ["BOUND_POLICIES", "POLICIES", "Choice", "Client", "Policy", "Selection", "Steering",
+           "choose"]
 
 POLICIES: dict[str, Policy] = {
     "failover": FailoverPolicy(),
@@ -31,24 +35,41 @@ POLICIES: dict[str, Policy] = {
 }
 """Policy name (``Pool.policy``) → the stateless object that selects."""
 
+BoundPolicy = Callable[[Pool, Sequence[Origin], VantageFinder], Policy]
+"""``(pool, candidates of one family, the config's vantages) -> Policy``."""
+
+BOUND_POLICIES: dict[str, BoundPolicy] = {
+    "latency": LatencyPolicy,
+}
+"""Policy name → how a :class:`Steering` builds its object for one (pool,
+family): these keep state (or precompute per pool), so each Steering holds
+its own."""
+
 
 class _Plan:
-    """What a query needs of one pool, computed once per config."""
+    """What a query needs of one pool, computed once per config: candidates
+    and the policy object per address family."""
 
-    __slots__ = ("policy", "pool", "v4", "v6")
+    __slots__ = ("p4", "p6", "pool", "v4", "v6")
 
-    def __init__(self, pool: Pool, policy: Policy, members: tuple[Origin, ...]) -> None:
+    def __init__(self, pool: Pool, members: tuple[Origin, ...]) -> None:
         self.pool = pool
-        self.policy = policy
         self.v4 = tuple(o for o in members if o.ipv4)
         self.v6 = tuple(o for o in members if o.ipv6)
+        self.p4: Policy
+        self.p6: Policy
 
 
 class Steering:
     """Steering for one loaded config: per-pool candidate lists per address
     family are computed here, so a query does little more than ask the
-    policy. Holds the fallback log state (:class:`FallbackLog`); answers are
-    not cached here.
+    policy. Holds the fallback log state (:class:`FallbackLog`) and the
+    ``latency`` anti-flap memory (per pool, family and vantage: a new
+    Steering, as on reload, starts afresh); answers are not cached here.
+
+    ``vantages``: the config's probe vantages (``Config.vantages``), which
+    ``latency`` pools steer by; none means only the embedded prober's
+    ``local`` vantage. ``bound``: policies built per (pool, family).
 
     Raises ValueError when a pool names an unknown origin, policy or
     fallback pool (the config validator should have caught it).
@@ -60,20 +81,39 @@ class Steering:
         origins: Mapping[str, Origin],
         policies: Mapping[str, Policy] = POLICIES,
         rng: random.Random | None = None,
+        vantages: Mapping[str, Vantage] | None = None,
+        bound: Mapping[str, BoundPolicy] = BOUND_POLICIES,
     ) -> None:
         self._rng = rng if rng is not None else random.Random()
         self._log = FallbackLog()
         self._plans: dict[str, _Plan] = {}
+        finder = VantageFinder(vantages or {})
+        self.vantages: tuple[str, ...] = finder.names
+        """The vantage names ``latency`` pools steer by (``("local",)`` when
+        none were given)."""
         for name, pool in pools.items():
             unknown = [n for n in pool.origins if n not in origins]
             if unknown:
                 raise ValueError(f"pool {name}: unknown origins {unknown}")
-            if pool.policy not in policies:
+            if pool.policy not in policies and pool.policy not in bound:
                 raise ValueError(f"pool {name}: unknown policy {pool.policy!r}")
             if pool.fallback not in ("all", "none") and pool.fallback not in pools:
                 raise ValueError(f"pool {name}: unknown fallback pool {pool.fallback!r}")
-            members = tuple(origins[n] for n in pool.origins)
-            self._plans[name] = _Plan(pool, policies[pool.policy], members)
+            plan = _Plan(pool, tuple(origins[n] for n in pool.origins))
+            if pool.policy in policies:
+                plan.p4 = plan.p6 = policies[pool.policy]
+            else:
+                make = bound[pool.policy]
+                plan.p4, plan.p6 = make(pool, plan.v4, finder), make(pool, plan.v6, finder)
+            self._plans[name] = plan
+
+    def remembered(self, pool_name: str, family: int) -> Mapping[str, tuple[str, ...]]:
+        """For a ``latency`` pool, vantage → names of the origins last chosen
+        from it for ``family`` (4 or 6): the anti-flap memory, for status
+        pages. Empty for other policies. Raises KeyError for an unknown pool."""
+        plan = self._plans[pool_name]
+        current = getattr(plan.p4 if family == 4 else plan.p6, "current", None)
+        return current if current is not None else {}
 
     @property
     def in_fallback(self) -> frozenset[tuple[str, int]]:
@@ -112,16 +152,19 @@ class Steering:
         depth: int,
     ) -> Choice:
         plan = self._plans[pool_name]
-        candidates = plan.v4 if family == 4 else plan.v6
+        if family == 4:
+            candidates, policy = plan.v4, plan.p4
+        else:
+            candidates, policy = plan.v6, plan.p6
         if not candidates:
             return Choice("nodata", (), 0, pool_name, False,
                           f"no IPv{family} origin in pool {pool_name}")
-        sel = plan.policy.select(plan.pool, candidates, client, health, rng)
+        sel = policy.select(plan.pool, candidates, client, health, rng)
         if sel.origins:
             self._log.healthy(pool_name, family)
             return Choice("answer", addresses_of(sel.origins, family), sel.scope, pool_name,
                           False, sel.reason)
-        return fall_back(plan.pool, family, plan.policy, candidates, client, health, rng,
+        return fall_back(plan.pool, family, policy, candidates, client, health, rng,
                          scope=sel.scope, depth=depth, choose=self._choose, flog=self._log)
 
 
@@ -133,9 +176,12 @@ def choose(
     client: Client,
     health: HealthView,
     rng: random.Random | None = None,
+    vantages: Mapping[str, Vantage] | None = None,
 ) -> Choice:
     """One-shot :meth:`Steering.choose`: builds a :class:`Steering` per
-    call, so it costs more and logs every fallback it meets. Servers keep
-    one ``Steering`` per config instead. Same errors as the method (plus
-    ValueError from the constructor)."""
-    return Steering(pools, origins).choose(pool_name, family, client, health, rng)
+    call, so it costs more, logs every fallback it meets and has no
+    ``latency`` anti-flap memory. Servers keep one ``Steering`` per config
+    instead. Same errors as the method (plus ValueError from the
+    constructor)."""
+    return Steering(pools, origins, vantages=vantages).choose(
+        pool_name, family, client, health, rng)

@@ -1,7 +1,8 @@
 """All down: what to answer when no origin of a pool is healthy.
 
 ``pool.fallback`` is ``"all"`` (answer as if every member were up, the
-default, as Route 53 does), ``"none"`` (SERVFAIL, RFC 1035 section 4.1.1
+default, as Route 53 does; drained members stay out unless every member is
+drained), ``"none"`` (SERVFAIL, RFC 1035 section 4.1.1
 RCODE 2) or the name of another pool to choose from instead. Also defines
 :class:`Choice`, the outcome the DNS side encodes.
 """
@@ -61,7 +62,9 @@ def addresses_of(origins: Iterable[Origin], family: int) -> tuple[str, ...]:
 
 class AllUp:
     """A :class:`~gslb.health.view.HealthView` in which every origin is up
-    (generation 0), for ``fallback: all``."""
+    (generation 0) and no RTT is known, for ``fallback: all`` (a ``latency``
+    pool then answers by its geo rules: the RTTs of dead origins are of the
+    past)."""
 
     @property
     def generation(self) -> int:
@@ -70,8 +73,20 @@ class AllUp:
     def is_up(self, origin: str) -> bool:
         return True
 
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return None
+
 
 ALL_UP = AllUp()
+
+
+def everyone_up(health: HealthView) -> HealthView:
+    """The view ``fallback: all`` selects with: every origin up except those
+    an operator drained, when ``health`` knows of drains (it has an
+    ``everyone_up()`` method, as :class:`gslb.health.overrides.DrainedView`
+    does); else :data:`ALL_UP`."""
+    method = getattr(health, "everyone_up", None)
+    return method() if method is not None else ALL_UP
 
 
 class FallbackLog:
@@ -144,7 +159,11 @@ def fall_back(
     if mode == "none":
         return Choice("servfail", (), 0, pool.name, True, why)
     if mode == "all":
-        sel = policy.select(pool, candidates, client, ALL_UP, rng)
+        sel = policy.select(pool, candidates, client, everyone_up(health), rng)
+        if not sel.origins:
+            # Every member drained as well as down: a drain never empties a
+            # pool on its own, so answer as if all were up.
+            sel = policy.select(pool, candidates, client, ALL_UP, rng)
         if not sel.origins:
             return Choice("servfail", (), 0, pool.name, True, f"{why}: nothing to answer")
         return Choice("answer", addresses_of(sel.origins, family), max(scope, sel.scope),

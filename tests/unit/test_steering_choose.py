@@ -100,5 +100,22 @@ def test_errors() -> None:
         Steering({"bad": mk("bad", "all", ("ghost",))}, ORIGINS)
     with pytest.raises(ValueError, match="unknown fallback pool 'ghost'"):
         Steering({"bad": mk("bad", "all", ("london",), fallback="ghost")}, ORIGINS)
-    with pytest.raises(ValueError, match="unknown policy 'latency'"):
-        Steering({"bad": mk("bad", "latency", ("london",))}, ORIGINS)
+    with pytest.raises(ValueError, match="unknown policy 'fastest'"):
+        Steering({"bad": mk("bad", "fastest", ("london",))}, ORIGINS)
+
+
+def test_fallback_all_leaves_drained_origins_out_until_every_one_is_drained() -> None:
+    from gslb.health.overrides import DrainedView, Override, Overrides
+
+    overrides = Overrides()
+    all_down = Health(virginia=False, singapore=False)
+    view = DrainedView(all_down, overrides)
+    steering = Steering(POOLS, ORIGINS)
+    got = steering.choose("v4only", 4, client(), view, random.Random(0))
+    assert got.fallback and set(got.addresses) == {"192.0.2.13", "192.0.2.14"}
+    overrides.apply(Override("virginia", "maintenance", "test", 1.0))
+    got = steering.choose("v4only", 4, client(), view, random.Random(0))
+    assert got.fallback and got.addresses == ("192.0.2.14",)
+    overrides.apply(Override("singapore", "maintenance", "test", 1.0))
+    got = steering.choose("v4only", 4, client(), view, random.Random(0))
+    assert got.fallback and set(got.addresses) == {"192.0.2.13", "192.0.2.14"}

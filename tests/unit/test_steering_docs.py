@@ -26,13 +26,13 @@ def load_block(i: int, tmp_path: Path) -> Config:
 
 
 def test_there_are_examples() -> None:
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 6
 
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_example_loads(i: int, tmp_path: Path) -> None:
     cfg = load_block(i, tmp_path)
-    Steering(cfg.pools, cfg.origins)
+    Steering(cfg.pools, cfg.origins, vantages=cfg.vantages)
 
 
 @pytest.mark.parametrize(
@@ -43,8 +43,8 @@ def test_example_loads(i: int, tmp_path: Path) -> None:
         (2, "web", GeoLocation("SE", "EU", 58.4, 15.6), (), ("127.0.0.12",)),
         (2, "web", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
         (2, "web", GeoLocation("BR", "SA", -15.8, -47.9), (), ("127.0.0.13",)),
-        (3, "everyone", None, (), ("127.0.0.11", "127.0.0.12", "127.0.0.13")),
-        (4, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
+        (4, "everyone", None, (), ("127.0.0.11", "127.0.0.12", "127.0.0.13")),
+        (5, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
     ],
 )
 def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
@@ -52,6 +52,6 @@ def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
                          tmp_path: Path) -> None:
     cfg = load_block(block, tmp_path)
     c = Client("198.51.100.1", "81.2.69.0", 24, 4, locator=lambda _ip: loc)
-    got = Steering(cfg.pools, cfg.origins).choose(
+    got = Steering(cfg.pools, cfg.origins, vantages=cfg.vantages).choose(
         pool, 4, c, Health(**dict.fromkeys(down, False)), random.Random(0))
     assert got.addresses == expect

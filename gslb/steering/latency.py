@@ -1,0 +1,207 @@
+"""``latency``: the origin with the lowest smoothed RTT measured from the
+vantage that stands for the client (Cloudflare's dynamic steering, from our
+own probes).
+
+Per query:
+
+1. **vantage**: with one vantage (or none declared: the embedded prober's
+   ``local``) it stands for every client. Otherwise the client (ECS subnet,
+   else source address) is located: its country in
+   ``pool.vantage_countries``, else its continent in
+   ``pool.vantage_continents``, else the declared vantage nearest to it by
+   great-circle distance (vantages without a location are not eligible).
+2. **RTT**: among the healthy candidates with a smoothed RTT from that
+   vantage (``HealthView.srtt_ms``: None when the vantage is not fresh,
+   says the origin is down, or never measured it), the ``max_answers`` fastest, fastest first,
+   subject to the anti-flap rule below. Candidates without an RTT (no check)
+   are not eligible here.
+3. **fallback**: no vantage for the client, or no RTT data from it: the
+   ``geo`` rules on the pool's ``countries``/``continents``/``default``, then
+   nearest origin by distance, then any healthy (:mod:`gslb.steering.geo`).
+
+**No flapping.** Per (pool, address family, vantage) the chosen origins are
+remembered. A remembered origin stays while it is a healthy candidate with
+an RTT; an outsider replaces the slowest remembered one only when it is
+faster by more than ``pool.switch_margin_pct`` percent of that one's RTT AND
+by more than ``pool.switch_margin_ms`` milliseconds. The memory lives in the
+policy object, which a :class:`gslb.steering.Steering` builds per (pool,
+family): a config reload starts afresh. It moves only when queries come.
+
+**ECS scope** (RFC 7871 section 7.2.1): ``client.geo_scope`` (the deciding
+prefix, as for ``geo``) when the answer depends on where the client is;
+0 when it cannot: one vantage stands for every client and it answered from
+RTTs, or (no usable vantage for anyone, or the one vantage has no data) the
+geo fallback cannot tell clients apart (no ``countries``/``continents`` and
+no candidate with a location). An unlocated client of a pool whose vantage
+depends on location gets the geo scope, as in ``geo``: being unlocatable is
+a fact about its subnet.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+
+from gslb.config.model import LOCAL_VANTAGE, Origin, Pool, Vantage
+from gslb.geo import distance_km
+from gslb.health.view import HealthView
+from gslb.steering.base import Client, Policy, Selection
+from gslb.steering.geo import GeoPolicy
+
+log = logging.getLogger("gslb.steering")
+
+NEAREST_CACHE_SIZE = 4096
+"""Client coordinates remembered by :meth:`VantageFinder.nearest`."""
+
+
+class VantageFinder:
+    """The vantages of one config, for locating a client's vantage; shared by
+    every ``latency`` pool of a :class:`gslb.steering.Steering`.
+
+    ``vantages``: the config's (name → Vantage); empty means only the
+    embedded prober's ``local`` vantage exists.
+    """
+
+    def __init__(self, vantages: Mapping[str, Vantage]) -> None:
+        self.names: tuple[str, ...] = tuple(vantages) or (LOCAL_VANTAGE,)
+        self.located = tuple((v.name, v.location.lat, v.location.lon)
+                             for v in vantages.values() if v.location is not None)
+        """``(name, lat, lon)`` of each vantage with a location."""
+        self.nearest = functools.lru_cache(maxsize=NEAREST_CACHE_SIZE)(self._nearest)
+
+    def _nearest(self, lat: float, lon: float) -> tuple[str, float] | None:
+        """``(vantage name, distance in km)`` of the vantage nearest to the
+        point (decimal degrees), first declared on a tie; None when no
+        vantage has a location."""
+        best = min(((distance_km(lat, lon, vlat, vlon), i) for i, (_, vlat, vlon)
+                    in enumerate(self.located)), default=None)
+        return None if best is None else (self.located[best[1]][0], best[0])
+
+
+class LatencyPolicy:
+    """Lowest smoothed RTT from the client's vantage, with anti-flap
+    memory (see the module doc). Bound to one pool and one address family:
+    ``candidates`` are the pool's members with an address of that family
+    (the same sequence ``select`` is called with). ``finder`` knows the
+    config's vantages. ``reason`` examples: ``"vantage eu (country GB): fra
+    12.3 ms"``, ``"vantage eu (nearest, 340 km): kept fra 30.0 ms (ams 27.0 ms
+    within margins)"``, ``"vantage eu (nearest, 340 km) has no RTT data;
+    geo: country GB tier 1"``.
+    """
+
+    def __init__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder,
+                 geo: Policy | None = None) -> None:
+        self.pool = pool
+        self.finder = finder
+        self.geo: Policy = geo if geo is not None else GeoPolicy()
+        possible = {*finder.names, *pool.vantage_countries.values(),
+                    *pool.vantage_continents.values()}
+        self.fixed: str | None = possible.pop() if len(possible) == 1 else None
+        """The vantage that stands for every client, or None."""
+        self.dependent = self.fixed is None and bool(
+            finder.located or pool.vantage_countries or pool.vantage_continents)
+        """Whether the vantage depends on where the client is (False: one
+        vantage for everyone, or none for anyone)."""
+        self.geo_dependent = bool(pool.countries or pool.continents) or any(
+            o.location is not None for o in candidates)
+        """Whether the geo fallback can answer clients differently."""
+        self._rel = pool.switch_margin_pct / 100.0
+        self._abs_ms = pool.switch_margin_ms
+        self._current: dict[str, tuple[Origin, ...]] = {}
+
+    @property
+    def current(self) -> Mapping[str, tuple[str, ...]]:
+        """Vantage → names of the origins last chosen from it (a copy)."""
+        return {v: tuple(o.name for o in os) for v, os in self._current.items()}
+
+    def vantage_for(self, client: Client) -> tuple[str | None, str]:
+        """The vantage standing for ``client`` (None when there is none) and
+        how it was found, for the reason."""
+        if self.fixed is not None:
+            return self.fixed, "the only vantage"
+        loc = client.location
+        if loc is None:
+            return None, "client not located"
+        pool = self.pool
+        if loc.country is not None and loc.country in pool.vantage_countries:
+            return pool.vantage_countries[loc.country], f"country {loc.country}"
+        if loc.continent is not None and loc.continent in pool.vantage_continents:
+            return pool.vantage_continents[loc.continent], f"continent {loc.continent}"
+        if loc.lat is None or loc.lon is None:
+            return None, "client has no coordinates"
+        near = self.finder.nearest(loc.lat, loc.lon)
+        if near is None:
+            return None, "no vantage has a location"
+        return near[0], f"nearest, {near[1]:.0f} km"
+
+    def select(
+        self,
+        pool: Pool,
+        candidates: Sequence[Origin],
+        client: Client,
+        health: HealthView,
+        rng: random.Random,
+    ) -> Selection:
+        """See :class:`gslb.steering.base.Policy` (``pool`` and
+        ``candidates`` must be those this object was built for); empty when
+        no candidate is healthy."""
+        vantage, how = self.vantage_for(client)
+        if vantage is not None:
+            measured: list[tuple[float, Origin]] = []
+            for o in candidates:
+                if health.is_up(o.name):
+                    rtt = health.srtt_ms(o.name, vantage)
+                    if rtt is not None:
+                        measured.append((rtt, o))
+            if measured:
+                note = self._stick(vantage, measured, pool.max_answers)
+                return Selection(self._current[vantage],
+                                 client.geo_scope if self.dependent else 0,
+                                 f"vantage {vantage} ({how}): {note}")
+            why = f"vantage {vantage} ({how}) has no RTT data"
+        else:
+            why = f"no vantage: {how}"
+        sel = self.geo.select(pool, candidates, client, health, rng)
+        scope = sel.scope if self.dependent or self.geo_dependent else 0
+        return Selection(sel.origins, scope, f"{why}; geo: {sel.reason}")
+
+    def _better(self, new_ms: float, cur_ms: float) -> bool:
+        gain = cur_ms - new_ms
+        return gain > self._abs_ms and gain > cur_ms * self._rel
+
+    def _stick(self, vantage: str, measured: list[tuple[float, Origin]], k: int) -> str:
+        """Update the memory for ``vantage`` from ``measured`` ((srtt ms,
+        origin) of the eligible candidates) and say what happened."""
+        measured.sort(key=itemgetter(0))  # stable: declaration order on ties
+        prev = self._current.get(vantage, ())
+        rtt = {o.name: r for r, o in measured}
+        inside = sorted(((rtt[o.name], o) for o in prev if o.name in rtt),
+                        key=itemgetter(0))[:k]
+        names = {o.name for _, o in inside}
+        outside = [(r, o) for r, o in measured if o.name not in names]
+        outside.reverse()  # pop() takes the fastest
+        while len(inside) < k and outside:
+            inside.append(outside.pop())
+        swaps: list[str] = []
+        while outside:
+            worst = max(range(len(inside)), key=lambda i: inside[i][0])
+            if not self._better(outside[-1][0], inside[worst][0]):
+                break
+            (old_ms, old), (new_ms, new) = inside[worst], outside.pop()
+            inside[worst] = (new_ms, new)
+            swaps.append(f"{old.name} {old_ms:.1f} ms → {new.name} {new_ms:.1f} ms")
+        inside.sort(key=itemgetter(0))
+        chosen = tuple(o for _, o in inside)
+        self._current[vantage] = chosen
+        what = ", ".join(f"{o.name} {r:.1f} ms" for r, o in inside)
+        if swaps:
+            log.info("pool %s, vantage %s: switched %s", self.pool.name, vantage,
+                     "; ".join(swaps))
+            return f"{what} (switched {'; '.join(swaps)})"
+        if outside and outside[-1][0] < inside[-1][0] and prev == chosen:
+            r, o = outside[-1]  # faster than a member, but not past both margins
+            return f"kept {what} ({o.name} {r:.1f} ms within margins)"
+        return what
