@@ -124,7 +124,7 @@ class Authority:
         self.health = health
         self.locator = locator
         self.rng = rng or random.Random()
-        self.steering = Steering(config.pools, config.origins)
+        self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         self.zones = {name: _compile_zone(zone) for name, zone in config.zones.items()}
         self._on_choice = on_choice
 
@@ -251,9 +251,16 @@ class Authority:
         return None
 
 
-def respond(authority: Authority, data: bytes, who: str, udp: bool) -> bytes | None:
+Observer = Callable[[Query | None, Answer | None, str], None]
+"""``(query, answer, who)``, called once per response sent (``query`` and
+``answer`` None for a message answered FORMERR): metrics and query log."""
+
+
+def respond(authority: Authority, data: bytes, who: str, udp: bool,
+            observe: Observer | None = None) -> bytes | None:
     """Bytes in, bytes out: decode ``data`` (a query from address ``who``),
     answer it and encode the response, or None when nothing must be sent.
+    ``observe`` (optional) hears of every response before it is encoded.
 
     Over UDP the response is truncated to the client's limit (TC set);
     over TCP it is sent whole (RFC 7766 section 6.2). EDNS version other
@@ -264,13 +271,17 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool) -> bytes | N
     except wire.Drop:
         return None
     except wire.FormErr as err:
+        if observe is not None:
+            observe(None, None, who)
         return err.response
     if query.edns and query.edns_version != 0:
         answer = Answer(rcode=wire.BADVERS, aa=False)
     else:
         answer = authority.lookup(query, who).answer
+    if observe is not None:
+        observe(query, answer, who)
     limit = query.udp_limit if udp else 65535
     return wire.encode(query, answer, limit)
 
 
-__all__ = ["NOERROR", "Authority", "Kind", "Lookup", "respond"]
+__all__ = ["NOERROR", "Authority", "Kind", "Lookup", "Observer", "respond"]

@@ -1,4 +1,4 @@
-"""Command line: ``gslb serve | probe | check | geoip build``.
+"""Command line: ``gslb serve | probe | check | status | geoip build``.
 
 The only module that prints or exits.
 """
@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gslb.config.model import Config
 from gslb.errors import ConfigError, GslbError
@@ -20,6 +23,8 @@ from gslb.service import ProbeService, Service
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
 DEFAULT_GEOIP = Path("geoip/country.mmdb")
+DEFAULT_ADMIN = "127.0.0.1:8053"
+TOKEN_ENV = "GSLB_ADMIN_TOKEN"
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -54,11 +59,19 @@ def _load(paths: list[str]) -> Config | None:
 
 
 async def _run_until_signal(part: Service | ProbeService) -> int:
-    """Start ``part``, run until SIGINT/SIGTERM, stop it; exit status."""
+    """Start ``part``, run until SIGINT/SIGTERM (SIGHUP reloads a
+    ``Service``'s config), stop it; exit status."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[Any]] = set()
+    if isinstance(part, Service):
+        def on_hup() -> None:
+            task = loop.create_task(part.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await part.start()
     except OSError as exc:
@@ -67,11 +80,27 @@ async def _run_until_signal(part: Service | ProbeService) -> int:
     if isinstance(part, Service):
         for host, port in part.addresses:
             print(f"gslb: serving DNS on {host} port {port} (UDP, TCP)", flush=True)
+        for host, port in part.admin_addresses:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"gslb: admin on http://{shown}:{port}/", flush=True)
     else:
         print(f"gslb: probing from vantage {part.vantage}", flush=True)
     await stop.wait()
+    for task in list(reloads):
+        task.cancel()
     await part.stop()
     return 0
+
+
+def _admin_token(path: Path | None) -> str | None:
+    """The admin token from ``path`` (first line) or ``GSLB_ADMIN_TOKEN``.
+    Raises OSError for an unreadable file, ValueError for an empty one."""
+    if path is not None:
+        token = path.read_text().strip()
+        if not token:
+            raise ValueError(f"admin token file {path} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -92,8 +121,15 @@ async def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("gslb").warning(
             "no GeoIP database (%s missing; build it with `gslb geoip build`): "
             "geo pools answer from their default", DEFAULT_GEOIP)
+    admin = None
     try:
-        service = Service(config, listen, geoip, redis_url=args.redis)
+        if not args.no_admin:
+            admin = parse_listen(args.admin or DEFAULT_ADMIN)
+        token = _admin_token(args.admin_token_file)
+        service = Service(config, listen, geoip, redis_url=args.redis, admin=admin,
+                          admin_optional=args.admin is None, admin_token=token,
+                          overrides_path=args.overrides_file,
+                          query_log_sample=args.query_log_sample, config_paths=args.config)
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
@@ -118,6 +154,85 @@ async def _probe(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     return asyncio.run(_probe(args))
+
+
+async def _fetch_status(url: str) -> dict[str, Any]:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+            url.rstrip("/") + "/api/v1/status") as response:
+        response.raise_for_status()
+        data: dict[str, Any] = await response.json()
+        return data
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def _ago(now: float, at: float | None) -> str:
+    return "-" if at is None else f"{max(0.0, now - at):.0f}s ago"
+
+
+def render_status(st: dict[str, Any]) -> str:
+    """The ``/api/v1/status`` JSON as terminal tables."""
+    now = st["now"]
+    lines = [f"gslb {st['version']}: generation {st['generation']} ({', '.join(st['files'])}), "
+             f"{'ready' if st['ready'] else 'NOT READY: ' + '; '.join(st['not_ready'])}"]
+    if st["redis"]["configured"]:
+        lines.append("redis: " + ", ".join(f"{k} {'connected' if v else 'DISCONNECTED'}"
+                                           for k, v in st["redis"]["connected"].items()))
+    vantages = st["vantages"]
+    rows = [["ORIGIN", "STATE", *(v.upper() if v in st["fresh_vantages"] else f"{v} (stale)"
+                                  for v in vantages)]]
+    for o in st["origins"]:
+        cells = []
+        for v in vantages:
+            r = o["vantages"].get(v)
+            if r is None:
+                cells.append("-")
+                continue
+            rtt = f" {r['srtt_ms']:.1f}ms" if r["srtt_ms"] is not None else ""
+            cells.append(("up" if r["up"] else "DOWN") + rtt)
+        rows.append([o["name"], o["state"].upper(), *cells])
+    lines += ["", _table(rows), ""]
+    rows = [["POOL", "POLICY", "A", "AAAA", "FALLBACK"]]
+    for p in st["pools"]:
+        shown = []
+        for family in ("A", "AAAA"):
+            a = p["answers"][family]
+            shown.append(",".join(a["origins"]) + (" (fallback)" if a["fallback"] else "")
+                         if a["kind"] == "answer" else a["kind"])
+        rows.append([p["name"], p["policy"], *shown,
+                     "IN FALLBACK" if p["in_fallback"] else p["fallback"]])
+    lines += [_table(rows), ""]
+    if st["overrides"]:
+        rows = [["DRAINED", "WHO", "SINCE", "EXPIRES", "REASON"]]
+        rows += [[d["origin"], d["who"], _ago(now, d["at"]),
+                  "-" if d["expires_at"] is None else f"in {d['expires_at'] - now:.0f}s",
+                  d["reason"]] for d in st["overrides"]]
+        lines += [_table(rows), ""]
+    else:
+        lines += ["no drains", ""]
+    if st["transitions"]:
+        rows = [["WHEN", "ORIGIN", "STATE", "CAUSE"]]
+        rows += [[_ago(now, t["at"]), t["origin"], t["state"], t["cause"]]
+                 for t in st["transitions"][:10]]
+        lines.append(_table(rows))
+    return "\n".join(lines).rstrip()
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    try:
+        st = asyncio.run(_fetch_status(args.admin))
+    except Exception as exc:
+        print(f"gslb status: cannot read {args.admin}/api/v1/status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(st, indent=1) if args.json else render_status(st))
+    return 0 if st.get("ready") else 3
 
 
 def _cmd_geoip_build(args: argparse.Namespace) -> int:
@@ -146,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "load balancer: an authoritative GSLB nameserver.")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text lines, or one JSON object per line (ts, level, logger, "
+                        "msg and structured fields)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="answer DNS queries (embedded prober, in-memory state)")
@@ -159,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis", metavar="URL",
                        help="read shared health state from Redis (redis://, rediss://, unix://, "
                        "redis+sentinel://; see docs/redis.md) instead of probing in-process")
+    serve.add_argument("--admin", metavar="ADDR:PORT",
+                       help=f"admin HTTP server: status page, /metrics, /api/v1 "
+                       f"(default {DEFAULT_ADMIN}; loopback unless you ask otherwise)")
+    serve.add_argument("--no-admin", action="store_true", help="run no admin server")
+    serve.add_argument("--admin-token-file", type=Path, metavar="PATH",
+                       help=f"bearer token for the admin POST endpoints (default: "
+                       f"${TOKEN_ENV}; with neither, they are disabled)")
+    serve.add_argument("--overrides-file", type=Path, metavar="PATH",
+                       help="without --redis: keep drains in this JSON file across restarts")
+    serve.add_argument("--query-log-sample", type=float, default=0.0, metavar="FRACTION",
+                       help="log this fraction (0 to 1) of queries on gslb.query (default 0)")
     serve.set_defaults(func=_cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every origin from one vantage, writing to Redis")
@@ -173,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate configuration files without serving")
     check.add_argument("config", nargs="+", help="YAML configuration file(s)")
     check.set_defaults(func=_cmd_check)
+
+    status = sub.add_parser("status", help="show a running nameserver's status as tables")
+    status.add_argument("--admin", default=f"http://{DEFAULT_ADMIN}", metavar="URL",
+                        help=f"the admin server (default http://{DEFAULT_ADMIN})")
+    status.add_argument("--json", action="store_true", help="print the status JSON as is")
+    status.set_defaults(func=_cmd_status)
 
     geoip = sub.add_parser("geoip", help="GeoIP data")
     geoip_sub = geoip.add_subparsers(dest="geoip_command", required=True)
@@ -189,9 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gslb.logs import setup
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup(args.log_level, args.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         return int(args.func(args))
     return 130

@@ -6,6 +6,9 @@ Two processes exist:
   in-process prober (vantage ``local``) reports straight into the health
   view. With Redis: a ``RedisWatcher`` keeps the view in step with every
   probe worker's reports instead.
+  It also runs the operations surface: drain overrides (shared through
+  Redis when configured), metrics, safe reload and the admin HTTP server
+  (``gslb.admin``, docs/admin.md).
 * ``ProbeService`` (``gslb probe``): a probe worker for one vantage, writing
   its reports to Redis.
 """
@@ -14,23 +17,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from time import perf_counter
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gslb.authority import Authority, respond
-from gslb.config.model import Config
+from aiohttp import web
+
+from gslb.admin.metrics import QueryStats, make_registry
+from gslb.authority import Authority, Observer, respond
+from gslb.config import load as load_config
+from gslb.config.model import LOCAL_VANTAGE, Config
 from gslb.dns.server import DnsServer
+from gslb.dns.wire import Answer, Query
+from gslb.errors import ConfigError, GslbError
 from gslb.geo import GeoDB
+from gslb.health.overrides import DrainedView, Override, Overrides, RedisOverrides
 from gslb.health.view import QuorumView
+from gslb.logs import QueryLog
 from gslb.probe.worker import Prober
+from gslb.steering import Steering
+
+if TYPE_CHECKING:
+    from gslb.health.redis import RedisWatcher
 
 log = logging.getLogger("gslb.service")
-
-LOCAL_VANTAGE = "local"
-"""Vantage name of the embedded prober."""
-
 
 #: Seconds ``gslb serve --redis`` waits for the first full load before it
 #: starts answering (then it answers anyway: Redis may be down).
@@ -55,6 +72,32 @@ def key_ttl_s(config: Config) -> float:
     return max(60.0, 6 * config.health.stale_after_s)
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """The outcome of ``Service.reload``: ``ok``; ``generation`` in force
+    afterwards; ``messages``: on failure every ``file:line: key: message``
+    (the old config is still served), empty on success."""
+
+    ok: bool
+    generation: int
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An overall change of ``origin`` at ``at`` (epoch seconds): ``state``
+    is ``up``, ``down``, ``drained`` or ``undrained``; ``cause`` says why."""
+
+    at: float
+    origin: str
+    state: str
+    cause: str
+
+
+#: How many recent transitions ``Service.transitions`` keeps.
+RECENT_TRANSITIONS = 200
+
+
 class Service:
     """One serving nameserver.
 
@@ -62,8 +105,22 @@ class Service:
     ``addresses`` after ``start``). ``geoip`` is an mmdb path or None (then
     clients cannot be located: geo pools answer from their ``default``).
     ``redis_url``: None for the embedded prober, else the Redis to read the
-    shared health state from (``gslb.health.redis.parse_url`` forms).
-    Raises ``GslbError`` subclasses for a bad GeoIP file or Redis URL.
+    shared health state (and share drains) through
+    (``gslb.health.redis.parse_url`` forms).
+
+    Operations (docs/admin.md): ``admin`` is the ``(address, port)`` of the
+    admin HTTP server (None: none; port 0: any free port, see
+    ``admin_addresses``); when ``admin_optional`` a failure to bind it is
+    logged and the nameserver serves without it. ``admin_token`` (None:
+    mutating endpoints disabled) is the bearer token of the POST endpoints.
+    ``overrides_path``: without Redis, a JSON file persisting the drains
+    (None: in memory only). ``query_log_sample``: fraction (0 to 1) of
+    queries logged on ``gslb.query``. ``config_paths``: the files
+    ``reload()`` reads by default (default ``config.files``).
+
+    Raises ``GslbError`` subclasses for a bad GeoIP file or Redis URL,
+    ``ValueError`` for a bad sample, ``OSError``/``ValueError`` for an
+    unreadable overrides file.
     """
 
     def __init__(
@@ -73,27 +130,77 @@ class Service:
         geoip: str | Path | None = None,
         rng: random.Random | None = None,
         redis_url: str | None = None,
+        *,
+        admin: tuple[str, int] | None = None,
+        admin_optional: bool = False,
+        admin_token: str | None = None,
+        overrides_path: str | Path | None = None,
+        query_log_sample: float = 0.0,
+        config_paths: Sequence[str | Path] | None = None,
     ) -> None:
         self.config = config
+        self.config_paths = tuple(str(p) for p in (config_paths or config.files))
+        self.generation = 1
+        self.loaded_at = time.time()
+        self.started_at: float | None = None
+        self.redis_url = redis_url
         self.health = QuorumView(config.health.quorum, config.health.stale_after_s)
+        self.overrides = Overrides(overrides_path if redis_url is None else None)
+        self.overrides.load_file()
+        self.overrides.on_change = self._on_override
+        self.view = DrainedView(self.health, self.overrides)
+        """What steering reads: health with the drains applied."""
+        self.stats = QueryStats()
+        self.transitions: deque[Transition] = deque(maxlen=RECENT_TRANSITIONS)
+        """Recent overall changes, oldest first."""
         self.geo = GeoDB(geoip) if geoip is not None else None
-        self.authority = Authority(
-            config, self.health, self.geo.locate if self.geo else None, rng=rng)
+        self._rng = rng
+        self.authority, self.preview = self._build(config)
         self.health_source: _Part
+        self.shared_overrides: RedisOverrides | None = None
+        self.watcher: RedisWatcher | None = None
         if redis_url is None:
             self.health_source = Prober(config.origins, self.health, LOCAL_VANTAGE,
                                         heartbeat_interval_s=config.health.heartbeat_interval_s)
         else:
             from gslb.health.redis import RedisWatcher
 
-            self.health_source = RedisWatcher(
+            self.health_source = self.watcher = RedisWatcher(
                 redis_url, self.health, resync_interval_s=config.health.resync_interval_s)
+            self.shared_overrides = RedisOverrides(
+                redis_url, self.overrides, resync_interval_s=config.health.resync_interval_s)
+        query_log = QueryLog(query_log_sample) if query_log_sample > 0 else None
+        count = self.stats.query
+        if query_log is None:
+            self._observe: Observer = count
+        else:
+            def observe(query: Query | None, answer: Answer | None, who: str) -> None:
+                count(query, answer, who)
+                query_log(query, answer, who)
+            self._observe = observe
         self.server = DnsServer(self.handle, listen)
-        self._ticker: asyncio.Task[None] | None = None
+        self.admin = admin
+        self.admin_optional = admin_optional
+        self.admin_token = admin_token or None
+        self.admin_addresses: list[tuple[str, int]] = []
+        self.registry = make_registry(self)
+        self._admin: web.AppRunner | None = None
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _build(self, config: Config) -> tuple[Authority, Steering]:
+        """The authority answering from ``config``, and a separate Steering
+        for status previews (so they touch no live steering state)."""
+        authority = Authority(config, self.view, self.geo.locate if self.geo else None,
+                              rng=self._rng, on_choice=self.stats.choice)
+        return authority, Steering(config.pools, config.origins, vantages=config.vantages)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         """Answer one query message (the DNS listeners' handler)."""
-        return respond(self.authority, data, who, udp)
+        start = perf_counter()
+        response = respond(self.authority, data, who, udp, self._observe)
+        self.stats.duration(perf_counter() - start)
+        return response
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -101,41 +208,202 @@ class Service:
         return self.server.addresses
 
     async def start(self) -> None:
-        """Start the health source (prober or Redis watcher), then the
-        listeners. Raises ``OSError`` when a listen address cannot be bound."""
+        """Start the health source (prober or Redis watcher) and the drain
+        watcher, then the DNS listeners, then the admin server. Raises
+        ``OSError`` when a listen address cannot be bound (the admin one
+        too, unless ``admin_optional``)."""
         await self.health_source.start()
-        if isinstance(self.health_source, _Syncing):
-            # answer from the shared view, not from "everything up", when
-            # Redis is there; never wait long for a Redis that is not
-            with contextlib.suppress(TimeoutError):
-                await self.health_source.wait_synced(STARTUP_SYNC_S)
-        self._ticker = asyncio.create_task(self._tick(), name="gslb-health-ticker")
+        if self.shared_overrides is not None:
+            await self.shared_overrides.start()
+        # answer from the shared view, not from "everything up", when Redis
+        # is there; never wait long for a Redis that is not
+        await asyncio.gather(*(_synced(part) for part in (self.health_source,
+                                                          self.shared_overrides)
+                               if isinstance(part, _Syncing)))
+        self._tasks = [asyncio.create_task(self._tick(), name="gslb-health-ticker"),
+                       asyncio.create_task(self._watch_transitions(), name="gslb-transitions")]
         try:
             await self.server.start()
+            if self.admin is not None:
+                await self._start_admin(*self.admin)
         except BaseException:
             await self.stop()
             raise
+        self.started_at = time.time()
         log.info("serving %d zone(s): %s", len(self.config.zones),
                  ", ".join(z.rstrip(".") for z in self.config.zones))
 
+    async def _start_admin(self, host: str, port: int) -> None:
+        from gslb.admin.app import make_app
+
+        runner = web.AppRunner(make_app(self), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except OSError as exc:
+            await runner.cleanup()
+            if not self.admin_optional:
+                raise
+            log.warning("admin server not started on %s port %d: %s; serving DNS without it",
+                        host, port, exc)
+            return
+        self._admin = runner
+        self.admin_addresses = [a[:2] for a in runner.addresses]
+        for bound_host, bound_port in self.admin_addresses:
+            log.info("admin server on http://%s/", _hostport(bound_host, bound_port))
+            if not ipaddress.ip_address(bound_host).is_loopback:
+                log.warning("admin server on a non-loopback address %s: keep it behind a "
+                            "firewall", bound_host)
+
     async def stop(self) -> None:
-        """Stop listening, then stop the health source."""
+        """Stop the admin server and the listeners, then the health source."""
+        if self._admin is not None:
+            runner, self._admin = self._admin, None
+            await runner.cleanup()
         await self.server.stop()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.shared_overrides is not None:
+            await self.shared_overrides.stop()
         await self.health_source.stop()
         if self.geo is not None:
             self.geo.close()
 
+    # -- operations -------------------------------------------------------------------
+
+    async def reload(self, paths: Sequence[str | Path] | None = None) -> ReloadResult:
+        """Load the config from ``paths`` (default: the files loaded last)
+        and, when it is valid, swap it in at once: one assignment of the
+        ``Authority`` (a query sees the old config or the new one, never a
+        mix); the prober and health settings follow. On error nothing
+        changes and the result holds every ``file:line: key: message``.
+        Listen addresses are not part of the config: they never change on
+        reload. Logs one line either way. Never raises for a bad config."""
+        async with self._reload_lock:
+            chosen = tuple(str(p) for p in (paths or self.config_paths))
+            try:
+                config = await asyncio.to_thread(load_config, list(chosen))
+                authority, preview = self._build(config)
+            except (GslbError, ValueError) as exc:
+                reasons = exc.reasons if isinstance(exc, ConfigError) else (str(exc),)
+                self.stats.reloads["error"] += 1
+                log.error("reload rejected, still serving generation %d: %s", self.generation,
+                          " | ".join(reasons),
+                          extra={"event": "reload", "ok": False, "errors": list(reasons)})
+                return ReloadResult(False, self.generation, tuple(reasons))
+            self.health.quorum = config.health.quorum
+            self.health.stale_after_s = config.health.stale_after_s
+            if isinstance(self.health_source, Prober):
+                self.health.set_origins(config.origins)
+                self.health_source.update(config.origins)
+            if self.watcher is not None:
+                self.watcher.resync_interval_s = config.health.resync_interval_s
+                if self.shared_overrides is not None:
+                    self.shared_overrides.resync_interval_s = config.health.resync_interval_s
+            self.config, self.config_paths = config, chosen
+            self.authority, self.preview = authority, preview  # the swap
+            self.generation += 1
+            self.loaded_at = time.time()
+            self.health.refresh()
+            self.stats.reloads["ok"] += 1
+            log.info("reloaded %s: generation %d, %d zone(s), %d pool(s), %d origin(s)",
+                     ", ".join(chosen), self.generation, len(config.zones), len(config.pools),
+                     len(config.origins), extra={"event": "reload", "ok": True,
+                                                 "generation": self.generation})
+            return ReloadResult(True, self.generation)
+
+    async def drain(self, origin: str, reason: str, who: str,
+                    expires_in_s: float | None = None) -> Override:
+        """Take ``origin`` out of every answer (of every nameserver, with
+        Redis) for ``expires_in_s`` seconds (None: until undrained). Raises
+        KeyError for an origin the config does not have, ``OverrideError``
+        when Redis cannot be reached (nothing changes then)."""
+        if origin not in self.config.origins:
+            raise KeyError(origin)
+        now = time.time()
+        drain = Override(origin, reason, who, now,
+                         None if expires_in_s is None else now + expires_in_s)
+        if self.shared_overrides is not None:
+            await self.shared_overrides.drain(drain)
+        else:
+            self.overrides.apply(drain)
+        return drain
+
+    async def undrain(self, origin: str, who: str, reason: str = "") -> bool:
+        """Put ``origin`` back (everywhere); returns whether it was drained.
+        Raises ``OverrideError`` when Redis cannot be reached."""
+        if self.shared_overrides is not None:
+            return await self.shared_overrides.undrain(origin, who, reason)
+        return self.overrides.lift(origin, who, reason)
+
+    def redis_connected(self) -> dict[str, bool]:
+        """Per Redis client (``health``, ``overrides``): connected and
+        synced; empty without Redis."""
+        if self.redis_url is None:
+            return {}
+        return {"health": bool(self.watcher and self.watcher.connected),
+                "overrides": bool(self.shared_overrides and self.shared_overrides.connected)}
+
+    def not_ready(self) -> list[str]:
+        """Why this nameserver should not get traffic; empty when ready:
+        not started, Redis unreachable (when configured), or the health
+        view degraded (an origin with no fresh vantage)."""
+        reasons = []
+        if self.started_at is None:
+            reasons.append("not started: zones not loaded yet")
+        for client, ok in self.redis_connected().items():
+            if not ok:
+                reasons.append(f"Redis unreachable ({client} watcher)")
+        if self.health.degraded:
+            held = sorted(o for o, st in self.health.snapshot().items()
+                          if st.reports and not st.fresh)
+            reasons.append("health view degraded: no fresh vantage for "
+                           + ", ".join(held[:10]) + (" ..." if len(held) > 10 else ""))
+        return reasons
+
+    # -- background ---------------------------------------------------------------------
+
     async def _tick(self) -> None:
         """Re-evaluate staleness (it moves with time, not with messages)."""
-        period = min(1.0, self.health.stale_after_s / 4)
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(min(1.0, self.health.stale_after_s / 4))
             self.health.refresh()
+
+    async def _watch_transitions(self) -> None:
+        """Record every overall up/down change of the health view."""
+        def down_now() -> set[str]:
+            return {o for o in self.config.origins if not self.health.is_up(o)}
+
+        down, seen = down_now(), self.health.generation
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await self.health.wait_for(lambda seen=seen: self.health.generation != seen, 3600)
+            seen = self.health.generation
+            now = down_now()
+            for origin in sorted(now - down):
+                self._record(origin, "down", "health checks")
+            for origin in sorted(down - now):
+                self._record(origin, "up", "health checks")
+            down = now
+
+    def _on_override(self, drain: Override, drained: bool) -> None:
+        self._record(drain.origin, "drained" if drained else "undrained",
+                     f"{drain.who}: {drain.reason}" if drained else "drain lifted")
+
+    def _record(self, origin: str, state: str, cause: str) -> None:
+        self.transitions.append(Transition(time.time(), origin, state, cause))
+        self.stats.transition(origin, state)
+
+
+async def _synced(part: _Syncing) -> None:
+    with contextlib.suppress(TimeoutError):
+        await part.wait_synced(STARTUP_SYNC_S)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ProbeService:

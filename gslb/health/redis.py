@@ -313,7 +313,7 @@ def _dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-class _Backoff:
+class Backoff:
     """Capped exponential backoff with jitter: ``base_s`` doubling up to
     ``cap_s`` seconds, each delay drawn from [half, all] of the step."""
 
@@ -326,7 +326,7 @@ class _Backoff:
         return random.uniform(step / 2, step)
 
 
-class _Outage:
+class Outage:
     """One warning when an outage starts, one info line when it ends."""
 
     def __init__(self, what: str, target: RedisTarget, consequence: str) -> None:
@@ -407,7 +407,7 @@ class RedisSink:
         self._task: asyncio.Task[None] | None = None
         self._client: Redis | None = None
         self._next_touch = 0.0
-        self._outage = _Outage("probe writer", self.target,
+        self._outage = Outage("probe writer", self.target,
                                "probing goes on; the latest state is written when it returns")
         self._meta = {"version": __version__, "pid": str(os.getpid()),
                       "host": socket.gethostname()}
@@ -461,7 +461,7 @@ class RedisSink:
 
     async def _run(self) -> None:
         assert self._client is not None
-        backoff = _Backoff(cap_s=self._backoff_cap_s)
+        backoff = Backoff(cap_s=self._backoff_cap_s)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -596,7 +596,7 @@ class RedisWatcher:
         self._synced = asyncio.Event()
         self._seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self._outage = _Outage("health watcher", self.target,
+        self._outage = Outage("health watcher", self.target,
                                "serving the last known health view")
         self._skipped = _Skipped()
 
@@ -622,7 +622,7 @@ class RedisWatcher:
         self.connected = False
 
     async def _run(self) -> None:
-        backoff = _Backoff(cap_s=self._backoff_cap_s)
+        backoff = Backoff(cap_s=self._backoff_cap_s)
         loop = asyncio.get_running_loop()
         while True:
             client = make_client(self.target)

@@ -1,0 +1,424 @@
+"""Drain overrides: an operator takes an origin out of every answer.
+
+* ``Override``: one drain (origin, reason, who, when, optional expiry).
+* ``Overrides``: the drains in force on this nameserver, read on the query
+  path (``is_drained``: one dict lookup). Expired drains lift themselves
+  (a timer per drain; logged). Optionally persisted to a JSON file (no
+  Redis: the drains survive a restart).
+* ``DrainedView``: a ``HealthView`` wrapper: ``is_up`` is the health view's
+  state and not drained; ``generation`` moves when either moves.
+* ``RedisOverrides``: with Redis, drains are shared by every nameserver:
+  each is a hash ``gslb:v1:override:{origin}`` (fields ``reason``, ``who``,
+  ``at``, ``expires_at``; Redis-side expiry at ``expires_at`` when given),
+  announced on the channel ``gslb:v1:overrides``, loaded at start and at
+  each resync (docs/redis.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gslb.health.view import HealthView
+
+log = logging.getLogger("gslb.overrides")
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """One drain: ``origin`` is out of every answer since ``at`` (epoch
+    seconds) until ``expires_at`` (epoch seconds; None: until undrained),
+    because ``reason``, asked by ``who``."""
+
+    origin: str
+    reason: str
+    who: str
+    at: float
+    expires_at: float | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        """Flat text fields (a Redis hash), without ``origin``."""
+        return {"reason": self.reason, "who": self.who, "at": f"{self.at:.6f}",
+                "expires_at": "" if self.expires_at is None else f"{self.expires_at:.6f}"}
+
+    @classmethod
+    def from_fields(cls, origin: str, fields: dict[str, str]) -> Override:
+        """The inverse of ``to_fields``; raises KeyError/ValueError on junk."""
+        expires = fields.get("expires_at") or None
+        return cls(origin, fields["reason"], fields["who"], float(fields["at"]),
+                   float(expires) if expires is not None else None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (status API, the overrides file)."""
+        return asdict(self)
+
+
+class Overrides:
+    """The drains in force here. Use from one event loop.
+
+    ``path``: a JSON file to persist the drains to (rewritten atomically on
+    every change, read by ``load_file``); None keeps them in memory only.
+    ``clock``: epoch seconds. ``generation`` moves (by one) on every change.
+    ``on_change(override, drained)`` is called after each change (metrics,
+    recent transitions).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path) if path is not None else None
+        self.clock = clock
+        self.generation = 0
+        self.on_change: Callable[[Override, bool], None] | None = None
+        self._drains: dict[str, Override] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._changed = asyncio.Event()
+
+    # -- reading (query path) ----------------------------------------------------
+
+    def is_drained(self, origin: str) -> bool:
+        """True while ``origin`` is drained (an expired drain not yet lifted
+        by its timer counts as lifted)."""
+        drain = self._drains.get(origin)
+        if drain is None:
+            return False
+        return drain.expires_at is None or drain.expires_at > self.clock()
+
+    def get(self, origin: str) -> Override | None:
+        """The drain of ``origin`` in force, or None."""
+        return self._drains.get(origin) if self.is_drained(origin) else None
+
+    def all(self) -> list[Override]:
+        """Every drain in force, by origin name."""
+        return [d for _, d in sorted(self._drains.items()) if self.is_drained(d.origin)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Return once ``predicate()`` is true, re-testing it after every
+        change; raises ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self._changed.wait()
+
+    # -- changes ---------------------------------------------------------------------
+
+    def apply(self, drain: Override, *, announce: bool = True) -> bool:
+        """Put ``drain`` in force (replacing any drain of the origin). An
+        already expired one is ignored. Returns True when something changed;
+        logs one line when ``announce``."""
+        if drain.expires_at is not None and drain.expires_at <= self.clock():
+            return False
+        if self._drains.get(drain.origin) == drain:
+            return False
+        self._drains[drain.origin] = drain
+        self._arm(drain)
+        if announce:
+            until = ("" if drain.expires_at is None else
+                     f" until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(drain.expires_at))}")
+            log.warning("origin %s DRAINED by %s%s: %s", drain.origin, drain.who, until,
+                        drain.reason, extra={"origin": drain.origin, "who": drain.who,
+                                             "reason": drain.reason, "event": "drain",
+                                             "expires_at": drain.expires_at})
+        self._changed_now(drain, True)
+        return True
+
+    def lift(self, origin: str, who: str, reason: str = "", *, announce: bool = True) -> bool:
+        """Lift the drain of ``origin``; returns False when there was none."""
+        drain = self._drains.pop(origin, None)
+        timer = self._timers.pop(origin, None)
+        if timer is not None:
+            timer.cancel()
+        if drain is None:
+            return False
+        if announce:
+            log.warning("origin %s UNDRAINED by %s%s", origin, who,
+                        f": {reason}" if reason else "",
+                        extra={"origin": origin, "who": who, "reason": reason,
+                               "event": "undrain"})
+        self._changed_now(drain, False)
+        return True
+
+    def replace(self, drains: Iterable[Override]) -> int:
+        """Make the drains exactly ``drains`` (a resync from Redis); logs
+        each difference. Returns how many origins changed."""
+        new = {d.origin: d for d in drains}
+        changed = 0
+        for origin in [o for o in self._drains if o not in new]:
+            changed += self.lift(origin, "resync", "no longer in Redis")
+        for drain in new.values():
+            changed += self.apply(drain)
+        return changed
+
+    def expire(self) -> int:
+        """Lift every drain past its expiry now (the timers do this too)."""
+        now = self.clock()
+        due = [o for o, d in self._drains.items() if d.expires_at is not None
+               and d.expires_at <= now]
+        for origin in due:
+            self._expired(origin)
+        return len(due)
+
+    def load_file(self) -> int:
+        """Read the drains from ``path`` (missing file: none); expired ones
+        are dropped. Returns how many were loaded. Raises ``OSError`` or
+        ``ValueError`` for an unreadable or malformed file."""
+        if self.path is None or not self.path.exists():
+            return 0
+        data = json.loads(self.path.read_text())
+        loaded = sum(self.apply(Override(**item), announce=False) for item in data["drains"])
+        if loaded:
+            log.info("loaded %d drain(s) from %s: %s", loaded, self.path,
+                     ", ".join(d.origin for d in self.all()))
+        return loaded
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _expired(self, origin: str) -> None:
+        drain = self._drains.get(origin)
+        if drain is not None:
+            log.warning("origin %s UNDRAINED: drain by %s expired (%s)", origin, drain.who,
+                        drain.reason, extra={"origin": origin, "who": drain.who,
+                                             "reason": drain.reason, "event": "expire"})
+            self.lift(origin, drain.who, announce=False)
+
+    def _arm(self, drain: Override) -> None:
+        old = self._timers.pop(drain.origin, None)
+        if old is not None:
+            old.cancel()
+        if drain.expires_at is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: is_drained still honours the expiry
+        delay = max(0.0, drain.expires_at - self.clock())
+        self._timers[drain.origin] = loop.call_later(delay, self._expired, drain.origin)
+
+    def _changed_now(self, drain: Override, drained: bool) -> None:
+        self.generation += 1
+        self._save()
+        if self.on_change is not None:
+            self.on_change(drain, drained)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"drains": [d.to_json() for d in self._drains.values()]},
+                                  indent=1))
+        os.replace(tmp, self.path)
+
+
+class DrainedView:
+    """A ``HealthView``: ``base`` with the drains of ``overrides`` applied.
+
+    ``is_up(origin)`` is ``base.is_up(origin) and not drained``;
+    ``generation`` is the sum of both generations (each only grows, so it
+    moves whenever either moves); ``srtt_ms`` is the base view's (a drained
+    origin is not chosen, so its RTT does not matter to steering)."""
+
+    __slots__ = ("base", "overrides")
+
+    def __init__(self, base: HealthView, overrides: Overrides) -> None:
+        self.base = base
+        self.overrides = overrides
+
+    @property
+    def generation(self) -> int:
+        return self.base.generation + self.overrides.generation
+
+    def is_up(self, origin: str) -> bool:
+        return self.base.is_up(origin) and not self.overrides.is_drained(origin)
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return self.base.srtt_ms(origin, vantage)
+
+    def everyone_up(self) -> HealthView:
+        """The view for ``fallback: all``: every origin up but the drained
+        ones, no RTT known (see :func:`gslb.steering.fallback.everyone_up`)."""
+        return _Undrained(self.overrides)
+
+
+class _Undrained:
+    """Every origin up except the drained ones; no RTT known."""
+
+    __slots__ = ("overrides",)
+
+    def __init__(self, overrides: Overrides) -> None:
+        self.overrides = overrides
+
+    @property
+    def generation(self) -> int:
+        return self.overrides.generation
+
+    def is_up(self, origin: str) -> bool:
+        return not self.overrides.is_drained(origin)
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return None
+
+
+class OverrideError(Exception):
+    """A drain could not be shared (Redis unreachable); nothing changed."""
+
+
+class RedisOverrides:
+    """Shares ``overrides`` through Redis (``gslb serve --redis``).
+
+    ``drain``/``undrain`` write to Redis (one MULTI/EXEC: the hash, its
+    expiry, the announcement) and then apply locally; they raise
+    ``OverrideError`` when Redis cannot be reached (nothing changes then).
+    A background task, on its own connection, subscribes to the channel,
+    loads every drain (``Overrides.replace``), applies each announcement,
+    and loads again every ``resync_interval_s`` seconds; on errors it keeps
+    the drains it has, retries with capped backoff and logs one line per
+    outage. ``connected``: subscribed and loaded. Raises
+    ``RedisConfigError`` for a bad ``url``.
+    """
+
+    def __init__(self, url: str, overrides: Overrides, *, resync_interval_s: float,
+                 namespace: str | None = None) -> None:
+        from gslb.health.redis import NAMESPACE, Outage, make_client, parse_url
+
+        self.target = parse_url(url)
+        self.overrides = overrides
+        self.resync_interval_s = resync_interval_s
+        self.namespace = NAMESPACE if namespace is None else namespace
+        self.channel = f"{self.namespace}overrides"
+        self.connected = False
+        self._make_client = make_client
+        self._client: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self._outage = Outage("override watcher", self.target, "keeping the drains known")
+
+    def key(self, origin: str) -> str:
+        """The Redis key of ``origin``'s drain."""
+        return f"{self.namespace}override:{origin}"
+
+    async def start(self) -> None:
+        """Start the watcher task; returns at once (see ``wait_synced``)."""
+        if self._task is None:
+            self._client = self._make_client(self.target)
+            self._task = asyncio.create_task(self._run(), name="gslb-override-watcher")
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Return once the first full load is done; ``TimeoutError`` after
+        ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
+
+    async def stop(self) -> None:
+        """Stop the watcher and close the connections."""
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await client.aclose()
+        self.connected = False
+
+    async def drain(self, drain: Override) -> None:
+        """Store and announce ``drain``, then apply it here."""
+        key = self.key(drain.origin)
+        message = {"type": "drain", "origin": drain.origin, "fields": drain.to_fields()}
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.hset(key, mapping=drain.to_fields())
+            if drain.expires_at is not None:
+                pipe.pexpireat(key, int(drain.expires_at * 1000))
+            pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            await pipe.execute()
+        except Exception as exc:
+            raise OverrideError(f"Redis at {self.target} unreachable: {exc}") from exc
+        self.overrides.apply(drain)
+
+    async def undrain(self, origin: str, who: str, reason: str = "") -> bool:
+        """Delete and announce the drain of ``origin``, then lift it here;
+        returns whether it was drained (here)."""
+        message = {"type": "undrain", "origin": origin, "who": who, "reason": reason}
+        was = self.overrides.is_drained(origin)  # our own watcher may hear it first
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(self.key(origin))
+            pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            await pipe.execute()
+        except Exception as exc:
+            raise OverrideError(f"Redis at {self.target} unreachable: {exc}") from exc
+        self.overrides.lift(origin, who, reason)
+        return was
+
+    async def _run(self) -> None:
+        from gslb.health.redis import Backoff
+
+        backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        while True:
+            client = self._make_client(self.target)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                await self._load(client)
+                self.connected = True
+                self._outage.succeeded()
+                backoff.attempt = 0
+                next_load = loop.time() + self.resync_interval_s
+                while True:
+                    wait = next_load - loop.time()
+                    if wait <= 0:
+                        await self._load(client)
+                        next_load = loop.time() + self.resync_interval_s
+                        continue
+                    message = await pubsub.get_message(timeout=wait)
+                    if message is not None and message.get("type") == "message":
+                        self._on_message(message["data"])
+            except Exception as exc:
+                self.connected = False
+                self._outage.failed(exc)
+            finally:
+                for closing in (pubsub, client):
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1.0):
+                            await closing.aclose()
+            await asyncio.sleep(backoff.next())
+
+    async def _load(self, client: Any) -> None:
+        prefix = self.key("")
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        drains = []
+        for key, fields in zip(keys, await pipe.execute(), strict=True):
+            try:
+                if fields:  # expired between SCAN and HGETALL
+                    drains.append(Override.from_fields(key[len(prefix):], fields))
+            except (KeyError, ValueError) as exc:
+                log.warning("skipped malformed drain record %s: %s", key, exc)
+        self.overrides.replace(drains)
+        self._synced.set()
+
+    def _on_message(self, data: str) -> None:
+        try:
+            msg = json.loads(data)
+            if msg["type"] == "drain":
+                self.overrides.apply(Override.from_fields(msg["origin"], msg["fields"]))
+            elif msg["type"] == "undrain":
+                self.overrides.lift(msg["origin"], msg.get("who", "?"), msg.get("reason", ""))
+            else:
+                raise ValueError(f"unknown type {msg['type']!r}")
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("skipped malformed override message %r: %s", data[:200], exc)
