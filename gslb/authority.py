@@ -14,6 +14,7 @@ from enum import Enum
 
 from gslb.config.model import Config, GslbRecord, Zone
 from gslb.dns import wire
+from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache
 from gslb.dns.wire import (
     NOERROR,
     NOTIMP,
@@ -109,7 +110,9 @@ class Authority:
 
     ``health`` is read on every GSLB answer; ``locator`` maps an address to a
     ``GeoLocation`` (or None). ``rng`` drives weighted choices (seed it in
-    tests).
+    tests). ``on_choice(owner, pool, choice)`` hears of every steering
+    outcome, reused answers included. ``cache_entries``: bound of the
+    answer cache (:mod:`gslb.dns.cache`) :func:`respond` uses; 0 disables it.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Authority:
         locator: Locator | None = None,
         rng: random.Random | None = None,
         on_choice: Callable[[str, str, object], None] | None = None,
+        cache_entries: int = DEFAULT_ENTRIES,
     ) -> None:
         self.config = config
         self.health = health
@@ -127,6 +131,9 @@ class Authority:
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         self.zones = {name: _compile_zone(zone) for name, zone in config.zones.items()}
         self._on_choice = on_choice
+        self.cache = AnswerCache(lambda: health.generation, cache_entries) if (
+            cache_entries > 0) else None
+        """Encoded responses reused by :func:`respond` (None: disabled)."""
 
     def find_zone(self, qname: str) -> _Zone | None:
         """The most specific zone holding ``qname`` (lower case, absolute)."""
@@ -236,6 +243,10 @@ class Authority:
         client = self.client_for(query, who)
         choice = self.steering.choose(record.pool, family, client, self.health, self.rng)
         answer.ecs_scope = max(answer.ecs_scope, choice.scope)
+        reusable, per_client = self.steering.traits(record.pool)
+        answer.reusable = answer.reusable and reusable
+        answer.per_client = answer.per_client or per_client
+        answer.choices.append((owner, record.pool, choice))
         if self._on_choice is not None:
             self._on_choice(owner, record.pool, choice)
         if choice.kind == "servfail":
@@ -260,12 +271,28 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
             observe: Observer | None = None) -> bytes | None:
     """Bytes in, bytes out: decode ``data`` (a query from address ``who``),
     answer it and encode the response, or None when nothing must be sent.
-    ``observe`` (optional) hears of every response before it is encoded.
+    ``observe`` (optional) hears of every response before it is encoded
+    (for a reused response: with the query and answer it was built for).
+    A response in ``authority.cache`` is reused; a reusable new one is
+    stored there.
 
     Over UDP the response is truncated to the client's limit (TC set);
     over TCP it is sent whole (RFC 7766 section 6.2). EDNS version other
     than 0 gets BADVERS (RFC 6891 section 6.1.3).
     """
+    cache = authority.cache
+    if cache is not None and len(data) >= 12:
+        hit = cache.get(data, who, udp)
+        if hit is not None:
+            response, note = hit
+            query, answer = note  # type: ignore[misc]
+            if observe is not None:
+                observe(query, answer, who)
+            on_choice = authority._on_choice
+            if on_choice is not None:
+                for owner, pool, choice in answer.choices:
+                    on_choice(owner, pool, choice)
+            return response
     try:
         query = wire.decode(data)
     except wire.Drop:
@@ -281,7 +308,12 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     if observe is not None:
         observe(query, answer, who)
     limit = query.udp_limit if udp else 65535
-    return wire.encode(query, answer, limit)
+    response = wire.encode(query, answer, limit)
+    if cache is not None and answer.reusable and query.question_wire is not None:
+        ecs = query.ecs
+        per_client = answer.per_client and (ecs is None or ecs.source == 0)
+        cache.put(data, who, udp, response, (query, answer), per_client)
+    return response
 
 
 __all__ = ["NOERROR", "Authority", "Kind", "Lookup", "Observer", "respond"]

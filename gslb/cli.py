@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gslb.config.model import Config
+from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.errors import ConfigError, GslbError
 from gslb.service import ProbeService, Service
 
@@ -129,7 +130,8 @@ async def _serve(args: argparse.Namespace) -> int:
         service = Service(config, listen, geoip, redis_url=args.redis, admin=admin,
                           admin_optional=args.admin is None, admin_token=token,
                           overrides_path=args.overrides_file,
-                          query_log_sample=args.query_log_sample, config_paths=args.config)
+                          query_log_sample=args.query_log_sample, config_paths=args.config,
+                          answer_cache=args.answer_cache)
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
@@ -288,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="without --redis: keep drains in this JSON file across restarts")
     serve.add_argument("--query-log-sample", type=float, default=0.0, metavar="FRACTION",
                        help="log this fraction (0 to 1) of queries on gslb.query (default 0)")
+    serve.add_argument("--answer-cache", type=int, default=DEFAULT_ENTRIES, metavar="N",
+                       help=f"reuse up to N encoded responses while health holds still "
+                       f"(default {DEFAULT_ENTRIES}; 0 disables)")
     serve.set_defaults(func=_cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every origin from one vantage, writing to Redis")

@@ -34,6 +34,7 @@ from gslb.admin.metrics import QueryStats, make_registry
 from gslb.authority import Authority, Observer, respond
 from gslb.config import load as load_config
 from gslb.config.model import LOCAL_VANTAGE, Config
+from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
 from gslb.dns.wire import Answer, Query
 from gslb.errors import ConfigError, GslbError
@@ -117,6 +118,8 @@ class Service:
     (None: in memory only). ``query_log_sample``: fraction (0 to 1) of
     queries logged on ``gslb.query``. ``config_paths``: the files
     ``reload()`` reads by default (default ``config.files``).
+    ``answer_cache``: bound of each config's answer cache (entries;
+    :mod:`gslb.dns.cache`), 0 to disable it.
 
     Raises ``GslbError`` subclasses for a bad GeoIP file or Redis URL,
     ``ValueError`` for a bad sample, ``OSError``/``ValueError`` for an
@@ -137,6 +140,7 @@ class Service:
         overrides_path: str | Path | None = None,
         query_log_sample: float = 0.0,
         config_paths: Sequence[str | Path] | None = None,
+        answer_cache: int = DEFAULT_ENTRIES,
     ) -> None:
         self.config = config
         self.config_paths = tuple(str(p) for p in (config_paths or config.files))
@@ -155,6 +159,9 @@ class Service:
         """Recent overall changes, oldest first."""
         self.geo = GeoDB(geoip) if geoip is not None else None
         self._rng = rng
+        if answer_cache < 0:
+            raise ValueError(f"answer cache size must be 0 or more, not {answer_cache}")
+        self.answer_cache = answer_cache
         self.authority, self.preview = self._build(config)
         self.health_source: _Part
         self.shared_overrides: RedisOverrides | None = None
@@ -192,7 +199,8 @@ class Service:
         """The authority answering from ``config``, and a separate Steering
         for status previews (so they touch no live steering state)."""
         authority = Authority(config, self.view, self.geo.locate if self.geo else None,
-                              rng=self._rng, on_choice=self.stats.choice)
+                              rng=self._rng, on_choice=self.stats.choice,
+                              cache_entries=self.answer_cache)
         return authority, Steering(config.pools, config.origins, vantages=config.vantages)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:

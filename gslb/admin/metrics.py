@@ -11,6 +11,8 @@ Families (labels in braces):
 * ``gslb_dns_queries_total{qtype,rcode}``: responses sent;
 * ``gslb_dns_answer_duration_seconds``: histogram, decode to encoded
   response, seconds;
+* ``gslb_dns_answer_cache_lookups_total{result}`` (``hit``, ``miss``),
+  ``gslb_dns_answer_cache_entries``: the answer cache of the config in force;
 * ``gslb_steering_answers_total{pool,policy,origin}``: origins put in GSLB
   answers (``pool`` is the pool that answered, after any fallback);
 * ``gslb_steering_fallbacks_total{pool}``: answers given by a pool's
@@ -118,6 +120,16 @@ class GslbCollector(Collector):
         service = self.service
         stats = service.stats
         yield from self._dns(stats)
+        cache = service.authority.cache
+        if cache is not None:
+            lookups = CounterMetricFamily("gslb_dns_answer_cache_lookups", "Answer cache "
+                                          "lookups by result (since the config in force "
+                                          "was loaded)", labels=["result"])
+            lookups.add_metric(["hit"], cache.hits)
+            lookups.add_metric(["miss"], cache.misses)
+            yield lookups
+            yield GaugeMetricFamily("gslb_dns_answer_cache_entries", "Responses in the "
+                                    "answer cache", value=len(cache))
         yield from self._steering(service)
         transitions = CounterMetricFamily("gslb_health_transitions", "Overall origin state "
                                           "changes (health and drains)",

@@ -163,6 +163,12 @@ class Answer:
     ``compile_rdata``/``address_rdata``. ``ecs_scope`` is the scope
     prefix-length to echo when the query had an ECS option (RFC 7871 section
     7.2.1).
+
+    For the answer cache (:mod:`gslb.dns.cache`): ``reusable`` is True when
+    the same query gets the same answer while the health generation holds;
+    ``per_client`` when it may depend on where the client is; ``choices``
+    the steering outcomes behind it, ``(owner, pool, Choice)``, replayed to
+    the metrics on every reuse.
     """
 
     rcode: int = NOERROR
@@ -171,6 +177,9 @@ class Answer:
     authority: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
     additional: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
     ecs_scope: int = 0
+    reusable: bool = True
+    per_client: bool = False
+    choices: list[tuple[str, str, object]] = field(default_factory=list)
 
 
 class _Uncompressed(DNSBuffer):

@@ -106,6 +106,16 @@ class Steering:
                 make = bound[pool.policy]
                 plan.p4, plan.p6 = make(pool, plan.v4, finder), make(pool, plan.v6, finder)
             self._plans[name] = plan
+        self._traits = {name: _traits(name, pools) for name in pools}
+
+    def traits(self, pool_name: str) -> tuple[bool, bool]:
+        """``(reusable, per_client)`` for answers of ``pool_name``, over its
+        fallback chain: ``reusable`` when the same client gets the same
+        answer while the health view's ``generation`` holds (no ``weighted``
+        draw, no ``latency`` RTT in the chain); ``per_client`` when the
+        answer may depend on where the client is (``geo`` or ``latency`` in
+        the chain). Raises KeyError for an unknown pool."""
+        return self._traits[pool_name]
 
     def remembered(self, pool_name: str, family: int) -> Mapping[str, tuple[str, ...]]:
         """For a ``latency`` pool, vantage → names of the origins last chosen
@@ -166,6 +176,24 @@ class Steering:
                           False, sel.reason)
         return fall_back(plan.pool, family, policy, candidates, client, health, rng,
                          scope=sel.scope, depth=depth, choose=self._choose, flog=self._log)
+
+
+#: Policies whose answer may differ between two identical queries under
+#: the same health generation (a random draw; RTTs and anti-flap memory).
+UNREUSABLE_POLICIES = frozenset({"weighted", "latency"})
+#: Policies whose answer may depend on where the client is.
+PER_CLIENT_POLICIES = frozenset({"geo", "latency"})
+
+
+def _traits(name: str, pools: Mapping[str, Pool]) -> tuple[bool, bool]:
+    reusable, per_client, seen = True, False, set()
+    pool: Pool | None = pools.get(name)
+    while pool is not None and pool.name not in seen:
+        seen.add(pool.name)
+        reusable &= pool.policy not in UNREUSABLE_POLICIES
+        per_client |= pool.policy in PER_CLIENT_POLICIES
+        pool = None if pool.fallback in ("all", "none") else pools.get(pool.fallback)
+    return reusable, per_client
 
 
 def choose(
