@@ -131,7 +131,7 @@ async def _serve(args: argparse.Namespace) -> int:
                           admin_optional=args.admin is None, admin_token=token,
                           overrides_path=args.overrides_file,
                           query_log_sample=args.query_log_sample, config_paths=args.config,
-                          answer_cache=args.answer_cache)
+                          answer_cache=args.answer_cache, workers=args.workers)
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--answer-cache", type=int, default=DEFAULT_ENTRIES, metavar="N",
                        help=f"reuse up to N encoded responses while health holds still "
                        f"(default {DEFAULT_ENTRIES}; 0 disables)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="answer from N processes sharing the listen ports (SO_REUSEPORT) "
+                       "and one health view; default 1 (this process answers)")
     serve.set_defaults(func=_cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every origin from one vantage, writing to Redis")

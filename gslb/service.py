@@ -47,6 +47,7 @@ from gslb.steering import Steering
 
 if TYPE_CHECKING:
     from gslb.health.redis import RedisWatcher
+    from gslb.workers import WorkerPool
 
 log = logging.getLogger("gslb.service")
 
@@ -119,7 +120,9 @@ class Service:
     queries logged on ``gslb.query``. ``config_paths``: the files
     ``reload()`` reads by default (default ``config.files``).
     ``answer_cache``: bound of each config's answer cache (entries;
-    :mod:`gslb.dns.cache`), 0 to disable it.
+    :mod:`gslb.dns.cache`), 0 to disable it. ``workers``: with 2 or more,
+    this process answers no query itself but supervises that many worker
+    processes sharing the listen ports (:mod:`gslb.workers`).
 
     Raises ``GslbError`` subclasses for a bad GeoIP file or Redis URL,
     ``ValueError`` for a bad sample, ``OSError``/``ValueError`` for an
@@ -141,6 +144,7 @@ class Service:
         query_log_sample: float = 0.0,
         config_paths: Sequence[str | Path] | None = None,
         answer_cache: int = DEFAULT_ENTRIES,
+        workers: int = 1,
     ) -> None:
         self.config = config
         self.config_paths = tuple(str(p) for p in (config_paths or config.files))
@@ -185,7 +189,17 @@ class Service:
                 count(query, answer, who)
                 query_log(query, answer, who)
             self._observe = observe
-        self.server = DnsServer(self.handle, listen)
+        self.server: DnsServer | WorkerPool
+        if workers > 1:
+            from gslb.workers import WorkerPool
+
+            self.server = WorkerPool(self, workers, listen,
+                                     str(geoip) if geoip is not None else None,
+                                     answer_cache, query_log_sample)
+        elif workers == 1:
+            self.server = DnsServer(self.handle, listen)
+        else:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         self.admin = admin
         self.admin_optional = admin_optional
         self.admin_token = admin_token or None
@@ -315,6 +329,9 @@ class Service:
             self.generation += 1
             self.loaded_at = time.time()
             self.health.refresh()
+            if not isinstance(self.server, DnsServer):
+                for message in await self.server.reload(chosen):
+                    log.error("reload: %s", message)
             self.stats.reloads["ok"] += 1
             log.info("reloaded %s: generation %d, %d zone(s), %d pool(s), %d origin(s)",
                      ", ".join(chosen), self.generation, len(config.zones), len(config.pools),

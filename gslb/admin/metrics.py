@@ -89,6 +89,28 @@ class QueryStats:
         queries = self.queries
         queries[key] = queries.get(key, 0) + 1
 
+    def take(self) -> dict[str, object]:
+        """The query-path counters counted since the last ``take`` (queries,
+        latency buckets and sum, answers, fallbacks), reset to zero: what a
+        ``gslb serve --workers`` worker ships to the supervisor."""
+        out: dict[str, object] = {"queries": self.queries, "buckets": self.buckets,
+                                  "duration_sum_s": self.duration_sum_s,
+                                  "answers": self.answers, "fallbacks": self.fallbacks}
+        self.queries, self.answers, self.fallbacks = {}, {}, {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.duration_sum_s = 0.0
+        return out
+
+    def add(self, taken: dict[str, object]) -> None:
+        """Add counters from another ``take`` (a worker's) to these."""
+        for name in ("queries", "answers", "fallbacks"):
+            mine: dict[object, int] = getattr(self, name)
+            for key, n in taken[name].items():  # type: ignore[attr-defined]
+                mine[key] = mine.get(key, 0) + n
+        for i, n in enumerate(taken["buckets"]):  # type: ignore[call-overload]
+            self.buckets[i] += n
+        self.duration_sum_s += taken["duration_sum_s"]  # type: ignore[operator]
+
     def duration(self, seconds: float) -> None:
         """Count one answer's latency, seconds."""
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
@@ -120,16 +142,22 @@ class GslbCollector(Collector):
         service = self.service
         stats = service.stats
         yield from self._dns(stats)
+        pool_stats = getattr(service.server, "cache_stats", None)
         cache = service.authority.cache
-        if cache is not None:
+        if pool_stats is not None:  # gslb serve --workers: the workers' caches
+            hits, misses, entries = (sum(c) for c in zip((0, 0, 0), *pool_stats.values(),
+                                                         strict=True))
+        elif cache is not None:
+            hits, misses, entries = cache.hits, cache.misses, len(cache)
+        if pool_stats is not None or cache is not None:
             lookups = CounterMetricFamily("gslb_dns_answer_cache_lookups", "Answer cache "
                                           "lookups by result (since the config in force "
                                           "was loaded)", labels=["result"])
-            lookups.add_metric(["hit"], cache.hits)
-            lookups.add_metric(["miss"], cache.misses)
+            lookups.add_metric(["hit"], hits)
+            lookups.add_metric(["miss"], misses)
             yield lookups
             yield GaugeMetricFamily("gslb_dns_answer_cache_entries", "Responses in the "
-                                    "answer cache", value=len(cache))
+                                    "answer cache (of every worker)", value=entries)
         yield from self._steering(service)
         transitions = CounterMetricFamily("gslb_health_transitions", "Overall origin state "
                                           "changes (health and drains)",

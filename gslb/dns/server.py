@@ -93,6 +93,9 @@ class DnsServer:
     Port 0 picks a free port, the same for UDP and TCP; ``addresses`` gives
     the bound ``(address, port)`` pairs after ``start()``. ``tcp_idle_s`` is
     the TCP idle timeout in seconds (default ``TCP_IDLE_TIMEOUT_S``).
+    ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes share
+    the port and the kernel spreads queries over them (``gslb serve
+    --workers``).
     """
 
     def __init__(
@@ -101,8 +104,10 @@ class DnsServer:
         listen: list[tuple[str, int]],
         tcp_idle_s: float | None = None,
         max_tcp_clients: int = MAX_TCP_CLIENTS,
+        reuse_port: bool = False,
     ) -> None:
         self.handler = handler
+        self.reuse_port = reuse_port
         self.listen = listen
         self.tcp_idle_s = TCP_IDLE_TIMEOUT_S if tcp_idle_s is None else tcp_idle_s
         self.max_tcp_clients = max_tcp_clients
@@ -127,12 +132,14 @@ class DnsServer:
             udp_sock = socket.socket(family, socket.SOCK_DGRAM)
             if family == socket.AF_INET6:
                 udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.reuse_port:
+                udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             udp_sock.bind((host, port))
             bound = udp_sock.getsockname()[1]
             try:
                 tcp_server = await asyncio.start_server(
                     self._tcp_client, host, bound, family=family, reuse_address=True,
-                    backlog=128,
+                    reuse_port=self.reuse_port or None, backlog=128,
                 )
             except OSError:
                 udp_sock.close()

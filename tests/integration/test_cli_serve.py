@@ -26,11 +26,27 @@ async def dig(*args: str) -> str:
     return out.decode()
 
 
-async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm():
+def children(pid: int) -> set[int]:
+    """PIDs of the processes whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: int):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
         "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--geoip", str(FAKE_MMDB),
+        "--no-admin", "--workers", str(workers),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    spawned: set[int] = set()
     try:
         ports = []
         while len(ports) < 2:
@@ -48,11 +64,21 @@ async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm():
         assert out.strip() == "10 mail.example.com."
         out = await dig(f"@{v4}", "-p", p4, "nope.gslb.example.com")
         assert "status: NXDOMAIN" in out and "flags: qr aa" in out
+        spawned = children(proc.pid)
+        # workers answer; the supervisor (and the multiprocessing resource
+        # tracker) besides them
+        assert len(spawned) >= (workers if workers > 1 else 0)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 10)
     assert rc == 0
+    for _ in range(100):  # orphans exit with their parent, and are reaped
+        left = {pid for pid in spawned if Path(f"/proc/{pid}").exists()}
+        if not left:
+            break
+        await asyncio.sleep(0.05)
+    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
 
 
 async def test_serve_refuses_an_invalid_config_with_file_and_line():

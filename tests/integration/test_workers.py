@@ -1,0 +1,140 @@
+"""``gslb serve --workers``: several processes on one port (SO_REUSEPORT)
+answering from one health view. Queries come from many source ports, so
+the kernel spreads them over the workers; every answer must agree with the
+supervisor's view, through a health change, a drain, a reload and the loss
+of a worker; the metrics count every worker's queries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import textwrap
+import time
+
+import dns.asyncquery
+import dns.message
+import pytest
+
+from gslb.service import Service
+from gslb.workers import WorkerPool
+from tests.integration.adminutil import call, config_text, start_service
+from tests.integration.dnsutil import addresses
+
+N_WORKERS = 2
+QUERIES = 40  # per round: from as many source ports, so every worker gets some
+
+
+async def answers(service: Service, qname: str = "www.gslb.example.test.") -> set[tuple]:
+    """The distinct answers of one round of ``QUERIES`` queries, each from a
+    new socket (a new source port: the kernel's REUSEPORT hash picks the
+    worker); a timeout retries once (a worker may just have died)."""
+    host, port = service.addresses[0]
+
+    async def one(i: int) -> tuple:
+        for attempt in range(3):
+            try:
+                msg = await dns.asyncquery.udp(dns.message.make_query(qname, "A"), host,
+                                               port=port, timeout=1)
+                return tuple(sorted(addresses(msg)))
+            except dns.exception.Timeout:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    return set(await asyncio.gather(*(one(i) for i in range(QUERIES))))
+
+
+async def until(service: Service, expected: set[tuple], timeout_s: float,
+                qname: str = "www.gslb.example.test.") -> float:
+    """Seconds until a whole round answers ``expected``; fails after
+    ``timeout_s``."""
+    start = time.monotonic()
+    while True:
+        got = await answers(service, qname)
+        if got == expected:
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout_s, got
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def pooled(tmp_path, fake_origin, refused_port):
+    origin = await fake_origin()
+    service = await start_service(tmp_path, config_text(origin.port, refused_port),
+                                  workers=N_WORKERS)
+    assert isinstance(service.server, WorkerPool)
+    try:
+        yield service, origin
+    finally:
+        await service.stop()
+    assert not any(w.process.is_alive() for w in service.server.workers.values())
+
+
+async def test_workers_answer_alike_through_health_drain_and_reload(pooled, tmp_path):
+    service, origin = pooled
+    pool = service.server
+    assert len(pool.workers) == N_WORKERS
+    both = {("192.0.2.1", "192.0.2.3")}  # b is refused: down
+    await until(service, both, 5)
+
+    # every worker has answered (and shipped its counters to the supervisor)
+    async def every_worker_counted() -> None:
+        while len(pool.cache_stats) < N_WORKERS or not all(
+                hits + misses for hits, misses, _n in pool.cache_stats.values()):
+            await answers(service)
+            await asyncio.sleep(0.2)
+    await asyncio.wait_for(every_worker_counted(), 10)
+
+    await origin.stop()  # a goes down: every worker stops answering it
+    took = await until(service, {("192.0.2.3",)}, 5)
+    assert took < 2
+    await origin.start()
+    await until(service, both, 5)
+
+    drained = await service.drain("a", "maintenance", "test")
+    assert drained.origin == "a"
+    assert await until(service, {("192.0.2.3",)}, 1) < 1  # drains ship at once
+    await service.undrain("a", "test")
+    await until(service, both, 2)
+
+    path = tmp_path / "zone.yaml"
+    path.write_text(textwrap.dedent(config_text(origin.port, origin.port, www="only-c")))
+    result = await service.reload()
+    assert result.ok, result.messages
+    assert await answers(service) == {("192.0.2.3",)}  # at once, on every worker
+    path.write_text("origins: {a: {ipv4: [nope]}}\n")
+    assert not (await service.reload()).ok
+    assert await answers(service) == {("192.0.2.3",)}
+
+
+async def test_metrics_count_the_queries_of_every_worker(pooled):
+    service, _origin = pooled
+    assert sum(service.stats.queries.values()) == 0
+    for _ in range(5):
+        await answers(service)
+    expected = 5 * QUERIES
+
+    async def counted() -> None:
+        while sum(service.stats.queries.values()) < expected:
+            await asyncio.sleep(0.1)
+    await asyncio.wait_for(counted(), 5)
+    assert sum(service.stats.queries.values()) == expected
+    status, text = await call(service, "GET", "/metrics")
+    assert status == 200 and 'gslb_dns_answer_cache_lookups_total{result="hit"}' in text
+
+
+async def test_a_dead_worker_is_started_again_and_others_answer_meanwhile(pooled):
+    service, _origin = pooled
+    pool = service.server
+    both = {("192.0.2.1", "192.0.2.3")}
+    await until(service, both, 5)
+    victim = pool.workers[0]
+    os.kill(victim.process.pid, signal.SIGKILL)
+
+    async def replaced() -> None:
+        while pool.workers.get(0) in (None, victim) or not pool.workers[0].ready.done():
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(replaced(), 20)
+    assert pool.workers[0].process.pid != victim.process.pid
+    assert await answers(service) == both
