@@ -138,3 +138,22 @@ async def test_a_dead_worker_is_started_again_and_others_answer_meanwhile(pooled
     await asyncio.wait_for(replaced(), 20)
     assert pool.workers[0].process.pid != victim.process.pid
     assert await answers(service) == both
+
+
+async def test_workers_follow_a_drain_made_on_another_nameserver_through_redis(
+        tmp_path, redis_server, refused_port):
+    text = config_text(refused_port, refused_port)  # no probe worker: every origin is up
+    single = await start_service(tmp_path, text, redis_url=redis_server.url, name="one.yaml")
+    pooled = await start_service(tmp_path, text, redis_url=redis_server.url, name="two.yaml",
+                                 workers=N_WORKERS)
+    try:
+        every = {("192.0.2.1", "192.0.2.2", "192.0.2.3")}
+        await until(pooled, every, 5)
+        await single.drain("b", "kernel upgrade", "test")
+        took = await until(pooled, {("192.0.2.1", "192.0.2.3")}, 2)
+        assert took < 1
+        await single.undrain("b", "test")
+        await until(pooled, every, 2)
+    finally:
+        await pooled.stop()
+        await single.stop()
