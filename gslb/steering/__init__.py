@@ -100,7 +100,10 @@ class Steering:
             if pool.fallback not in ("all", "none") and pool.fallback not in pools:
                 raise ValueError(f"pool {name}: unknown fallback pool {pool.fallback!r}")
             plan = _Plan(pool, tuple(origins[n] for n in pool.origins))
-            if pool.policy in policies:
+            if isinstance(policies.get(pool.policy), WeightedPolicy):
+                # its memo of healthy candidates belongs to one (pool, family)
+                plan.p4, plan.p6 = WeightedPolicy(), WeightedPolicy()
+            elif pool.policy in policies:
                 plan.p4 = plan.p6 = policies[pool.policy]
             else:
                 make = bound[pool.policy]

@@ -7,7 +7,9 @@ inside a tier.
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 
 from gslb.config.model import Origin, Pool
 from gslb.health.view import HealthView
@@ -45,7 +47,20 @@ def pick_weighted(origins: Sequence[Origin], k: int, rng: random.Random) -> tupl
 
 class WeightedPolicy:
     """Pick ``pool.max_answers`` distinct healthy candidates in proportion to
-    weight. The answer does not depend on the client: ECS scope 0."""
+    weight. The answer does not depend on the client: ECS scope 0.
+
+    The healthy candidates and their cumulative weights are remembered for
+    the last ``(candidates, health view, generation)`` seen, so a query to a
+    pool of n origins costs O(log n) (one ``randrange`` and a bisection for
+    ``max_answers`` 1) rather than n health lookups: give each pool its own
+    instance (``Steering`` does). The draw is the one ``pick_weighted``
+    makes, so a seeded ``rng`` gives the same answers either way.
+    """
+
+    __slots__ = ("_memo",)
+
+    def __init__(self) -> None:
+        self._memo: tuple[object, object, int, tuple[Origin, ...], list[int]] | None = None
 
     def select(
         self,
@@ -56,8 +71,19 @@ class WeightedPolicy:
         rng: random.Random,
     ) -> Selection:
         """See :class:`gslb.steering.base.Policy`; empty when none is healthy."""
-        up = [o for o in candidates if health.is_up(o.name)]
+        generation = health.generation
+        memo = self._memo
+        if memo is None or memo[0] is not candidates or memo[1] is not health or (
+                memo[2] != generation):
+            up = tuple(o for o in candidates if health.is_up(o.name))
+            memo = self._memo = (candidates, health, generation, up,
+                                 list(accumulate(o.weight for o in up)))
+        up, cumulative = memo[3], memo[4]
         if not up:
             return Selection((), 0, "no healthy origin")
-        return Selection(pick_weighted(up, pool.max_answers, rng), 0,
-                         f"weighted among {len(up)} healthy")
+        if pool.max_answers == 1 and len(up) > 1:
+            chosen: tuple[Origin, ...] = (up[bisect_right(cumulative,
+                                                          rng.randrange(cumulative[-1]))],)
+        else:
+            chosen = pick_weighted(up, pool.max_answers, rng)
+        return Selection(chosen, 0, f"weighted among {len(up)} healthy")

@@ -96,3 +96,24 @@ def test_seeded_rng_is_deterministic() -> None:
                 .origins[0].name for _ in range(20)]
 
     assert run(42) == run(42)
+
+
+def test_remembered_healthy_set_draws_as_pick_weighted_and_follows_the_generation() -> None:
+    import time
+
+    from gslb.health.state import VantageReport
+    from gslb.health.view import QuorumView
+
+    many = tuple(Origin(f"o{i}", (f"192.0.2.{i + 1}",), weight=i % 4 + 1) for i in range(100))
+    names = tuple(o.name for o in many)
+    big = Pool("big", "weighted", names, (names,))
+    view = QuorumView()
+    policy = WeightedPolicy()
+    mine, ref = random.Random(9), random.Random(9)
+    for _ in range(2000):  # the same draws as the plain sampler, one for one
+        got = policy.select(big, many, ECS_CLIENT, view, mine).origins
+        assert got == pick_weighted(many, 1, ref)
+    view.apply(VantageReport("o99", "local", False, 3, False, None, None, "down", time.time()))
+    drawn = {policy.select(big, many, ECS_CLIENT, view, mine).origins[0].name
+             for _ in range(3000)}
+    assert "o99" not in drawn and len(drawn) > 90
