@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from gslb.config.loader import Loc, read_yaml
+from gslb.config.loader import Loc, gc_paused, read_yaml
 from gslb.config.model import Config
 from gslb.config.validate import Validator
 
@@ -32,6 +32,11 @@ def load(paths: Sequence[str | os.PathLike[str]]) -> Config:
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
+    with gc_paused():
+        return _load(paths)
+
+
+def _load(paths: Sequence[str | os.PathLike[str]]) -> Config:
     validator = Validator()
     documents: list[tuple[str, Any]] = []
     for path in paths:
