@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from gslb.config.model import Config, GslbRecord, Zone
@@ -53,13 +53,22 @@ class Kind(Enum):
 
 @dataclass(slots=True)
 class _Zone:
+    """One zone compiled for lookups: ``rrsets`` owner → type code → RRs (a
+    tuple, in config order); ``ents`` the empty non-terminals (names with no
+    data of their own but data below them); ``cuts`` the delegations."""
+
     name: str
     soa: RR
     negative_ttl: int
-    rrsets: dict[str, dict[int, list[RR]]]
+    rrsets: dict[str, dict[int, tuple[RR, ...]]]
     gslb: dict[str, GslbRecord]
-    names: set[str]
-    cuts: set[str] = field(default_factory=set)
+    ents: frozenset[str] = frozenset()
+    cuts: frozenset[str] = frozenset()
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` (lower case, absolute, in the zone) has any data,
+        static or GSLB, or is an empty non-terminal (NODATA, not NXDOMAIN)."""
+        return name in self.rrsets or name in self.gslb or name in self.ents
 
 
 def _ancestors(name: str, apex: str) -> list[str]:
@@ -71,19 +80,35 @@ def _ancestors(name: str, apex: str) -> list[str]:
     return out
 
 
-def _compile_zone(zone: Zone) -> _Zone:
-    rrsets: dict[str, dict[int, list[RR]]] = {}
+def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None = None) -> _Zone:
+    """``zone`` compiled; ``shared``: RDATA compiled so far, reused (see
+    ``wire.compile_rdata``)."""
+    shared = {} if shared is None else shared
+    codes: dict[str, int] = {}
+    rrsets: dict[str, dict[int, tuple[RR, ...]]] = {}
     for (owner, rtype), rrset in zone.rrsets.items():
-        code = wire.qtype_code(rtype)
-        rrsets.setdefault(owner, {})[code] = [
-            (owner, code, rrset.ttl, wire.compile_rdata(rtype, text)) for text in rrset.rdata
-        ]
+        code = codes.get(rtype)
+        if code is None:
+            code = codes[rtype] = wire.qtype_code(rtype)
+        rrs = tuple((owner, code, rrset.ttl, wire.compile_rdata(rtype, text, shared))
+                    for text in rrset.rdata)
+        node = rrsets.get(owner)
+        if node is None:
+            rrsets[owner] = {code: rrs}
+        else:
+            node[code] = rrs
     soa_rr = rrsets[zone.name][QTYPE_SOA][0]
     minimum = int(zone.soa.rdata[0].split()[-1])
-    names = {zone.name}
-    for owner in (*rrsets, *zone.gslb):
-        names.update(_ancestors(owner, zone.name))
-    cuts = {o for o, types in rrsets.items() if o != zone.name and QTYPE_NS in types}
+    gslb = dict(zone.gslb)
+    ents: set[str] = set()
+    for owner in (*rrsets, *gslb):
+        if owner == zone.name:
+            continue
+        for name in _ancestors(owner.split(".", 1)[1], zone.name):
+            if name in ents or name in rrsets or name in gslb:
+                break  # its parents are done, or will be as an owner's
+            ents.add(name)
+    cuts = frozenset(o for o, types in rrsets.items() if o != zone.name and QTYPE_NS in types)
     return _Zone(
         name=zone.name,
         soa=soa_rr,
@@ -91,10 +116,14 @@ def _compile_zone(zone: Zone) -> _Zone:
         # min(SOA TTL, SOA MINIMUM); we send that as the SOA's TTL.
         negative_ttl=min(zone.soa.ttl, minimum),
         rrsets=rrsets,
-        gslb=dict(zone.gslb),
-        names=names,
+        gslb=gslb,
+        ents=frozenset(ents),
         cuts=cuts,
     )
+
+
+_NO_DATA: dict[int, tuple[RR, ...]] = {}
+"""The node of a name without static data (never modified)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +158,8 @@ class Authority:
         self.locator = locator
         self.rng = rng or random.Random()
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
-        self.zones = {name: _compile_zone(zone) for name, zone in config.zones.items()}
+        shared: dict[tuple[str, str], wire.Rdata] = {}
+        self.zones = {name: _compile_zone(zone, shared) for name, zone in config.zones.items()}
         self._on_choice = on_choice
         self.cache = AnswerCache(lambda: health.generation, cache_entries) if (
             cache_entries > 0) else None
@@ -186,7 +216,7 @@ class Authority:
         for _o, _c, _t, rdata in ns_rrs:
             target = str(rdata).lower()
             for code in (QTYPE_A, QTYPE_AAAA):
-                answer.additional.extend(zone.rrsets.get(target, {}).get(code, ()))
+                answer.additional.extend(zone.rrsets.get(target, _NO_DATA).get(code, ()))
         return Lookup(Kind.DELEGATION, answer)
 
     def _lookup_in(self, zone: _Zone, query: Query, who: str) -> Lookup:
@@ -199,7 +229,7 @@ class Authority:
                     if answer.answer:  # CNAME led below a cut: stop at the CNAME
                         return Lookup(Kind.ANSWER, answer)
                     return self._referral(zone, cut, answer)
-            node = zone.rrsets.get(name, {})
+            node = zone.rrsets.get(name, _NO_DATA)
             record = zone.gslb.get(name)
             if record is not None and qtype in (QTYPE_A, QTYPE_AAAA, QTYPE_ANY):
                 family_qtype = QTYPE_A if qtype == QTYPE_ANY else qtype
@@ -227,9 +257,9 @@ class Authority:
             if answer.answer:
                 # A CNAME chain ending at a name without the type: the
                 # response carries the chain, NOERROR (RFC 2308 section 2.2).
-                kind = Kind.NODATA if name in zone.names else Kind.NXDOMAIN
+                kind = Kind.NODATA if zone.exists(name) else Kind.NXDOMAIN
                 return self._negative(zone, kind, answer)
-            if name in zone.names:
+            if zone.exists(name):
                 return self._negative(zone, Kind.NODATA, answer)
             return self._negative(zone, Kind.NXDOMAIN, answer)
         answer.rcode = SERVFAIL  # CNAME loop inside our zones

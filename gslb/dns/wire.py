@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import socket
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,6 +17,8 @@ from dnslib import (
     AAAA,
     EDNS0,
     QTYPE,
+    RD,
+    RDMAP,
     RR,
     A,
     DNSBuffer,
@@ -192,17 +195,40 @@ class _Uncompressed(DNSBuffer):
 
 class Rdata:
     """Compiled RDATA: ``wire`` (the RDATA octets, names uncompressed) for the
-    fast encoder, ``rd`` (the dnslib object) for the dnslib encoder, and the
-    presentation text as ``str()``."""
+    fast encoder, the presentation text as ``text`` and ``str()``, and ``rd``
+    (the dnslib object) for the dnslib encoder. ``rd`` is not kept: it is
+    parsed back from ``wire`` when first asked for (only ``encode_dnslib``
+    asks), so a compiled zone holds two small objects per RDATA."""
 
-    __slots__ = ("rd", "text", "wire")
+    __slots__ = ("_rd", "rtype", "text", "wire")
 
-    def __init__(self, rd: object) -> None:
+    def __init__(self, rd: object, rtype: int | None = None, text: str | None = None) -> None:
+        """From dnslib RDATA ``rd`` of numeric type ``rtype`` (default: from
+        ``rd``'s class); ``text``, when equal to ``str(rd)``, is kept instead
+        (so the config's string is shared)."""
         buf = _Uncompressed()
         rd.pack(buf)  # type: ignore[attr-defined]
-        self.rd = rd
+        shown = str(rd)
+        self._rd: object | None = None
+        self.rtype = rtype if rtype is not None else qtype_code(type(rd).__name__)
         self.wire = bytes(buf.data)
-        self.text = str(rd)
+        self.text = text if text == shown else shown
+
+    @classmethod
+    def from_wire(cls, rtype: int, wire: bytes, text: str) -> Rdata:
+        """RDATA of numeric type ``rtype`` from its octets and presentation
+        ``text`` (which must be what dnslib would print)."""
+        self = cls.__new__(cls)
+        self._rd, self.rtype, self.wire, self.text = None, rtype, wire, text
+        return self
+
+    @property
+    def rd(self) -> object:
+        """The dnslib RDATA object (parsed from ``wire`` once)."""
+        if self._rd is None:
+            cls = RDMAP.get(QTYPE.get(self.rtype), RD)
+            self._rd = cls.parse(DNSBuffer(self.wire), len(self.wire))
+        return self._rd
 
     def __str__(self) -> str:
         return self.text
@@ -211,19 +237,55 @@ class Rdata:
         return f"Rdata({self.text!r})"
 
 
-def compile_rdata(rtype: str, text: str) -> Rdata:
+def compile_rdata(rtype: str, text: str,
+                  shared: dict[tuple[str, str], Rdata] | None = None) -> Rdata:
     """Turn normalized presentation RDATA (absolute names) into the object
-    ``encode`` writes. Raises ``ValueError`` on bad data."""
+    ``encode`` writes. Raises ``ValueError`` on bad data.
+
+    ``shared``: RDATA compiled so far, by ``(rtype, text)``; the same RDATA
+    is then compiled once and one object serves every RRset holding it.
+    Rdata objects are never modified, so sharing them is safe.
+    """
+    key = (rtype, text)
+    if shared is not None and (found := shared.get(key)) is not None:
+        return found
+    if rtype == "A":
+        rdata = _ipv4_rdata(text)
+        if rdata is not None:
+            if shared is not None:
+                shared[key] = rdata
+            return rdata
     try:
-        return Rdata(RR.fromZone(f"@ 0 IN {rtype} {text}")[0].rdata)
-    except (DNSError, ValueError, IndexError, TypeError) as exc:
+        if rtype == "A" or rtype == "AAAA":  # what RR.fromZone does, without its lexer
+            rd: object = A(text) if rtype == "A" else AAAA(text)
+        else:
+            rd = RR.fromZone(f"@ 0 IN {rtype} {text}")[0].rdata
+        rdata = Rdata(rd, qtype_code(rtype), text)
+    except (DNSError, ValueError, IndexError, TypeError, OSError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
+    if shared is not None:
+        shared[key] = rdata
+    return rdata
+
+
+def _ipv4_rdata(text: str) -> Rdata | None:
+    """A RDATA for ``text`` when it is an IPv4 address in dotted-decimal
+    form as dnslib prints it (no leading zeros), else None."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, text)
+    except (OSError, TypeError):
+        return None
+    if socket.inet_ntop(socket.AF_INET, packed) != text:
+        return None
+    return Rdata.from_wire(QTYPE_A, packed, text)
 
 
 @lru_cache(maxsize=65536)
 def address_rdata(address: str) -> Rdata:
     """A or AAAA RDATA for an IPv4 or IPv6 address text (cached)."""
-    return Rdata(AAAA(address) if ":" in address else A(address))
+    if ":" in address:
+        return Rdata(AAAA(address), QTYPE_AAAA, address)
+    return _ipv4_rdata(address) or Rdata(A(address), QTYPE_A, address)
 
 
 def _header_only(data: bytes, rcode: int) -> bytes:
