@@ -29,6 +29,7 @@ from dnslib import (
     DNSRecord,
     EDNSOption,
 )
+from dnslib.dns import ZoneParser
 
 from gslb.dns.edns import Ecs, EcsError, parse_ecs
 
@@ -86,10 +87,21 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
     if names:
         text = " ".join(fields)
     try:
-        rr = RR.fromZone(f"$ORIGIN {origin}\n@ 0 IN {rtype} {text}")[0]
+        rr = _from_zone(f"$ORIGIN {origin}\n@ 0 IN {rtype} {text}")[0]
         return str(rr.rdata.toZone())
     except (DNSError, ValueError, IndexError, TypeError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
+
+
+def _from_zone(text: str) -> list[RR]:
+    """``RR.fromZone(text)`` without the garbage it leaves: dnslib's lexer
+    holds its state as a bound method of itself, a reference cycle only the
+    cyclic collector frees (and config loading pauses that collector)."""
+    parser = ZoneParser(text)
+    try:
+        return list(parser)
+    finally:
+        parser.l.state = None
 
 
 def _absolute(name: str, origin: str) -> str:
@@ -259,7 +271,7 @@ def compile_rdata(rtype: str, text: str,
         if rtype == "A" or rtype == "AAAA":  # what RR.fromZone does, without its lexer
             rd: object = A(text) if rtype == "A" else AAAA(text)
         else:
-            rd = RR.fromZone(f"@ 0 IN {rtype} {text}")[0].rdata
+            rd = _from_zone(f"@ 0 IN {rtype} {text}")[0].rdata
         rdata = Rdata(rd, qtype_code(rtype), text)
     except (DNSError, ValueError, IndexError, TypeError, OSError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
