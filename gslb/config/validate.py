@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
@@ -70,25 +69,61 @@ _LABEL = re.compile(r"\*|[a-z0-9_-]{1,63}")
 _VANTAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
-@dataclass(frozen=True, slots=True)
 class At:
-    """Where a value is: its breadcrumb ``path`` and its ``loc`` in a file."""
+    """Where a value is: its breadcrumb ``path`` and its ``loc`` in a file.
 
-    path: str
-    loc: Loc
+    A child's path and place are worked out when first read: only an error
+    reads them, and a valid config makes several children per record.
+    """
+
+    __slots__ = ("_base", "_loc", "_path", "_ref", "_source")
+
+    def __init__(self, path: str, loc: Loc) -> None:
+        self._path: str | None = path
+        self._loc: Loc | None = loc
+        self._base: At | None = None
+        self._source: MarkedDict | MarkedList | None = None
+        self._ref: str | int = ""
+
+    @classmethod
+    def _below(cls, base: At, ref: str | int, loc: Loc | None,
+               source: MarkedDict | MarkedList | None) -> At:
+        at = cls.__new__(cls)
+        at._path, at._loc, at._base, at._ref, at._source = None, loc, base, ref, source
+        return at
+
+    @property
+    def path(self) -> str:
+        """The breadcrumb, e.g. ``pools.web.origins[2]``."""
+        if self._path is None:
+            base, ref = cast(At, self._base).path, self._ref
+            if isinstance(ref, int):
+                self._path = f"{base}[{ref}]"
+            else:
+                self._path = f"{base}.{ref}" if base else ref
+        return self._path
+
+    @property
+    def loc(self) -> Loc:
+        """Where the value is written."""
+        if self._loc is None:
+            source, ref = self._source, self._ref
+            self._loc = (source.item_loc(ref) if isinstance(ref, int)  # type: ignore[union-attr]
+                         else source.key_loc(ref))  # type: ignore[union-attr,arg-type]
+        return self._loc
 
     def child(self, key: str, loc: Loc) -> At:
         """The breadcrumb one key deeper, at ``loc``."""
-        return At(f"{self.path}.{key}" if self.path else key, loc)
+        return At._below(self, key, loc, None)
 
     def key(self, mapping: MarkedDict, key: str) -> At:
         """The value of ``key`` in ``mapping`` (which lives here), located at the
         key: the line a user reads as "where ``key`` is set"."""
-        return self.child(key, mapping.key_loc(key))
+        return At._below(self, key, None, mapping)
 
     def item(self, seq: MarkedList, index: int) -> At:
         """Item ``index`` of ``seq`` (which lives here)."""
-        return At(f"{self.path}[{index}]", seq.item_loc(index))
+        return At._below(self, index, None, seq)
 
 
 def _kind(value: object) -> str:
