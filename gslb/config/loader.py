@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from array import array
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -60,12 +61,13 @@ class Loc(NamedTuple):
         return f"{self.file}:{self.line}"
 
 
-# A place is kept as one int, ``line << 32 | col`` (both 1-based); a key and
-# its value as ``key place << 64 | value place``: one object where four Locs
-# (and their line ints) would be.
+# A place is kept as one int, ``line << 32 | col`` (both 1-based), and a
+# mapping's places in one array of 64-bit ints, key then value for each key
+# in the mapping's order: no Loc (and no line int) per node.
 _BITS = 32
 _LOW = (1 << _BITS) - 1
-_PLACE = (1 << 2 * _BITS) - 1
+_SMALL = 8
+"""Mappings up to this many keys find a key's places by a scan, not an index."""
 
 
 def _place(mark: Any) -> int:
@@ -80,17 +82,19 @@ class MarkedDict(dict[str, Any]):
     """A mapping that knows where it, each key and each value came from.
 
     ``file`` is the file name; the places are kept packed (see ``loc``,
-    ``key_loc``, ``value_loc``).
+    ``key_loc``, ``value_loc``), in the order of the keys: the loader fills
+    a MarkedDict, nothing may change it afterwards.
     """
 
-    __slots__ = ("_at", "_dups", "_pos", "file")
+    __slots__ = ("_at", "_dups", "_index", "_pos", "file")
 
     def __init__(self, file: str = "", at: int = 0) -> None:
         super().__init__()
         self.file = file
         self._at = at
-        self._pos: dict[str, int] = {}
+        self._pos = array("Q")
         self._dups: list[tuple[str, Loc, Loc]] | None = None
+        self._index: dict[str, int] | None = None
 
     @property
     def loc(self) -> Loc:
@@ -106,26 +110,45 @@ class MarkedDict(dict[str, Any]):
     @property
     def key_locs(self) -> dict[str, Loc]:
         """Where each key is written."""
-        return {key: self.key_loc(key) for key in self._pos}
+        return {key: self.key_loc(key) for key in self}
 
     @property
     def value_locs(self) -> dict[str, Loc]:
         """Where each value starts."""
-        return {key: self.value_loc(key) for key in self._pos}
+        return {key: self.value_loc(key) for key in self}
+
+    def _slot(self, key: str) -> int | None:
+        """Where the places of ``key`` are in ``_pos`` (None: not a key)."""
+        if len(self) <= _SMALL:
+            for i, k in enumerate(self):
+                if k == key:
+                    return 2 * i
+            return None
+        index = self._index
+        if index is None:
+            index = self._index = {k: 2 * i for i, k in enumerate(self)}
+        return index.get(key)
 
     def key_loc(self, key: str) -> Loc:
         """Where ``key`` is written (the mapping's own place if unknown)."""
-        pos = self._pos.get(key)
-        return self.loc if pos is None else _unpack(self.file, pos >> 2 * _BITS)
+        i = self._slot(key)
+        return self.loc if i is None else _unpack(self.file, self._pos[i])
 
     def value_loc(self, key: str) -> Loc:
         """Where the value of ``key`` starts (the mapping's own place if unknown)."""
-        pos = self._pos.get(key)
-        return self.loc if pos is None else _unpack(self.file, pos & _PLACE)
+        i = self._slot(key)
+        return self.loc if i is None else _unpack(self.file, self._pos[i + 1])
 
     def _set(self, key: str, value: Any, key_at: int, value_at: int) -> None:
+        """Add ``key`` (or give it a new value and places)."""
+        if key in self:
+            i = 2 * list(self).index(key)
+            self._pos[i], self._pos[i + 1] = key_at, value_at
+        else:
+            self._pos.append(key_at)
+            self._pos.append(value_at)
         self[key] = value
-        self._pos[key] = key_at << 2 * _BITS | value_at
+        self._index = None
 
 
 class MarkedList(list[Any]):
@@ -137,7 +160,7 @@ class MarkedList(list[Any]):
         super().__init__()
         self.file = file
         self._at = at
-        self._items: tuple[int, ...] = ()
+        self._items = array("Q")
 
     @property
     def loc(self) -> Loc:
@@ -184,7 +207,7 @@ def _construct_marked_map(self: Any, node: yaml.MappingNode) -> Iterator[MarkedD
 
 def _construct_marked_seq(self: Any, node: yaml.SequenceNode) -> Iterator[MarkedList]:
     data = MarkedList(self.file, _place(node.start_mark))
-    data._items = tuple(_place(item.start_mark) for item in node.value)
+    data._items = array("Q", [_place(item.start_mark) for item in node.value])
     yield data
     data.extend(self.construct_object(item, deep=True) for item in node.value)
 
@@ -323,8 +346,7 @@ class _EventBuilder:
     def _mapping(self, at: int) -> MarkedDict:
         get, file, text = self._get, self.file, self._text
         data = MarkedDict(file, at)
-        pos = data._pos
-        first: dict[str, int] = {}
+        add = data._pos.append
         while True:
             event = get()
             if event.__class__ is MappingEndEvent:
@@ -337,27 +359,31 @@ class _EventBuilder:
                 raise _Unsupported  # a merge key
             key = text.setdefault(key, key)
             key_at = _place(event.start_mark)
-            if key in pos:
-                before = first.setdefault(key, pos[key] >> 2 * _BITS)
+            if key in data:
                 if data._dups is None:
                     data._dups = []
-                data._dups.append((key, _unpack(file, key_at), _unpack(file, before)))
+                first = next((d[2] for d in data._dups if d[0] == key), None) or (
+                    data.key_loc(key))
+                data._dups.append((key, _unpack(file, key_at), first))
+                value, value_at = self._node(get())
+                data._set(key, value, key_at, value_at)
+                continue
             value, value_at = self._node(get())
             data[key] = value
-            pos[key] = key_at << 2 * _BITS | value_at
+            add(key_at)
+            add(value_at)
 
     def _sequence(self, at: int) -> MarkedList:
         get = self._get
         data = MarkedList(self.file, at)
-        items = []
+        add = data._items.append
         while True:
             event = get()
             if event.__class__ is SequenceEndEvent:
-                data._items = tuple(items)
                 return data
             value, value_at = self._node(event)
             data.append(value)
-            items.append(value_at)
+            add(value_at)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.skipif(loader.CParser is None, reason="PyYAML without l
 SNIPPETS = [
     "a:\n  b: [x, y]\n  c:\n    - 1\n    - {d: 2}\n",
     "a: 1\nb: 2\na: 3\na: 4\nb: 5\n",
+    "".join(f"k{i}: {i}\n" for i in range(12)) + "k3: x\nk20: y\nk3: z\nk21: w\nk0: 0\n",
+    "seq:\n" + "".join(f"- {{k{i}: {i}}}\n" for i in range(20)),
     "NO: a\n1: b\nyes: c\n'q': d\n\"<<\": e\n=: f\n",
     "a: 1\nb: 0.5\nc: true\nd: null\ne: '1'\nf: ~\ng:\nh: 0x1F\ni: 0o17\nj: 1_000\n"
     "k: 1:30\nl: .inf\nm: -.NaN\nn: 1e3\no: on\np: No\nq: 2001-12-14\n"
@@ -42,6 +44,8 @@ SNIPPETS = [
     "? a\n: 1\n? b\n",
     # composed by libyaml: merge keys, tags, anchored keys
     "base: &b {x: 1, y: 2}\nmore:\n  <<: *b\n  y: 3\n  y: 4\n",
+    "base: &b {" + ", ".join(f"k{i}: {i}" for i in range(12)) + "}\nmore:\n  <<: *b\n"
+    "  k3: x\n  new: 1\n  k5: y\n  k3: z\n",
     "a: &a {x: 1}\nb: &b {x: 2, z: 0}\nc:\n  <<: [*a, *b]\n  w: 1\nd:\n  <<: {q: 1}\n",
     "a: !!str 1\nb: !!int '2'\nc: !!float 3\n",
     "&k key: v\nother: *k\n",
