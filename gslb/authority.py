@@ -342,6 +342,8 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     if cache is not None and answer.reusable and query.question_wire is not None:
         ecs = query.ecs
         per_client = answer.per_client and (ecs is None or ecs.source == 0)
+        # kept for observers of reused answers: drop what they never read
+        query.question_wire, query.qname = None, query.qname_lower
         cache.put(data, who, udp, response, (query, answer), per_client)
     return response
 

@@ -21,6 +21,10 @@ no ECS address to go by. Every entry belongs to one health ``generation``:
 the first lookup that sees another generation empties the cache, so a
 state change or drain shows in the very next answer.
 
+Observers (metrics, query log) hear of a reused answer with the query and
+answer it was built for: the query log shows the qname in lower case and
+the ECS of that first query (the same shape: the same ECS option).
+
 Only messages of the decoder's common shape are stored (one question of
 plain labels, at most an OPT record: ``Query.question_wire`` set); the
 first zero octet after the header then ends the qname.
@@ -30,9 +34,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-#: Default bound on stored responses (and per-client variants): about
-#: 300 bytes each, so ~20 MB at most.
-DEFAULT_ENTRIES = 65536
+#: Default bound on stored responses (and per-client variants). Each costs
+#: about 1.4 KB with its key and the query and answer kept for the metrics
+#: and query log (measured with tracemalloc: 16,384 ECS answers, 23 MiB).
+DEFAULT_ENTRIES = 16384
 
 #: The value stored for a shape whose answers are kept per source address.
 _PER_CLIENT = b""

@@ -77,7 +77,7 @@ from tests.bench.dns_servers import (
 
 log = logging.getLogger("gslb.bench")
 
-KINDS = ("gslb", "pdns", "pdns-shared", "gdnsd")
+KINDS = ("gslb", "gslb-nocache", "pdns", "pdns-shared", "gdnsd")
 ROOT = Path(__file__).resolve().parents[2]
 
 

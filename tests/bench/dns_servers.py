@@ -230,8 +230,9 @@ def _filler_addr(owner: str) -> str:
 @dataclass
 class Server:
     """One nameserver under test, listening on ``addr:port`` (UDP), pinned to
-    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``pdns``,
-    ``pdns-shared`` (``enable-lua-records=shared``) or ``gdnsd``."""
+    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``
+    (``--answer-cache 0``), ``pdns``, ``pdns-shared``
+    (``enable-lua-records=shared``) or ``gdnsd``."""
 
     kind: str
     addr: str
@@ -253,12 +254,14 @@ class Server:
         Raises ``BenchError`` when the daemon's binary is not installed."""
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if self.kind == "gslb":
+        if self.kind in ("gslb", "gslb-nocache"):
             exe = Path(sys.executable).with_name("gslb")
             (d / "gslb.yaml").write_text(zone.gslb_yaml())
             self.argv = [str(exe) if exe.exists() else _need("gslb"), "serve",
-                         "--config", str(d / "gslb.yaml"),
+                         "--config", str(d / "gslb.yaml"), "--no-admin",
                          "--listen", f"{self.addr}:{self.port}", "--geoip", str(zone.mmdb)]
+            if self.kind == "gslb-nocache":
+                self.argv += ["--answer-cache", "0"]
         elif self.kind in ("pdns", "pdns-shared"):
             hint = "apt-get install -y pdns-server pdns-backend-bind pdns-backend-geoip"
             exe = _need("pdns_server", hint)
