@@ -61,6 +61,7 @@ HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval")
 RESERVED_VANTAGE = LOCAL_VANTAGE
 """The vantage name of the prober embedded in ``gslb serve`` (no Redis)."""
 RECORD_TYPES = (*STATIC_TYPES, "gslb")
+_TYPE_NAMES = {t: t for t in RECORD_TYPES}
 MAX_TTL = 2**31 - 1
 """Largest TTL, seconds (RFC 2181 section 8)."""
 DEFAULT_ZONE_TTL = 3600
@@ -742,6 +743,7 @@ class Validator:
             for type_key, data in (tm or {}).items():
                 tat = oat.key(tm, type_key)  # type: ignore[arg-type]
                 rtype = "gslb" if type_key.lower() == "gslb" else type_key.upper()
+                rtype = _TYPE_NAMES.get(rtype, rtype)  # one string per type, not per record
                 if rtype not in RECORD_TYPES:
                     self._err(tat, f"unknown record type {type_key!r} "
                               f"(allowed: {', '.join(RECORD_TYPES)})")

@@ -7,6 +7,7 @@ decoding and answer encoding live below them.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 import socket
 import struct
@@ -61,10 +62,15 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
         raise ValueError(f"unsupported record type {rtype!r} (supported: "
                          f"{', '.join(STATIC_TYPES)})")
     text = str(text).strip()
-    try:
-        fields = shlex.split(text, posix=False)
-    except ValueError as exc:
-        raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
+    if rtype == "A" and (address := _ipv4_text(text)) is not None:
+        return address
+    if _UNQUOTED.fullmatch(text):  # what shlex.split gives for such text
+        fields = text.split()
+    else:
+        try:
+            fields = shlex.split(text, posix=False)
+        except ValueError as exc:
+            raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
     want = STATIC_TYPES[rtype]
     if not fields or (want is not None and len(fields) != want):
         raise ValueError(f"bad {rtype} data {text!r}: expected "
@@ -91,6 +97,24 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
         return str(rr.rdata.toZone())
     except (DNSError, ValueError, IndexError, TypeError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
+
+
+_UNQUOTED = re.compile(r"[\t\n\r !#-&(-~]*")
+"""Printable ASCII without quotes: text ``shlex.split(text, posix=False)``
+splits at whitespace only, as ``str.split()`` does."""
+
+
+def _ipv4_text(text: str) -> str | None:
+    """``text`` when it is an IPv4 address written as ``ipaddress`` prints
+    it (dotted decimal, no leading zeros), else None. The result is a new
+    string, not ``text``: the config keeps it, and the YAML document
+    ``text`` came from is about to be freed (one string kept from it would
+    keep the memory around it from being reused)."""
+    try:
+        address = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):
+        return None
+    return address if address == text else None
 
 
 def _from_zone(text: str) -> list[RR]:

@@ -4,7 +4,9 @@ empty non-terminals kept apart from owners; answers as before."""
 from __future__ import annotations
 
 import gc
+import ipaddress
 import random
+import shlex
 from pathlib import Path
 
 import dns.message
@@ -148,3 +150,29 @@ def test_rdata_helpers_leave_no_cyclic_garbage() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("text", ["", "a", "10 mail", " 1  2\t3 sip ", "a\r\nb", "x#y z",
+                                  "0 issue letsencrypt.org", "~!@$%^&*()-_=+[]{}|;:,.<>/?`"])
+def test_unquoted_text_splits_as_shlex_does(text: str) -> None:
+    assert wire._UNQUOTED.fullmatch(text)
+    assert text.split() == shlex.split(text, posix=False)
+
+
+@pytest.mark.parametrize("text", ['"a b"', "it's", "a\x0bb", "a\x1cb", "é b"])
+def test_other_text_goes_through_shlex(text: str) -> None:
+    assert not wire._UNQUOTED.fullmatch(text)
+
+
+@pytest.mark.parametrize("text", ["192.0.2.1", "0.0.0.0", "255.255.255.255", "01.2.3.4",
+                                  "1.2.3", "256.1.1.1", "::1", "1.2.3.4 ", "١.2.3.4"])
+def test_ipv4_shortcut_agrees_with_ipaddress(text: str) -> None:
+    try:
+        ref = ipaddress.ip_address(text)
+    except ValueError:
+        ref = None
+    fast = wire._ipv4_text(text)
+    assert fast is None or (ref is not None and ref.version == 4 and str(ref) == fast)
+    if ref is not None and ref.version == 4 and str(ref) == text:
+        assert fast == text
+        assert wire.normalize_rdata("A", text, "example.test.") == text
