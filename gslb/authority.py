@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from gslb.config.loader import gc_paused
 from gslb.config.model import Config, GslbRecord, Zone
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache
@@ -159,7 +160,9 @@ class Authority:
         self.rng = rng or random.Random()
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         shared: dict[tuple[str, str], wire.Rdata] = {}
-        self.zones = {name: _compile_zone(zone, shared) for name, zone in config.zones.items()}
+        with gc_paused():  # millions of lasting objects, no garbage cycles
+            self.zones = {name: _compile_zone(zone, shared)
+                          for name, zone in config.zones.items()}
         self._on_choice = on_choice
         self.cache = AnswerCache(lambda: health.generation, cache_entries) if (
             cache_entries > 0) else None
