@@ -25,14 +25,24 @@ cached beforehand; killed after ``--timeout`` seconds):
   served) and through one built with ``cache_entries=0`` (every call a
   lookup and an encode).
 
-No socket is opened and no CPU is pinned: it can run beside other
-benchmarks, whose load it shares (rerun and compare within one sitting).
+With ``--serve`` it also starts ``python -m gslb serve`` on the zone (UDP and
+TCP on a free 127.0.0.1 port, ``--no-admin``; the two health-checked origins
+of the zone are not running, so their checks fail, as they would): ``serve
+start s`` is the time from exec to the first answer (one A query every
+50 ms), ``serve RSS MiB`` its ``VmRSS`` then. The server is stopped by its PID.
+
+No CPU is pinned and nothing but that one optional server opens a socket: it
+can run beside other benchmarks, whose load it shares (rerun and compare
+within one sitting).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -90,8 +100,49 @@ def child(path: str, mmdb: str, loops: int) -> dict[str, float]:
     return out
 
 
-def run(names: int, mmdb: Path, loops: int, runs: int, timeout: float) -> list[dict[str, float]]:
-    """Write the zone and measure it ``runs`` times, each in a fresh subprocess."""
+def serve(path: Path, mmdb: Path, timeout: float) -> dict[str, float]:
+    """Start ``gslb serve`` on ``path``; seconds to the first answer, and its RSS."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "gslb", "serve", "--config", str(path), "--listen",
+            f"127.0.0.1:{port}", "--geoip", str(mmdb), "--no-admin"]
+    query = _query(f"static.{ZONE}.")
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(0.05)
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"gslb serve exited with status {proc.returncode}")
+                if time.monotonic() - start > timeout:
+                    raise SystemExit(f"gslb serve gave no answer within {timeout:g} s")
+                client.sendto(query, ("127.0.0.1", port))
+                try:
+                    if client.recv(4096)[:2] == query[:2]:
+                        break
+                except (TimeoutError, ConnectionRefusedError):
+                    continue
+        started = time.monotonic() - start
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith("VmRSS:")) / 1024
+        return {"serve_start_s": started, "serve_rss_mib": rss}
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run(names: int, mmdb: Path, loops: int, runs: int, timeout: float,
+        with_serve: bool = False) -> list[dict[str, float]]:
+    """Write the zone and measure it ``runs`` times, each in a fresh subprocess
+    (and, ``with_serve``, one ``gslb serve`` each)."""
     zone = Zone(names=names, pool_size=2, origin_port=8080, mmdb=mmdb)
     results = []
     with tempfile.TemporaryDirectory(prefix="gslb-load-cost-") as tmp:
@@ -105,6 +156,8 @@ def run(names: int, mmdb: Path, loops: int, runs: int, timeout: float) -> list[d
             if proc.returncode != 0:
                 raise SystemExit(f"measuring process failed:\n{proc.stderr[-3000:]}")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            if with_serve:
+                results[-1].update(serve(path, mmdb, timeout))
     return results
 
 
@@ -116,6 +169,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1, help="fresh processes (median reported)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per process")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
+    p.add_argument("--serve", action="store_true", help="also time gslb serve to its first answer")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -123,7 +177,7 @@ def main() -> None:
         return
     if not args.mmdb.exists():
         raise SystemExit(f"{args.mmdb} is missing: .venv/bin/gslb geoip build --if-missing")
-    results = run(args.names, args.mmdb, args.loops, args.runs, args.timeout)
+    results = run(args.names, args.mmdb, args.loops, args.runs, args.timeout, args.serve)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(f"{args.names} names, {args.runs} run(s), median:")
