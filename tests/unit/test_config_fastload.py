@@ -159,3 +159,12 @@ def test_load_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_without_libyaml_the_pure_loader_reads(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    name = _write(tmp_path, SNIPPETS[0])
+    fast = _shape(read_yaml(name), {})
+    monkeypatch.setattr(loader, "CParser", None)
+    monkeypatch.setattr(loader, "_EventBuilder", None)  # would fail if still used
+    assert _shape(read_yaml(name), {}) == fast
