@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import random
@@ -252,6 +253,9 @@ class Service:
             await self.stop()
             raise
         self.started_at = time.time()
+        # the loaded zone is millions of long-lived objects: keep them out of
+        # every later collection (a full one would pause answering)
+        gc.freeze()
         log.info("serving %d zone(s): %s", len(self.config.zones),
                  ", ".join(z.rstrip(".") for z in self.config.zones))
 
@@ -326,6 +330,7 @@ class Service:
                     self.shared_overrides.resync_interval_s = config.health.resync_interval_s
             self.config, self.config_paths = config, chosen
             self.authority, self.preview = authority, preview  # the swap
+            gc.freeze()
             self.generation += 1
             self.loaded_at = time.time()
             self.health.refresh()

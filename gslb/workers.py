@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -322,7 +323,10 @@ class WorkerPool:
         generation change, within ``SNAPSHOT_INTERVAL_S`` on an RTT change."""
         health = self.service.health
         view = self.service.view
-        while True:
+        # not ``while True``: on Python 3.11 a cancellation that lands as
+        # the short timeout expires can come out as TimeoutError, which the
+        # suppress below would swallow
+        while not self._stopping:
             seen = self._sent.generation if self._sent is not None else -1
             with contextlib.suppress(TimeoutError):
                 await health.wait_for(lambda seen=seen: view.generation != seen,
@@ -430,6 +434,7 @@ class _Answering:
         self.stats = QueryStats()
         self.geo = GeoDB(self.args.geoip) if self.args.geoip else None
         self.authority = self._build(self.args.config_paths)
+        gc.freeze()  # as Service.start: the zone stays out of later collections
         log_sample = self.args.query_log_sample
         query_log = QueryLog(log_sample) if log_sample > 0 else None
         count = self.stats.query
@@ -496,6 +501,7 @@ class _Answering:
 
         try:  # loading may take seconds for a large zone: keep answering meanwhile
             self.authority = await asyncio.to_thread(self._build, paths)
+            gc.freeze()
         except (GslbError, ValueError, OSError) as exc:
             log.error("worker %d: reload failed, keeping the config in force: %s",
                       self.args.index, exc)
