@@ -35,6 +35,9 @@ FAILOVER_TTL = 3
 """TTL of ``fo`` (failover: checked primary 127.0.54.1, unchecked backup)."""
 STALE_TTL = 2
 """TTL of ``brief`` (weighted, one unchecked origin, ECS scope 0)."""
+PREFETCH_TTL = 10
+"""TTL of ``pre`` (weighted like ``api``): long enough for a last tenth of
+whole seconds, for the prefetch test."""
 NEGATIVE_TTL = 3
 """SOA minimum; the SOA RRset's TTL is 60, so NXDOMAIN/NODATA carry min(60, 3)."""
 CHECK_INTERVAL_S, CHECK_TIMEOUT_S, CHECK_FALL, CHECK_RISE = 0.2, 0.2, 2, 1
@@ -76,6 +79,7 @@ zones:
       www: {{gslb: {{pool: web, ttl: 30}}}}
       api: {{gslb: {{pool: api, ttl: 30}}}}
       brief: {{gslb: {{pool: api, ttl: {STALE_TTL}}}}}
+      pre: {{gslb: {{pool: api, ttl: {PREFETCH_TTL}}}}}
 """
 
 ROOT_ZONE = f"""\
