@@ -11,10 +11,10 @@ the workers by a hash of the client's address and port) and answers from
 its own :class:`gslb.authority.Authority` and answer cache.
 
 One health view: the supervisor ships a :class:`ViewSnapshot` of its view
-(health with drains applied) to every worker over a pipe whenever its
-generation moves (at once: the supervisor waits on the view's change event)
-and whenever a smoothed RTT that ``latency`` pools read changes (checked
-every ``SNAPSHOT_INTERVAL_S``). Workers answer from a :class:`MirrorView` of
+(health with drains applied) to every worker over a pipe whenever it
+changes: at once on a health state change (the supervisor waits on the
+view's change event), within ``SNAPSHOT_INTERVAL_S`` on a drain or on a
+change of a smoothed RTT that ``latency`` pools read. Workers answer from a :class:`MirrorView` of
 the last snapshot, so every worker answers alike: the only difference
 between two workers is the ``latency`` anti-flap memory, kept per process
 as it is per nameserver.
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gslb.workers")
 
-#: Seconds between checks of the smoothed RTTs ``latency`` pools read (state
-#: changes and drains are shipped at once, not on this clock).
+#: Seconds between checks of the drains and the smoothed RTTs ``latency``
+#: pools read (health state changes are shipped at once, not on this clock).
 SNAPSHOT_INTERVAL_S = 0.1
 #: Seconds between two shipments of a worker's query counters.
 STATS_INTERVAL_S = 1.0
@@ -57,6 +57,8 @@ STATS_INTERVAL_S = 1.0
 START_TIMEOUT_S = 60.0
 #: Seconds before a dead worker is started again.
 RESTART_DELAY_S = 1.0
+#: Longest wait (seconds) between two attempts to start a worker again.
+MAX_RESTART_DELAY_S = 30.0
 #: Seconds a worker may take to stop before it is killed.
 STOP_TIMEOUT_S = 5.0
 
@@ -304,13 +306,24 @@ class WorkerPool:
         task.add_done_callback(self._restarts.discard)
 
     async def _restart(self, index: int) -> None:
-        await asyncio.sleep(RESTART_DELAY_S)
-        if self._stopping:
-            return
-        try:
-            await self._started([self._spawn(index)])
-        except OSError as exc:
-            log.error("worker %d did not start again: %s", index, exc)
+        """Start worker ``index`` again, after ``RESTART_DELAY_S`` seconds,
+        then after twice as long on each failure (at most ``MAX_RESTART_DELAY_S``)."""
+        delay = RESTART_DELAY_S
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._started([self._spawn(index)])
+                return
+            except OSError as exc:
+                delay = min(2 * delay, MAX_RESTART_DELAY_S)
+                log.error("worker %d did not start again: %s; next try in %.0f s", index,
+                          exc, delay)
+                failed = self.workers.pop(index, None)
+                if failed is not None:  # alive but not listening in time
+                    failed.process.kill()
+                    self._close(failed)
 
     def _close(self, worker: _Worker) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -320,7 +333,8 @@ class WorkerPool:
 
     async def _ship_views(self) -> None:
         """Send the view to every worker when it changes: at once on a
-        generation change, within ``SNAPSHOT_INTERVAL_S`` on an RTT change."""
+        health change, within ``SNAPSHOT_INTERVAL_S`` on a drain or an RTT
+        change."""
         health = self.service.health
         view = self.service.view
         # not ``while True``: on Python 3.11 a cancellation that lands as

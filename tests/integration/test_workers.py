@@ -94,7 +94,7 @@ async def test_workers_answer_alike_through_health_drain_and_reload(pooled, tmp_
 
     drained = await service.drain("a", "maintenance", "test")
     assert drained.origin == "a"
-    assert await until(service, {("192.0.2.3",)}, 1) < 1  # drains ship at once
+    assert await until(service, {("192.0.2.3",)}, 1) < 1  # drains ship within 100 ms
     await service.undrain("a", "test")
     await until(service, both, 2)
 
