@@ -19,3 +19,19 @@ class ConfigError(GslbError):
     def __init__(self, reasons: Iterable[str]) -> None:
         self.reasons: tuple[str, ...] = tuple(reasons)
         super().__init__("\n".join(self.reasons) or "invalid configuration")
+
+
+def raise_if_cancelling() -> None:
+    """Raise ``asyncio.CancelledError`` when the current task has a
+    cancellation pending (``Task.cancelling()``).
+
+    For the ``except Exception`` of a long-running loop (prober, Redis
+    watcher and writer, drain watcher): a library, or ``asyncio.timeout``
+    when the cancel lands as its deadline passes, may turn a cancellation
+    into another exception; the loop would then retry forever and the task
+    never stop."""
+    import asyncio
+
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -38,7 +38,7 @@ from gslb.config.model import LOCAL_VANTAGE, Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
 from gslb.dns.wire import Answer, Query
-from gslb.errors import ConfigError, GslbError
+from gslb.errors import ConfigError, GslbError, raise_if_cancelling
 from gslb.geo import GeoDB
 from gslb.health.overrides import DrainedView, Override, Overrides, RedisOverrides
 from gslb.health.view import QuorumView
@@ -410,6 +410,7 @@ class Service:
         while True:
             with contextlib.suppress(TimeoutError):
                 await self.health.wait_for(lambda seen=seen: self.health.generation != seen, 3600)
+            raise_if_cancelling()
             seen = self.health.generation
             now = down_now()
             for origin in sorted(now - down):

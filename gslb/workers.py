@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from gslb.errors import raise_if_cancelling
+
 if TYPE_CHECKING:
     from gslb.service import Service
 
@@ -337,14 +339,12 @@ class WorkerPool:
         change."""
         health = self.service.health
         view = self.service.view
-        # not ``while True``: on Python 3.11 a cancellation that lands as
-        # the short timeout expires can come out as TimeoutError, which the
-        # suppress below would swallow
         while not self._stopping:
             seen = self._sent.generation if self._sent is not None else -1
             with contextlib.suppress(TimeoutError):
                 await health.wait_for(lambda seen=seen: view.generation != seen,
                                       SNAPSHOT_INTERVAL_S)
+            raise_if_cancelling()  # a stop that came out as the TimeoutError
             now = snapshot_of(self.service)
             if now != self._sent:
                 self._sent = now

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gslb.errors import raise_if_cancelling
 from gslb.health.view import HealthView
 
 log = logging.getLogger("gslb.overrides")
@@ -386,6 +387,7 @@ class RedisOverrides:
                     if message is not None and message.get("type") == "message":
                         self._on_message(message["data"])
             except Exception as exc:
+                raise_if_cancelling()
                 self.connected = False
                 self._outage.failed(exc)
             finally:

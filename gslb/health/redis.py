@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 
 from gslb import __version__
-from gslb.errors import GslbError
+from gslb.errors import GslbError, raise_if_cancelling
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
 
@@ -469,6 +469,7 @@ class RedisSink:
                 while self._pending or self._beats:
                     await self._flush(self._client)
             except Exception as exc:
+                raise_if_cancelling()
                 self.connected = False
                 self._outage.failed(exc)
                 await asyncio.sleep(backoff.next())
@@ -644,6 +645,7 @@ class RedisWatcher:
                     if message is not None and message.get("type") == "message":
                         self._on_message(message["data"])
             except Exception as exc:
+                raise_if_cancelling()
                 self.connected = False
                 self._outage.failed(exc)
             finally:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from gslb.config.model import Check, Origin
+from gslb.errors import raise_if_cancelling
 from gslb.health.state import CheckResult, ProbeState
 from gslb.health.view import ReportSink
 from gslb.probe.checks import run_check
@@ -128,8 +129,10 @@ class Prober:
             try:
                 result = await run_check(check, self._session)
             except Exception as exc:  # a bug in a check must not stop probing
+                raise_if_cancelling()
                 log.exception("origin %s: %s check raised", name, check.type)
                 result = CheckResult(False, None, f"check raised {type(exc).__name__}: {exc}")
+            raise_if_cancelling()  # a check may have turned a stop into a failure
             log.debug("origin %s at vantage %s: ok=%s rtt_ms=%s %s", name, self.vantage,
                       result.ok, result.rtt_ms, result.detail)
             report, changed, notify = self.state.observe(name, result, check.rise, check.fall,
