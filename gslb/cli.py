@@ -187,6 +187,10 @@ def render_status(st: dict[str, Any]) -> str:
     if st["redis"]["configured"]:
         lines.append("redis: " + ", ".join(f"{k} {'connected' if v else 'DISCONNECTED'}"
                                            for k, v in st["redis"]["connected"].items()))
+    if st.get("workers"):
+        lines.append("workers: " + ", ".join(
+            f"{w['index']} (pid {w['pid']}) {'answering' if w['answering'] else 'NOT ANSWERING'}"
+            for w in st["workers"]))
     vantages = st["vantages"]
     rows = [["ORIGIN", "STATE", *(v.upper() if v in st["fresh_vantages"] else f"{v} (stale)"
                                   for v in vantages)]]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -376,16 +376,27 @@ class Service:
         return {"health": bool(self.watcher and self.watcher.connected),
                 "overrides": bool(self.shared_overrides and self.shared_overrides.connected)}
 
+    def workers_status(self) -> list[dict[str, Any]]:
+        """With ``--workers``: per worker ``index``, ``pid``, ``answering``
+        (:meth:`gslb.workers.WorkerPool.status`); empty otherwise."""
+        return [] if isinstance(self.server, DnsServer) else self.server.status()
+
     def not_ready(self) -> list[str]:
         """Why this nameserver should not get traffic; empty when ready:
-        not started, Redis unreachable (when configured), or the health
-        view degraded (an origin with no fresh vantage)."""
+        not started, Redis unreachable (when configured), a worker not
+        answering (``--workers``), or the health view degraded (an origin
+        with no fresh vantage)."""
         reasons = []
         if self.started_at is None:
             reasons.append("not started: zones not loaded yet")
         for client, ok in self.redis_connected().items():
             if not ok:
                 reasons.append(f"Redis unreachable ({client} watcher)")
+        if self.started_at is not None:
+            down = [w["index"] for w in self.workers_status() if not w["answering"]]
+            if down:
+                reasons.append("worker(s) not answering (being started again): "
+                               + ", ".join(map(str, down)))
         if self.health.degraded:
             held = sorted(o for o, st in self.health.snapshot().items()
                           if st.reports and not st.fresh)

@@ -245,6 +245,19 @@ class WorkerPool:
             worker.process.join(timeout=1.0)
             self._close(worker)
 
+    def status(self) -> list[dict[str, Any]]:
+        """One entry per worker slot: ``index``, ``pid`` (None while being
+        started again), ``answering`` (listening and alive)."""
+        out = []
+        for index in range(self.n):
+            worker = self.workers.get(index)
+            answering = bool(worker is not None and worker.ready.done()
+                             and worker.ready.exception() is None
+                             and worker.process.is_alive())
+            out.append({"index": index, "pid": worker.process.pid if worker else None,
+                        "answering": answering})
+        return out
+
     async def reload(self, paths: Sequence[str]) -> list[str]:
         """Have every worker load ``paths`` (already validated here);
         returns one message per worker that failed (it keeps its config)."""

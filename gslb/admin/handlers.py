@@ -196,6 +196,7 @@ def status_of(service: Service) -> dict[str, Any]:
         "zones": zones, "origins": origins, "pools": pools,
         "overrides": [d.to_json() for d in service.overrides.all()],
         "admin_token_configured": service.admin_token is not None,
+        "workers": service.workers_status(),
         "transitions": [{"at": t.at, "origin": t.origin, "state": t.state, "cause": t.cause}
                         for t in list(service.transitions)[::-1][:STATUS_TRANSITIONS]],
     }

@@ -132,12 +132,22 @@ async def test_a_dead_worker_is_started_again_and_others_answer_meanwhile(pooled
     victim = pool.workers[0]
     os.kill(victim.process.pid, signal.SIGKILL)
 
+    async def noticed() -> None:
+        while not any("worker(s) not answering" in r for r in service.not_ready()):
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(noticed(), 5)  # /readyz says so while it restarts
+    status, body = await call(service, "GET", "/readyz")
+    assert status == 503 and any("worker" in r for r in body["reasons"])
+
     async def replaced() -> None:
         while pool.workers.get(0) in (None, victim) or not pool.workers[0].ready.done():
             await asyncio.sleep(0.05)
     await asyncio.wait_for(replaced(), 20)
     assert pool.workers[0].process.pid != victim.process.pid
     assert await answers(service) == both
+    _, st = await call(service, "GET", "/api/v1/status")
+    assert [w["answering"] for w in st["workers"]] == [True] * N_WORKERS
+    assert service.not_ready() == []
 
 
 async def test_workers_follow_a_drain_made_on_another_nameserver_through_redis(
@@ -157,3 +167,19 @@ async def test_workers_follow_a_drain_made_on_another_nameserver_through_redis(
     finally:
         await pooled.stop()
         await single.stop()
+
+
+async def test_gslb_status_lists_the_workers(pooled):
+    import sys
+
+    from tests.integration.adminutil import admin_url
+
+    service, _origin = pooled
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "status", "--admin", admin_url(service),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    pids = [w.process.pid for w in service.server.workers.values()]
+    line = next(s for s in out.decode().splitlines() if s.startswith("workers: "))
+    assert all(f"(pid {pid}) answering" in line for pid in pids), line
