@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gslb.errors import raise_if_cancelling
 from gslb.health.view import HealthView
 
 log = logging.getLogger("gslb.overrides")
@@ -363,39 +362,9 @@ class RedisOverrides:
         return was
 
     async def _run(self) -> None:
-        from gslb.health.redis import Backoff
+        from gslb.health.redis import Backoff, follow_channel
 
-        backoff = Backoff()
-        loop = asyncio.get_running_loop()
-        while True:
-            client = self._make_client(self.target)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                await self._load(client)
-                self.connected = True
-                self._outage.succeeded()
-                backoff.attempt = 0
-                next_load = loop.time() + self.resync_interval_s
-                while True:
-                    wait = next_load - loop.time()
-                    if wait <= 0:
-                        await self._load(client)
-                        next_load = loop.time() + self.resync_interval_s
-                        continue
-                    message = await pubsub.get_message(timeout=wait)
-                    if message is not None and message.get("type") == "message":
-                        self._on_message(message["data"])
-            except Exception as exc:
-                raise_if_cancelling()
-                self.connected = False
-                self._outage.failed(exc)
-            finally:
-                for closing in (pubsub, client):
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(1.0):
-                            await closing.aclose()
-            await asyncio.sleep(backoff.next())
+        await follow_channel(self, self.channel, Backoff())
 
     async def _load(self, client: Any) -> None:
         prefix = self.key("")

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
@@ -324,6 +324,60 @@ class Backoff:
         step = min(self.cap_s, self.base_s * 2 ** min(self.attempt, 30))
         self.attempt += 1
         return random.uniform(step / 2, step)
+
+
+class ChannelFollower(Protocol):
+    """What :func:`follow_channel` drives: a Redis ``target``; ``connected``
+    (set by it); ``resync_interval_s`` (read at every resync, so a reload
+    may change it); ``_outage`` to log through; ``_load(client)``, a full
+    load; ``_on_message(data)``, one message of the channel."""
+
+    target: RedisTarget
+    connected: bool
+    resync_interval_s: float
+    _outage: Outage
+
+    async def _load(self, client: Any) -> None: ...
+
+    def _on_message(self, data: str) -> None: ...
+
+
+async def follow_channel(follower: ChannelFollower, channel: str, backoff: Backoff) -> None:
+    """Keep ``follower`` in step with Redis, until cancelled: on a fresh
+    connection, subscribe to ``channel``, load in full, then hand over each
+    message and load again every ``follower.resync_interval_s`` seconds. On
+    any error: not connected, one log line per outage, connections closed,
+    ``backoff`` before starting over (reset once connected)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        client = make_client(follower.target)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            await follower._load(client)
+            follower.connected = True
+            follower._outage.succeeded()
+            backoff.attempt = 0
+            next_load = loop.time() + follower.resync_interval_s
+            while True:
+                wait = next_load - loop.time()
+                if wait <= 0:
+                    await follower._load(client)
+                    next_load = loop.time() + follower.resync_interval_s
+                    continue
+                message = await pubsub.get_message(timeout=wait)
+                if message is not None and message.get("type") == "message":
+                    follower._on_message(message["data"])
+        except Exception as exc:
+            raise_if_cancelling()
+            follower.connected = False
+            follower._outage.failed(exc)
+        finally:
+            for closing in (pubsub, client):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await closing.aclose()
+        await asyncio.sleep(backoff.next())
 
 
 class Outage:
@@ -623,39 +677,7 @@ class RedisWatcher:
         self.connected = False
 
     async def _run(self) -> None:
-        backoff = Backoff(cap_s=self._backoff_cap_s)
-        loop = asyncio.get_running_loop()
-        while True:
-            client = make_client(self.target)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.keys.channel)
-                await self._load(client)
-                self.connected = True
-                self._outage.succeeded()
-                backoff.attempt = 0
-                next_load = loop.time() + self.resync_interval_s
-                while True:
-                    wait = next_load - loop.time()
-                    if wait <= 0:
-                        await self._load(client)
-                        next_load = loop.time() + self.resync_interval_s
-                        continue
-                    message = await pubsub.get_message(timeout=wait)
-                    if message is not None and message.get("type") == "message":
-                        self._on_message(message["data"])
-            except Exception as exc:
-                raise_if_cancelling()
-                self.connected = False
-                self._outage.failed(exc)
-            finally:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(1.0):
-                        await pubsub.aclose()
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(1.0):
-                        await client.aclose()
-            await asyncio.sleep(backoff.next())
+        await follow_channel(self, self.keys.channel, Backoff(cap_s=self._backoff_cap_s))
 
     async def _load(self, client: Redis) -> None:
         ns = self.keys.namespace
