@@ -315,7 +315,8 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     """
     cache = authority.cache
     if cache is not None and len(data) >= 12:
-        hit = cache.get(data, who, udp)
+        shape = cache.shape(data, udp)
+        hit = cache.get(shape, data, who)
         if hit is not None:
             response, note = hit
             query, answer = note  # type: ignore[misc]
@@ -347,7 +348,7 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         per_client = answer.per_client and (ecs is None or ecs.source == 0)
         # kept for observers of reused answers: drop what they never read
         query.question_wire, query.qname = None, query.qname_lower
-        cache.put(data, who, udp, response, (query, answer), per_client)
+        cache.put(shape, who, response, (query, answer), per_client)
     return response
 
 

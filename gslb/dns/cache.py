@@ -70,22 +70,24 @@ class AnswerCache:
     @staticmethod
     def shape(data: bytes, udp: bool) -> tuple[bytes, int]:
         """The key of ``data`` (a query message of at least 12 octets) and
-        the offset where its qname ends (its terminating zero octet)."""
+        the offset where its qname ends (its terminating zero octet): what
+        ``get`` and ``put`` take, worked out once per query."""
         end = data.find(0, 12)
         if end < 0:
             end = len(data)
         return (b"U" if udp else b"T") + data[2:12] + data[12:end].lower() + data[end:], end
 
-    def get(self, data: bytes, who: str, udp: bool) -> tuple[bytes, object] | None:
-        """The response to ``data`` from ``who``, ID and qname as asked, and
-        the note stored with it; None on a miss."""
+    def get(self, shape: tuple[bytes, int], data: bytes,
+            who: str) -> tuple[bytes, object] | None:
+        """The response to ``data`` (whose ``shape`` is given) from ``who``,
+        ID and qname as asked, and the note stored with it; None on a miss."""
         generation = self._generation()
         if generation != self._seen:
             self._entries.clear()
             self._seen = generation
             self.misses += 1
             return None
-        key, end = self.shape(data, udp)
+        key, end = shape
         entries = self._entries
         found = entries.get(key)
         if found is not None and found[0] is _PER_CLIENT:
@@ -97,13 +99,14 @@ class AnswerCache:
         stored = found[0]
         return data[:2] + stored[2:12] + data[12:end] + stored[end:], found[1]
 
-    def put(self, data: bytes, who: str, udp: bool, response: bytes, note: object,
+    def put(self, shape: tuple[bytes, int], who: str, response: bytes, note: object,
             per_client: bool) -> None:
-        """Store ``response`` (to ``data`` from ``who``) with ``note`` (given
-        back on hits); ``per_client``: only for queries from ``who``."""
+        """Store ``response`` (to the query of ``shape`` from ``who``) with
+        ``note`` (given back on hits); ``per_client``: only for queries from
+        ``who``."""
         if self._generation() != self._seen:
             return  # the view moved while answering: this answer may be stale
-        key, _end = self.shape(data, udp)
+        key: object = shape[0]
         entries = self._entries
         if per_client:
             entries[key] = (_PER_CLIENT, None)
