@@ -212,38 +212,42 @@ def _construct_marked_seq(self: Any, node: yaml.SequenceNode) -> Iterator[Marked
     data.extend(self.construct_object(item, deep=True) for item in node.value)
 
 
-class Loader(yaml.SafeLoader):
+class _Marking:
+    """What ``Loader`` and ``CLoader`` share: the file name put in every
+    ``Loc``, and the constructors of ``MarkedDict``/``MarkedList``."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        super().__init__(stream)  # type: ignore[call-arg]
+        self.file = name
+
+    construct_marked_map = _construct_marked_map
+    construct_marked_seq = _construct_marked_seq
+
+    @classmethod
+    def register(cls) -> None:
+        """Construct YAML mappings and sequences with the marked types."""
+        cls.add_constructor("tag:yaml.org,2002:map",  # type: ignore[attr-defined]
+                            cls.construct_marked_map)
+        cls.add_constructor("tag:yaml.org,2002:seq",  # type: ignore[attr-defined]
+                            cls.construct_marked_seq)
+
+
+class Loader(_Marking, yaml.SafeLoader):
     """``yaml.SafeLoader`` that builds ``MarkedDict``/``MarkedList`` objects.
 
     ``stream`` is a text stream; ``name`` is the file name put in every ``Loc``.
     Raises ``yaml.YAMLError`` (with ``problem_mark``) on malformed YAML.
     """
 
-    def __init__(self, stream: Any, name: str) -> None:
-        super().__init__(stream)
-        self.file = name
 
-    construct_marked_map = _construct_marked_map
-    construct_marked_seq = _construct_marked_seq
-
-
-Loader.add_constructor("tag:yaml.org,2002:map", Loader.construct_marked_map)
-Loader.add_constructor("tag:yaml.org,2002:seq", Loader.construct_marked_seq)
+Loader.register()
 
 if CSafeLoader is not None:
-    class CLoader(CSafeLoader):  # type: ignore[valid-type,misc]
+    class CLoader(_Marking, CSafeLoader):  # type: ignore[valid-type,misc]
         """``Loader`` with libyaml's scanner, parser and composer (same
         constructors); ``stream`` may be the text itself."""
 
-        def __init__(self, stream: Any, name: str) -> None:
-            super().__init__(stream)
-            self.file = name
-
-        construct_marked_map = _construct_marked_map
-        construct_marked_seq = _construct_marked_seq
-
-    CLoader.add_constructor("tag:yaml.org,2002:map", CLoader.construct_marked_map)
-    CLoader.add_constructor("tag:yaml.org,2002:seq", CLoader.construct_marked_seq)
+    CLoader.register()
 
 
 # -- straight from libyaml's events ------------------------------------------
