@@ -16,6 +16,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
 from gslb.dns.wire import QTYPE, Answer, Query
@@ -110,3 +111,18 @@ class QueryLog:
                       query.qname, qtype, rcode, " ".join(answers) or "-", extra={
                           "client": who, "ecs": ecs, "qname": query.qname, "qtype": qtype,
                           "rcode": rcode, "answers": answers})
+
+
+def with_query_log(count: Callable[[Query | None, Answer | None, str], None],
+                   sample: float) -> Callable[[Query | None, Answer | None, str], None]:
+    """The ``authority.Observer`` of a nameserver process: ``count`` (the
+    metrics), and a ``QueryLog`` of ``sample`` of the queries when
+    ``sample`` is above 0. Raises ValueError for a sample above 1."""
+    if sample <= 0:
+        return count
+    query_log = QueryLog(sample)
+
+    def observe(query: Query | None, answer: Answer | None, who: str) -> None:
+        count(query, answer, who)
+        query_log(query, answer, who)
+    return observe

@@ -37,12 +37,11 @@ from gslb.config import load as load_config
 from gslb.config.model import LOCAL_VANTAGE, Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
-from gslb.dns.wire import Answer, Query
 from gslb.errors import ConfigError, GslbError, raise_if_cancelling
 from gslb.geo import GeoDB
 from gslb.health.overrides import DrainedView, Override, Overrides, RedisOverrides
 from gslb.health.view import QuorumView
-from gslb.logs import QueryLog
+from gslb.logs import with_query_log
 from gslb.probe.worker import Prober
 from gslb.steering import Steering
 
@@ -181,15 +180,7 @@ class Service:
                 redis_url, self.health, resync_interval_s=config.health.resync_interval_s)
             self.shared_overrides = RedisOverrides(
                 redis_url, self.overrides, resync_interval_s=config.health.resync_interval_s)
-        query_log = QueryLog(query_log_sample) if query_log_sample > 0 else None
-        count = self.stats.query
-        if query_log is None:
-            self._observe: Observer = count
-        else:
-            def observe(query: Query | None, answer: Answer | None, who: str) -> None:
-                count(query, answer, who)
-                query_log(query, answer, who)
-            self._observe = observe
+        self._observe: Observer = with_query_log(self.stats.query, query_log_sample)
         self.server: DnsServer | WorkerPool
         if workers > 1:
             from gslb.workers import WorkerPool

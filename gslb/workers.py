@@ -453,7 +453,7 @@ class _Answering:
         from gslb.admin.metrics import QueryStats
         from gslb.dns.server import DnsServer
         from gslb.geo import GeoDB
-        from gslb.logs import QueryLog
+        from gslb.logs import with_query_log
 
         first = self.conn.recv()
         assert first[0] == "view", first
@@ -462,16 +462,7 @@ class _Answering:
         self.geo = GeoDB(self.args.geoip) if self.args.geoip else None
         self.authority = self._build(self.args.config_paths)
         gc.freeze()  # as Service.start: the zone stays out of later collections
-        log_sample = self.args.query_log_sample
-        query_log = QueryLog(log_sample) if log_sample > 0 else None
-        count = self.stats.query
-
-        def observe(query: Any, answer: Any, who: str) -> None:
-            count(query, answer, who)
-            if query_log is not None:
-                query_log(query, answer, who)
-
-        self._observe = observe
+        self._observe = with_query_log(self.stats.query, self.args.query_log_sample)
         server = DnsServer(self.handle, list(self.args.listen), reuse_port=True)
         await server.start()
         loop = asyncio.get_running_loop()
