@@ -43,7 +43,13 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from gslb.errors import raise_if_cancelling
+from gslb.admin.metrics import QueryStats
+from gslb.authority import Authority, respond
+from gslb.config import load
+from gslb.dns.server import DnsServer
+from gslb.errors import GslbError, raise_if_cancelling
+from gslb.geo import GeoDB
+from gslb.logs import JsonFormatter, setup, with_query_log
 
 if TYPE_CHECKING:
     from gslb.service import Service
@@ -414,8 +420,6 @@ def _reserve(listen: Sequence[tuple[str, int]]) -> list[tuple[str, socket.socket
 
 
 def _json_logs() -> bool:
-    from gslb.logs import JsonFormatter
-
     return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
 
 
@@ -424,8 +428,6 @@ def _json_logs() -> bool:
 
 def worker_main(args: WorkerArgs, conn: Connection) -> None:
     """Entry point of a worker process (``multiprocessing`` target)."""
-    from gslb.logs import setup
-
     setup(args.log_level, "json" if args.log_json else "text")
     # the supervisor decides when workers stop; Ctrl-C reaches the whole
     # process group, so leave it to the supervisor
@@ -450,11 +452,6 @@ class _Answering:
         self._reloads: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
-        from gslb.admin.metrics import QueryStats
-        from gslb.dns.server import DnsServer
-        from gslb.geo import GeoDB
-        from gslb.logs import with_query_log
-
         first = self.conn.recv()
         assert first[0] == "view", first
         self.view = MirrorView(first[1])
@@ -482,17 +479,12 @@ class _Answering:
             if self.geo is not None:
                 self.geo.close()
 
-    def _build(self, paths: Sequence[str]) -> Any:
-        from gslb.authority import Authority
-        from gslb.config import load
-
+    def _build(self, paths: Sequence[str]) -> Authority:
         return Authority(load(list(paths)), self.view,
                          self.geo.locate if self.geo else None,
                          on_choice=self.stats.choice, cache_entries=self.args.answer_cache)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
-        from gslb.authority import respond
-
         start = time.perf_counter()
         response = respond(self.authority, data, who, udp, self._observe)
         self.stats.duration(time.perf_counter() - start)
@@ -515,8 +507,6 @@ class _Answering:
             self.stopped.set()
 
     async def _reload(self, paths: Sequence[str]) -> None:
-        from gslb.errors import GslbError
-
         try:  # loading may take seconds for a large zone: keep answering meanwhile
             self.authority = await asyncio.to_thread(self._build, paths)
             gc.freeze()
