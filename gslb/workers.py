@@ -49,6 +49,7 @@ from gslb.config import load
 from gslb.dns.server import DnsServer
 from gslb.errors import GslbError, raise_if_cancelling
 from gslb.geo import GeoDB
+from gslb.health.view import AllUpExcept
 from gslb.logs import JsonFormatter, setup, with_query_log
 
 if TYPE_CHECKING:
@@ -103,22 +104,9 @@ class MirrorView:
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return self.snapshot.srtt_ms.get((origin, vantage))
 
-    def everyone_up(self) -> _MirrorUndrained:
+    def everyone_up(self) -> AllUpExcept:
         """For ``fallback: all``: every origin up but the drained ones."""
-        return _MirrorUndrained(self.snapshot.drained, self.snapshot.generation)
-
-
-class _MirrorUndrained:
-    __slots__ = ("drained", "generation")
-
-    def __init__(self, drained: frozenset[str], generation: int) -> None:
-        self.drained, self.generation = drained, generation
-
-    def is_up(self, origin: str) -> bool:
-        return origin not in self.drained
-
-    def srtt_ms(self, origin: str, vantage: str) -> float | None:
-        return None
+        return AllUpExcept(self.snapshot.drained, self.snapshot.generation)
 
 
 def snapshot_of(service: Service) -> ViewSnapshot:

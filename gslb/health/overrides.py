@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gslb.health.view import HealthView
+from gslb.health.view import AllUpExcept, HealthView
 
 log = logging.getLogger("gslb.overrides")
 
@@ -244,26 +244,8 @@ class DrainedView:
     def everyone_up(self) -> HealthView:
         """The view for ``fallback: all``: every origin up but the drained
         ones, no RTT known (see :func:`gslb.steering.fallback.everyone_up`)."""
-        return _Undrained(self.overrides)
-
-
-class _Undrained:
-    """Every origin up except the drained ones; no RTT known."""
-
-    __slots__ = ("overrides",)
-
-    def __init__(self, overrides: Overrides) -> None:
-        self.overrides = overrides
-
-    @property
-    def generation(self) -> int:
-        return self.overrides.generation
-
-    def is_up(self, origin: str) -> bool:
-        return not self.overrides.is_drained(origin)
-
-    def srtt_ms(self, origin: str, vantage: str) -> float | None:
-        return None
+        return AllUpExcept(frozenset(d.origin for d in self.overrides.all()),
+                           self.overrides.generation)
 
 
 class OverrideError(Exception):

@@ -53,6 +53,23 @@ class HealthView(Protocol):
     def srtt_ms(self, origin: str, vantage: str) -> float | None: ...
 
 
+class AllUpExcept:
+    """A :class:`HealthView` in which every origin is up but those in
+    ``out``, no RTT is known and ``generation`` is fixed: what ``fallback:
+    all`` selects with (``out``: the drained origins)."""
+
+    __slots__ = ("generation", "out")
+
+    def __init__(self, out: frozenset[str] = frozenset(), generation: int = 0) -> None:
+        self.out, self.generation = out, generation
+
+    def is_up(self, origin: str) -> bool:
+        return origin not in self.out
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return None
+
+
 class ReportSink(Protocol):
     """Where a prober sends what it learns. Calls are synchronous and must
     not block: a sink that does I/O queues and ships in the background.

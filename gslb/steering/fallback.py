@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from gslb.config.model import Origin, Pool
-from gslb.health.view import HealthView
+from gslb.health.view import AllUpExcept, HealthView
 from gslb.steering.base import Client, Policy
 
 log = logging.getLogger("gslb.steering")
@@ -60,24 +60,10 @@ def addresses_of(origins: Iterable[Origin], family: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a for o in origins for a in o.ipv6))
 
 
-class AllUp:
-    """A :class:`~gslb.health.view.HealthView` in which every origin is up
-    (generation 0) and no RTT is known, for ``fallback: all`` (a ``latency``
-    pool then answers by its geo rules: the RTTs of dead origins are of the
-    past)."""
-
-    @property
-    def generation(self) -> int:
-        return 0
-
-    def is_up(self, origin: str) -> bool:
-        return True
-
-    def srtt_ms(self, origin: str, vantage: str) -> float | None:
-        return None
-
-
-ALL_UP = AllUp()
+ALL_UP = AllUpExcept()
+"""Every origin up (generation 0) and no RTT known, for ``fallback: all``
+(a ``latency`` pool then answers by its geo rules: the RTTs of dead origins
+are of the past)."""
 
 
 def everyone_up(health: HealthView) -> HealthView:
