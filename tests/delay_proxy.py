@@ -37,6 +37,11 @@ class DelayProxy:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # every stream of a connection, registered the moment it exists: a
+        # handler task cancelled before its first step never runs its
+        # ``finally``, and asyncio's stream server does not close the
+        # transport of a cancelled handler; stop() closes what is left
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 (port 0 the first time, then the same port)."""
@@ -44,21 +49,35 @@ class DelayProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        """Stop listening and drop every connection in flight."""
+        """Stop listening and drop every connection in flight; returns when
+        every handler has ended and every socket is closed."""
         if self._server is not None:
             self._server.close()
             self._server = None
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writers = list(self._writers)
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(self._closed(w) for w in writers), return_exceptions=True)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # a plain function: the writer and the task are registered before
+        # the event loop runs anything else
         self.connections += 1
+        self._writers.add(writer)
+        task = asyncio.get_running_loop().create_task(self._forward(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _closed(self, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        self._writers.discard(writer)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_writer: asyncio.StreamWriter | None = None
         try:
             await asyncio.sleep(self.delay_ms / 1000.0)
@@ -67,18 +86,19 @@ class DelayProxy:
                     self.target_host, self.target_port)
             except OSError:
                 return
+            self._writers.add(up_writer)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except asyncio.CancelledError:
-            # stop() ends the handler; asyncio's stream server would log a
-            # handler task that ends cancelled as an error
+            # stop() ends the handler
             return
         finally:
-            self._tasks.discard(task)
-            for w in (writer, up_writer):
-                if w is not None:
-                    w.close()
-                    with contextlib.suppress(OSError):
-                        await w.wait_closed()
+            # close both at once, before any await: a cancel that arrives
+            # while waiting for one to close must not leave the other open
+            opened = [w for w in (writer, up_writer) if w is not None]
+            for w in opened:
+                w.close()
+            for w in opened:
+                await self._closed(w)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
