@@ -114,7 +114,7 @@ class DnsServer:
         self.addresses: list[tuple[str, int]] = []
         self._udp: list[_Udp] = []
         self._tcp: list[asyncio.Server] = []
-        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._tcp_tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def start(self) -> None:
         """Bind every listener. Raises ``OSError`` when an address cannot be
@@ -153,14 +153,24 @@ class DnsServer:
             return
         raise OSError(f"no port free for both UDP and TCP on {host}")
 
-    async def _tcp_client(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
+    def _tcp_client(self, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        # A plain function, so the connection is counted and its writer
+        # registered before the loop runs anything else: asyncio's stream
+        # server does not close the transport of a handler task cancelled
+        # before its first step (stop() can do that), so stop() closes any
+        # writer its task left open.
         if len(self._tcp_tasks) >= self.max_tcp_clients:
             writer.close()
             return
-        assert task is not None
-        self._tcp_tasks.add(task)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(self._tcp_serve(reader, writer))
+        self._tcp_tasks[task] = writer
+        task.add_done_callback(self._tcp_tasks.pop)
+
+    async def _tcp_serve(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        """Answer one TCP connection's queries (RFC 7766 framing) until the
+        client closes it, it idles past ``tcp_idle_s`` seconds, or stop()."""
         peer = writer.get_extra_info("peername")
         who = peer[0] if peer else ""
         try:
@@ -183,7 +193,6 @@ class DnsServer:
         except (ConnectionError, asyncio.CancelledError):
             return  # stop() cancels open connections: end quietly
         finally:
-            self._tcp_tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -194,12 +203,16 @@ class DnsServer:
             udp.close()
         for server in self._tcp:
             server.close()
-        for task in list(self._tcp_tasks):
+        connections = dict(self._tcp_tasks)
+        for task in connections:
             task.cancel()
         for server in self._tcp:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
-        if self._tcp_tasks:
-            await asyncio.gather(*self._tcp_tasks, return_exceptions=True)
+        await asyncio.gather(*connections, return_exceptions=True)
+        for writer in connections.values():  # a task cancelled before it ran
+            writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in connections.values()),
+                             return_exceptions=True)
         self._udp.clear()
         self._tcp.clear()
