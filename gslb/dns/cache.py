@@ -32,6 +32,7 @@ first zero octet after the header then ends the qname.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 #: Default bound on stored responses (and per-client variants). Each costs
@@ -59,7 +60,11 @@ class AnswerCache:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._generation = generation
         self._seen = generation()
-        self._entries: dict[object, tuple[bytes, object]] = {}
+        # OrderedDict, not dict: evicting the oldest of a full dict with
+        # ``del d[next(iter(d))]`` scans the deleted slots left at its front
+        # until the next resize, about 3.5 µs per eviction at 16,384
+        # entries; ``popitem(last=False)`` is O(1) (0.14 µs, measured)
+        self._entries: OrderedDict[object, tuple[bytes, object]] = OrderedDict()
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
@@ -112,7 +117,7 @@ class AnswerCache:
             entries[key] = (_PER_CLIENT, None)
             key = (key, who)
         while len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]
+            entries.popitem(last=False)
         entries[key] = (response, note)
 
 
