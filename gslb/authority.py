@@ -38,6 +38,25 @@ from gslb.steering.base import Client, Locator
 #: Longest CNAME chain followed inside our zones before giving up.
 MAX_CNAME_CHAIN = 8
 
+#: CHAOS-class names answered with the server identity (RFC 4892 section
+#: 2.3: ``id.server``; ``hostname.bind`` as BIND, Knot and PowerDNS do).
+IDENTITY_NAMES = frozenset({"id.server.", "hostname.bind."})
+QTYPE_TXT = 16
+#: TTL of the CHAOS identity TXT answer, seconds: it names this server
+#: only, so resolvers should not keep it.
+IDENTITY_TTL = 0
+
+
+def server_identity(text: str) -> bytes:
+    """The identity bytes of ``text`` (``gslb serve --server-id``): what an
+    NSID (RFC 5001) and a CHAOS TXT ``id.server`` (RFC 4892) query get.
+    Raises ``ValueError`` unless it is 1 to 255 printable ASCII characters
+    (one TXT character-string, RFC 1035 section 3.3)."""
+    raw = text.encode("ascii", "replace")
+    if not 1 <= len(raw) <= 255 or not text.isascii() or not text.isprintable():
+        raise ValueError(f"server id {text!r} must be 1 to 255 printable ASCII characters")
+    return raw
+
 RR = tuple[str, int, int, object]
 
 
@@ -143,6 +162,11 @@ class Authority:
     tests). ``on_choice(owner, pool, choice)`` hears of every steering
     outcome, reused answers included. ``cache_entries``: bound of the
     answer cache (:mod:`gslb.dns.cache`) :func:`respond` uses; 0 disables it.
+    ``server_id``: this server's identity (see :func:`server_identity`),
+    sent in reply to an NSID option (RFC 5001) and to CHAOS TXT
+    ``id.server``/``hostname.bind`` (RFC 4892); None: neither is answered
+    (NSID is ignored, CHAOS gets REFUSED). Raises ``ValueError`` for a bad
+    ``server_id``.
     """
 
     def __init__(
@@ -153,8 +177,13 @@ class Authority:
         rng: random.Random | None = None,
         on_choice: Callable[[str, str, object], None] | None = None,
         cache_entries: int = DEFAULT_ENTRIES,
+        server_id: str | None = None,
     ) -> None:
         self.config = config
+        self.server_id = server_identity(server_id) if server_id is not None else None
+        self._identity = None if self.server_id is None else wire.Rdata.from_wire(
+            QTYPE_TXT, bytes((len(self.server_id),)) + self.server_id,
+            '"' + self.server_id.decode().replace("\\", "\\\\").replace('"', '\\"') + '"')
         self.health = health
         self.locator = locator
         self.rng = rng or random.Random()
@@ -196,11 +225,23 @@ class Authority:
         if query.opcode != 0:
             return Lookup(Kind.REFUSED, Answer(rcode=NOTIMP, aa=False))
         if query.qclass != wire.CLASS_IN:
-            return Lookup(Kind.REFUSED, Answer(rcode=REFUSED, aa=False))
+            return self._chaos(query)
         zone = self.find_zone(query.qname_lower)
         if zone is None:
             return Lookup(Kind.REFUSED, Answer(rcode=REFUSED, aa=False))
         return self._lookup_in(zone, query, who)
+
+    def _chaos(self, query: Query) -> Lookup:
+        """CHAOS TXT ``id.server``/``hostname.bind`` with a server id: the
+        identity (RFC 4892 section 2.3); any other class or name: REFUSED."""
+        name = query.qname_lower
+        if (self._identity is None or query.qclass != wire.CLASS_CH
+                or name not in IDENTITY_NAMES):
+            return Lookup(Kind.REFUSED, Answer(rcode=REFUSED, aa=False))
+        answer = Answer()
+        if query.qtype in (QTYPE_TXT, QTYPE_ANY):
+            answer.answer.append((name, QTYPE_TXT, IDENTITY_TTL, self._identity))
+        return Lookup(Kind.ANSWER if answer.answer else Kind.NODATA, answer)
 
     # ------------------------------------------------------------------
     def _negative(self, zone: _Zone, kind: Kind, answer: Answer) -> Lookup:
@@ -339,6 +380,8 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         answer = Answer(rcode=wire.BADVERS, aa=False)
     else:
         answer = authority.lookup(query, who).answer
+    if query.nsid:
+        answer.nsid = authority.server_id
     if observe is not None:
         observe(query, answer, who)
     limit = query.udp_limit if udp else 65535
@@ -352,4 +395,5 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     return response
 
 
-__all__ = ["NOERROR", "Authority", "Kind", "Lookup", "Observer", "respond"]
+__all__ = ["IDENTITY_NAMES", "NOERROR", "Authority", "Kind", "Lookup", "Observer", "respond",
+           "server_identity"]

@@ -131,7 +131,8 @@ async def _serve(args: argparse.Namespace) -> int:
                           admin_optional=args.admin is None, admin_token=token,
                           overrides_path=args.overrides_file,
                           query_log_sample=args.query_log_sample, config_paths=args.config,
-                          answer_cache=args.answer_cache, workers=args.workers)
+                          answer_cache=args.answer_cache, workers=args.workers,
+                          server_id=args.server_id)
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
@@ -300,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="answer from N processes sharing the listen ports (SO_REUSEPORT) "
                        "and one health view; default 1 (this process answers)")
+    serve.add_argument("--server-id", metavar="TEXT",
+                       help="identify this instance to `dig +nsid` (EDNS NSID, RFC 5001) and "
+                       "`dig CH TXT id.server` (RFC 4892), e.g. its hostname; default: "
+                       "neither is answered")
     serve.set_defaults(func=_cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every origin from one vantage, writing to Redis")

@@ -123,10 +123,12 @@ class Service:
     :mod:`gslb.dns.cache`), 0 to disable it. ``workers``: with 2 or more,
     this process answers no query itself but supervises that many worker
     processes sharing the listen ports (:mod:`gslb.workers`).
+    ``server_id``: the identity answered to NSID and CHAOS ``id.server``
+    queries (:func:`gslb.authority.server_identity`; None: not answered).
 
     Raises ``GslbError`` subclasses for a bad GeoIP file or Redis URL,
     ``ValueError`` for a bad sample, ``OSError``/``ValueError`` for an
-    unreadable overrides file.
+    unreadable overrides file or a bad ``server_id``.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class Service:
         config_paths: Sequence[str | Path] | None = None,
         answer_cache: int = DEFAULT_ENTRIES,
         workers: int = 1,
+        server_id: str | None = None,
     ) -> None:
         self.config = config
         self.config_paths = tuple(str(p) for p in (config_paths or config.files))
@@ -166,6 +169,7 @@ class Service:
         if answer_cache < 0:
             raise ValueError(f"answer cache size must be 0 or more, not {answer_cache}")
         self.answer_cache = answer_cache
+        self.server_id = server_id
         self.authority, self.preview = self._build(config)
         self.health_source: _Part
         self.shared_overrides: RedisOverrides | None = None
@@ -206,7 +210,7 @@ class Service:
         for status previews (so they touch no live steering state)."""
         authority = Authority(config, self.view, self.geo.locate if self.geo else None,
                               rng=self._rng, on_choice=self.stats.choice,
-                              cache_entries=self.answer_cache)
+                              cache_entries=self.answer_cache, server_id=self.server_id)
         return authority, Steering(config.pools, config.origins, vantages=config.vantages)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:

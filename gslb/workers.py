@@ -135,6 +135,7 @@ class WorkerArgs:
     geoip: str | None
     answer_cache: int
     query_log_sample: float
+    server_id: str | None
     log_level: int
     log_json: bool
 
@@ -193,7 +194,7 @@ class WorkerPool:
         svc = self.service
         args = WorkerArgs(index, tuple(svc.config_paths),
                           tuple(self.addresses), self.geoip, self.answer_cache,
-                          self.query_log_sample, logging.getLogger().level,
+                          self.query_log_sample, svc.server_id, logging.getLogger().level,
                           _json_logs())
         ctx = multiprocessing.get_context("spawn")
         here, there = ctx.Pipe(duplex=True)
@@ -470,7 +471,8 @@ class _Answering:
     def _build(self, paths: Sequence[str]) -> Authority:
         return Authority(load(list(paths)), self.view,
                          self.geo.locate if self.geo else None,
-                         on_choice=self.stats.choice, cache_entries=self.args.answer_cache)
+                         on_choice=self.stats.choice, cache_entries=self.args.answer_cache,
+                         server_id=self.args.server_id)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         start = time.perf_counter()

@@ -158,6 +158,10 @@ PLAIN_UDP_SIZE = 512
 QTYPE_A, QTYPE_NS, QTYPE_CNAME, QTYPE_SOA, QTYPE_AAAA, QTYPE_OPT, QTYPE_ANY = (
     1, 2, 5, 6, 28, 41, 255)
 CLASS_IN = 1
+#: CHAOS class: server identification queries (RFC 4892 section 2.2).
+CLASS_CH = 3
+#: EDNS option codes: NSID (RFC 5001 section 2.3), Client Subnet (RFC 7871).
+OPTION_NSID, OPTION_ECS = 3, 8
 
 
 class Drop(Exception):
@@ -173,7 +177,9 @@ class Query:
     trailing dot), ``qname_lower`` its lower-case form used for lookups.
     ``udp_limit`` is the largest UDP response the client accepts in bytes:
     512 without EDNS (RFC 1035 section 4.2.1), else the advertised payload size
-    (at least 512) capped at ``OUR_UDP_SIZE``.
+    (at least 512) capped at ``OUR_UDP_SIZE``. ``nsid``: the OPT record
+    carried an NSID option, asking which server answered (RFC 5001 section
+    2.3).
     """
 
     id: int
@@ -189,6 +195,7 @@ class Query:
     dnssec_ok: bool = False
     udp_limit: int = PLAIN_UDP_SIZE
     ecs: Ecs | None = None
+    nsid: bool = False
     label: DNSLabel | None = None
     question_wire: bytes | None = None
 
@@ -201,7 +208,8 @@ class Answer:
     name text, ``rtype`` numeric, ``ttl`` seconds, ``rdata`` an object from
     ``compile_rdata``/``address_rdata``. ``ecs_scope`` is the scope
     prefix-length to echo when the query had an ECS option (RFC 7871 section
-    7.2.1).
+    7.2.1). ``nsid``: the NSID option's payload (the server's identity) to
+    send when the query asked for it (RFC 5001 section 2.3), else None.
 
     For the answer cache (:mod:`gslb.dns.cache`): ``reusable`` is True when
     the same query gets the same answer while the health generation holds;
@@ -216,6 +224,7 @@ class Answer:
     authority: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
     additional: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
     ecs_scope: int = 0
+    nsid: bytes | None = None
     reusable: bool = True
     per_client: bool = False
     choices: list[tuple[str, str, object]] = field(default_factory=list)
@@ -384,18 +393,67 @@ def decode_dnslib(data: bytes) -> Query:
         query.edns_version = (opt.ttl >> 16) & 0xFF
         query.dnssec_ok = bool(opt.ttl & 0x8000)
         query.udp_limit = min(max(opt.rclass, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
-        for option in opt.rdata or ():
-            if option.code == 8:
-                try:
-                    query.ecs = parse_ecs(bytes(option.data))
-                except EcsError:
-                    raise FormErr(encode(query, Answer(rcode=FORMERR, aa=False))) from None
+        # the options from the octets: dnslib 0.9.26 drops an empty option
+        # at the end of the OPT RDATA (an NSID request, RFC 5001)
+        start, end = _opt_rdata(data, rec)
+        _read_options(query, data, start, end)
     return query
+
+
+def _opt_rdata(data: bytes, rec: DNSRecord) -> tuple[int, int]:
+    """Where the RDATA of the OPT record of ``data`` (parsed by dnslib into
+    ``rec``) starts and ends: the records are walked again, their names
+    skipped with dnslib's decoder."""
+    buf = DNSBuffer(data)
+    buf.offset = 12
+    for _ in rec.questions:
+        buf.decode_name()
+        buf.offset += 4
+    for _ in range(len(rec.rr) + len(rec.auth) + len(rec.ar)):
+        buf.decode_name()
+        rtype, _rclass, _ttl, rdlength = buf.unpack("!HHIH")
+        if rtype == QTYPE_OPT:
+            return buf.offset, buf.offset + rdlength
+        buf.offset += rdlength
+    raise FormErr(_header_only(data, FORMERR))  # not reached: dnslib found one
+
+
+def _read_options(query: Query, data: bytes, pos: int, end: int) -> None:
+    """Read the EDNS options in ``data[pos:end]`` (an OPT record's RDATA,
+    RFC 6891 section 6.1.2) into ``query``: the first ECS option, and
+    whether an NSID option was sent. Raises ``FormErr`` when an option runs
+    past the RDATA or the ECS option is malformed (RFC 7871 section 6)."""
+    while pos < end:
+        if pos + 4 > end:
+            raise FormErr(_header_only(data, FORMERR))
+        code, length = _QFIXED.unpack_from(data, pos)
+        if pos + 4 + length > end:
+            raise FormErr(_header_only(data, FORMERR))
+        if code == OPTION_ECS and query.ecs is None:
+            try:
+                query.ecs = parse_ecs(data[pos + 4:pos + 4 + length])
+            except EcsError:
+                raise FormErr(encode(query, Answer(rcode=FORMERR, aa=False))) from None
+        elif code == OPTION_NSID:
+            query.nsid = True
+        pos += 4 + length
+
+
+def response_options(query: Query, answer: Answer) -> list[tuple[int, bytes]]:
+    """The EDNS options of the response's OPT record, ``(code, data)``: the
+    ECS echo with ``answer.ecs_scope`` (RFC 7871 section 7.2.1), then the
+    NSID when asked for and configured (RFC 5001 section 2.3)."""
+    options = []
+    if query.ecs is not None:
+        options.append((OPTION_ECS, query.ecs.echo(answer.ecs_scope)))
+    if query.nsid and answer.nsid is not None:
+        options.append((OPTION_NSID, answer.nsid))
+    return options
 
 
 def _rr(owner: str, rtype: int, ttl: int, rdata: Rdata, asked: Query) -> RR:
     name = asked.label or asked.qname if owner == asked.qname_lower else owner
-    return RR(name, rtype, CLASS_IN, ttl, rdata.rd)
+    return RR(name, rtype, asked.qclass, ttl, rdata.rd)
 
 
 def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> bytes:
@@ -404,19 +462,18 @@ def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> byt
 
     The question is echoed as asked (case kept: 0x20). With EDNS in the
     query an OPT record with our payload size is added (RFC 6891 section
-    6.1.1), and the ECS option is echoed with ``answer.ecs_scope`` (RFC 7871
-    section 7.2.1). Extended RCODEs (BADVERS) go in the OPT record. When the
-    message exceeds ``limit`` bytes (UDP), the additional section is dropped
-    first, then every section with TC set (RFC 2181 section 9).
+    6.1.1), with the options of :func:`response_options`. Records carry the
+    query's class (IN, or CH for RFC 4892 queries). Extended RCODEs
+    (BADVERS) go in the OPT record. When the message exceeds ``limit`` bytes
+    (UDP), the additional section is dropped first, then every section with
+    TC set (RFC 2181 section 9).
     """
     header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, aa=int(answer.aa),
                        rd=int(query.rd), rcode=answer.rcode & 0xF)
     msg = DNSRecord(header, q=DNSQuestion(query.label or query.qname, query.qtype, query.qclass))
     opt: RR | None = None
     if query.edns:
-        options = []
-        if query.ecs is not None:
-            options.append(EDNSOption(8, query.ecs.echo(answer.ecs_scope)))
+        options = [EDNSOption(code, data) for code, data in response_options(query, answer)]
         opt = EDNS0(udp_len=OUR_UDP_SIZE, ext_rcode=answer.rcode >> 4, opts=options,
                     flags="do" if query.dnssec_ok else "")
     for section, add in ((answer.answer, msg.add_answer), (answer.authority, msg.add_auth),
@@ -494,19 +551,7 @@ def _decode_fast(data: bytes) -> Query | None:
     query.edns_version = (ttl >> 16) & 0xFF
     query.dnssec_ok = bool(ttl & 0x8000)
     query.udp_limit = min(max(udp, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
-    pos = qend + 11
-    while pos < end:
-        if pos + 4 > end:
-            raise FormErr(_header_only(data, FORMERR))
-        code, length = _QFIXED.unpack_from(data, pos)
-        if pos + 4 + length > end:
-            raise FormErr(_header_only(data, FORMERR))
-        if code == 8 and query.ecs is None:
-            try:
-                query.ecs = parse_ecs(data[pos + 4:pos + 4 + length])
-            except EcsError:
-                raise FormErr(encode(query, Answer(rcode=FORMERR, aa=False))) from None
-        pos += 4 + length
+    _read_options(query, data, qend + 11, end)
     return query
 
 
@@ -530,13 +575,14 @@ def _question_wire(query: Query) -> bytes:
     return name + _QFIXED.pack(query.qtype, query.qclass)
 
 
-def _section(records: list[tuple[str, int, int, Rdata]], qname_lower: str) -> bytes:
+def _section(records: list[tuple[str, int, int, Rdata]], qname_lower: str,
+             rclass: int) -> bytes:
     parts = []
     for owner, rtype, ttl, rdata in records:
         # the owner is the question's name: point at it (offset 12), so the
         # answer carries the case as asked
         name = b"\xc0\x0c" if owner == qname_lower else _name_wire(owner)
-        parts.append(name + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdata.wire)) + rdata.wire)
+        parts.append(name + _RR_FIXED.pack(rtype, rclass, ttl, len(rdata.wire)) + rdata.wire)
     return b"".join(parts)
 
 
@@ -546,8 +592,8 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
 
     The question is echoed as asked (case kept: 0x20). With EDNS in the
     query an OPT record with our payload size is added (RFC 6891 section
-    6.1.1), the DO bit copied (RFC 3225 section 3), and the ECS option is
-    echoed with ``answer.ecs_scope`` (RFC 7871 section 7.2.1). Extended
+    6.1.1), the DO bit copied (RFC 3225 section 3), and the options of
+    :func:`response_options`. Records carry the query's class. Extended
     RCODEs (BADVERS) go in the OPT record. When the message exceeds
     ``limit`` bytes (UDP), the additional section is dropped first, then
     every section with TC set (RFC 2181 section 9).
@@ -557,16 +603,15 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     question = _question_wire(query)
     opt = b""
     if query.edns:
-        options = b""
-        if query.ecs is not None:
-            echo = query.ecs.echo(answer.ecs_scope)
-            options = _QFIXED.pack(8, len(echo)) + echo
+        options = b"".join(_QFIXED.pack(code, len(data)) + data
+                           for code, data in response_options(query, answer))
         ttl = ((answer.rcode >> 4) << 24) | (0x8000 if query.dnssec_ok else 0)
         opt = b"\0" + _RR_FIXED.pack(QTYPE_OPT, OUR_UDP_SIZE, ttl, len(options)) + options
     nopt = 1 if opt else 0
-    an = _section(answer.answer, query.qname_lower)
-    ns = _section(answer.authority, query.qname_lower)
-    ad = _section(answer.additional, query.qname_lower)
+    rclass = query.qclass
+    an = _section(answer.answer, query.qname_lower, rclass)
+    ns = _section(answer.authority, query.qname_lower, rclass)
+    ad = _section(answer.additional, query.qname_lower, rclass)
     counts = (len(answer.answer), len(answer.authority), len(answer.additional) + nopt)
     wire = _HEADER.pack(query.id, flags, 1, *counts) + question + an + ns + ad + opt
     if limit is None or len(wire) <= limit:

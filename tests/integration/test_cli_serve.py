@@ -44,7 +44,7 @@ async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
         "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--geoip", str(FAKE_MMDB),
-        "--no-admin", "--workers", str(workers),
+        "--no-admin", "--workers", str(workers), "--server-id", "ns1.gslb-test",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     spawned: set[int] = set()
     try:
@@ -64,6 +64,11 @@ async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: 
         assert out.strip() == "10 mail.example.com."
         out = await dig(f"@{v4}", "-p", p4, "nope.gslb.example.com")
         assert "status: NXDOMAIN" in out and "flags: qr aa" in out
+        # which instance answered: NSID (RFC 5001) and CHAOS id.server (RFC 4892)
+        out = await dig(f"@{v4}", "-p", p4, "www.gslb.example.com", "+nsid")
+        assert re.search(r'^; NSID: .*\("ns1\.gslb-test"\)$', out, re.M), out
+        out = await dig(f"@{v6}", "-p", p6, "id.server", "CH", "TXT", "+short")
+        assert out.strip() == '"ns1.gslb-test"'
         spawned = children(proc.pid)
         # workers answer; the supervisor (and the multiprocessing resource
         # tracker) besides them
@@ -100,3 +105,13 @@ async def test_serve_reports_a_missing_geoip_file():
     _out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 1
     assert "/nonexistent.mmdb" in err.decode()
+
+
+async def test_serve_refuses_a_server_id_that_is_not_one_txt_string():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        "--listen", "127.0.0.1:0", "--no-admin", "--server-id", "x" * 256,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 1
+    assert "server id" in err.decode() and "1 to 255 printable ASCII" in err.decode()

@@ -13,6 +13,7 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import pytest
 
@@ -349,3 +350,51 @@ async def test_weighted_answers_follow_the_weights(server):
         counts[address] += 1
     # weight 1 : 3 → 100 : 300 expected; 4.5 standard deviations of slack
     assert 260 <= counts["192.0.2.3"] <= 340, counts
+
+
+def nsid_query(qname: str, *options: dns.edns.Option) -> dns.message.Message:
+    return dns.message.make_query(qname, "A", use_edns=0,
+                                  options=[*options, dns.edns.GenericOption(3, b"")])
+
+
+def nsid_of(msg: dns.message.Message) -> bytes | None:
+    found = [o for o in msg.options if o.otype == dns.edns.NSID]
+    assert len(found) <= 1
+    return found[0].to_wire() if found else None
+
+
+async def test_nsid_names_the_server_when_configured(dns_server):
+    plain, named = await dns_server(ZONE), await dns_server(ZONE, server_id="ns1.example")
+    ecs = dns.edns.ECSOption("81.2.69.0", 24)
+    for qname in ("www.gslb.example.test.", "nope.gslb.example.test.", "www.elsewhere."):
+        for _ in range(2):  # the second from the answer cache
+            q = nsid_query(qname, ecs)
+            msg = dns.message.from_wire(await named.raw_udp(q.to_wire()))
+            assert nsid_of(msg) == b"ns1.example", qname  # RFC 5001 section 2.3
+            (echo,) = [o for o in msg.options if o.otype == dns.edns.ECS]
+            assert (echo.address, echo.srclen) == ("81.2.69.0", 24)
+            msg = dns.message.from_wire(await plain.raw_udp(q.to_wire()))
+            assert nsid_of(msg) is None  # no identity configured: the option is ignored
+    # not asked for: not sent, even from the same cache
+    msg = await named.query("www.gslb.example.test.", ecs=("81.2.69.0", 24))
+    assert nsid_of(msg) is None and addresses(msg)
+
+
+async def test_chaos_id_server_gives_the_identity_or_refused(dns_server):
+    plain, named = await dns_server(ZONE), await dns_server(ZONE, server_id="ns1.example")
+
+    async def ask(server, qname: str, rdtype: str = "TXT") -> dns.message.Message:
+        q = dns.message.make_query(qname, rdtype, "CH")
+        return dns.message.from_wire(await server.raw_udp(q.to_wire()))
+
+    for qname in ("id.server.", "HOSTNAME.bind."):  # RFC 4892 section 2.3, BIND's name
+        msg = await ask(named, qname)
+        assert msg.rcode() == dns.rcode.NOERROR and msg.flags & dns.flags.AA
+        (rrset,) = msg.answer
+        assert rrset.rdclass == dns.rdataclass.CH and rrset.ttl == 0
+        assert [rr.strings for rr in rrset] == [(b"ns1.example",)]
+        assert (await ask(plain, qname)).rcode() == dns.rcode.REFUSED
+    nodata = await ask(named, "id.server.", "A")
+    assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+    for qname in ("version.bind.", "www.gslb.example.test."):
+        assert (await ask(named, qname)).rcode() == dns.rcode.REFUSED

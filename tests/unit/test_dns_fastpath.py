@@ -27,12 +27,15 @@ def authority(tmp_path_factory) -> Authority:
     path.write_text(ZONE.replace('txt: {TXT: \'"hello"\'}',
                                  'txt: {TXT: [' + ", ".join(f'"{"x" * 90} {i}"' for i in range(8))
                                  + "]}"))
-    return Authority(load([path]), QuorumView(), rng=random.Random(1))
+    return Authority(load([path]), QuorumView(), rng=random.Random(1), server_id="ns1.test")
 
 
 def random_query(rng: random.Random) -> bytes:
     name = rng.choice(NAMES)
     qname = "example.test." if name == "@" else f"{name}.example.test."
+    rdclass = "IN"
+    if rng.random() < 0.1:  # server identification (RFC 4892)
+        qname, rdclass = rng.choice(["id.server.", "hostname.bind.", "version.bind."]), "CH"
     qname = "".join(c.upper() if rng.random() < 0.3 else c for c in qname)
     edns = rng.random() < 0.8
     options = []
@@ -42,7 +45,9 @@ def random_query(rng: random.Random) -> bytes:
             options.append(dns.edns.ECSOption(subnet, rng.choice([0, 8, 24])))
         else:
             options.append(dns.edns.ECSOption("2001:db8::", rng.choice([32, 48, 56])))
-    q = dns.message.make_query(qname, rng.choice(TYPES), use_edns=0 if edns else False,
+    if edns and rng.random() < 0.3:  # NSID (RFC 5001), before or after ECS
+        options.insert(rng.randrange(len(options) + 1), dns.edns.GenericOption(3, b""))
+    q = dns.message.make_query(qname, rng.choice(TYPES), rdclass, use_edns=0 if edns else False,
                                payload=rng.choice([512, 1232, 4096, 600]), options=options,
                                want_dnssec=edns and rng.random() < 0.3)
     q.id = rng.randrange(65536)
@@ -59,9 +64,10 @@ def test_fast_decode_matches_dnslib_and_answers_read_the_same(authority):
         slow = wire.decode_dnslib(data)
         assert fast is not None
         for field in ("id", "opcode", "rd", "qname", "qname_lower", "qtype", "qclass", "edns",
-                      "edns_version", "dnssec_ok", "udp_limit", "ecs"):
+                      "edns_version", "dnssec_ok", "udp_limit", "ecs", "nsid"):
             assert getattr(fast, field) == getattr(slow, field), (field, data.hex())
         answer = authority.lookup(fast, "127.0.0.1").answer
+        answer.nsid = authority.server_id if fast.nsid else None
         for limit in (None, fast.udp_limit):
             mine = dns.message.from_wire(wire.encode(fast, answer, limit))
             ref = dns.message.from_wire(wire.encode_dnslib(slow, answer, limit))
