@@ -603,8 +603,9 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     question = _question_wire(query)
     opt = b""
     if query.edns:
-        options = b"".join(_QFIXED.pack(code, len(data)) + data
-                           for code, data in response_options(query, answer))
+        options = b""
+        for code, data in response_options(query, answer):
+            options += _QFIXED.pack(code, len(data)) + data
         ttl = ((answer.rcode >> 4) << 24) | (0x8000 if query.dnssec_ok else 0)
         opt = b"\0" + _RR_FIXED.pack(QTYPE_OPT, OUR_UDP_SIZE, ttl, len(options)) + options
     nopt = 1 if opt else 0
