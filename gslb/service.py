@@ -324,6 +324,8 @@ class Service:
                 if self.shared_overrides is not None:
                     self.shared_overrides.resync_interval_s = config.health.resync_interval_s
             self.config, self.config_paths = config, chosen
+            if authority.cache is not None:
+                authority.cache.carry_counts(self.authority.cache)
             self.authority, self.preview = authority, preview  # the swap
             gc.freeze()
             self.generation += 1

@@ -165,6 +165,7 @@ class WorkerPool:
         self.workers: dict[int, _Worker] = {}
         self.cache_stats: dict[int, tuple[int, int, int]] = {}
         """Per worker index: answer cache ``(hits, misses, entries)``."""
+        self._retired_cache_counts = (0, 0)  # (hits, misses) of workers that died
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._restarts: set[asyncio.Task[None]] = set()
@@ -296,11 +297,24 @@ class WorkerPool:
         elif kind == "failed" and not worker.ready.done():
             worker.ready.set_exception(OSError(f"worker {worker.index}: {message[1]}"))
 
+    def cache_totals(self) -> tuple[int, int, int]:
+        """Every worker's answer cache together: ``(hits, misses, entries)``.
+        Hits and misses never go down (they keep what workers that died had
+        sent, and each worker counts on across reloads)."""
+        hits, misses = self._retired_cache_counts
+        entries = 0
+        for h, m, n in self.cache_stats.values():
+            hits, misses, entries = hits + h, misses + m, entries + n
+        return hits, misses, entries
+
     def _died(self, worker: _Worker) -> None:
         self._close(worker)
         if self.workers.get(worker.index) is not worker:
             return
         del self.workers[worker.index]
+        hits, misses, _n = self.cache_stats.pop(worker.index, (0, 0, 0))
+        retired = self._retired_cache_counts
+        self._retired_cache_counts = (retired[0] + hits, retired[1] + misses)
         if not worker.ready.done():
             worker.ready.set_exception(OSError(f"worker {worker.index} exited while starting"))
             return
@@ -498,7 +512,10 @@ class _Answering:
 
     async def _reload(self, paths: Sequence[str]) -> None:
         try:  # loading may take seconds for a large zone: keep answering meanwhile
-            self.authority = await asyncio.to_thread(self._build, paths)
+            authority = await asyncio.to_thread(self._build, paths)
+            if authority.cache is not None:
+                authority.cache.carry_counts(self.authority.cache)
+            self.authority = authority
             gc.freeze()
         except (GslbError, ValueError, OSError) as exc:
             log.error("worker %d: reload failed, keeping the config in force: %s",

@@ -12,7 +12,8 @@ Families (labels in braces):
 * ``gslb_dns_answer_duration_seconds``: histogram, decode to encoded
   response, seconds;
 * ``gslb_dns_answer_cache_lookups_total{result}`` (``hit``, ``miss``),
-  ``gslb_dns_answer_cache_entries``: the answer cache of the config in force;
+  ``gslb_dns_answer_cache_entries``: the answer cache (every worker's);
+  lookups count on across reloads and worker restarts;
 * ``gslb_steering_answers_total{pool,policy,origin}``: origins put in GSLB
   answers (``pool`` is the pool that answered, after any fallback);
 * ``gslb_steering_fallbacks_total{pool}``: answers given by a pool's
@@ -142,17 +143,15 @@ class GslbCollector(Collector):
         service = self.service
         stats = service.stats
         yield from self._dns(stats)
-        pool_stats = getattr(service.server, "cache_stats", None)
+        totals = getattr(service.server, "cache_totals", None)
         cache = service.authority.cache
-        if pool_stats is not None:  # gslb serve --workers: the workers' caches
-            hits, misses, entries = (sum(c) for c in zip((0, 0, 0), *pool_stats.values(),
-                                                         strict=True))
+        if totals is not None:  # gslb serve --workers: the workers' caches
+            hits, misses, entries = totals()
         elif cache is not None:
             hits, misses, entries = cache.hits, cache.misses, len(cache)
-        if pool_stats is not None or cache is not None:
+        if totals is not None or cache is not None:
             lookups = CounterMetricFamily("gslb_dns_answer_cache_lookups", "Answer cache "
-                                          "lookups by result (since the config in force "
-                                          "was loaded)", labels=["result"])
+                                          "lookups by result", labels=["result"])
             lookups.add_metric(["hit"], hits)
             lookups.add_metric(["miss"], misses)
             yield lookups

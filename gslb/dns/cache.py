@@ -72,6 +72,14 @@ class AnswerCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def carry_counts(self, old: AnswerCache | None) -> None:
+        """Go on counting from ``old``'s ``hits`` and ``misses``: a config
+        reload replaces the cache, and the metrics made of these are
+        Prometheus counters, which must never go down."""
+        if old is not None:
+            self.hits += old.hits
+            self.misses += old.misses
+
     @staticmethod
     def shape(data: bytes, udp: bool) -> tuple[bytes, int]:
         """The key of ``data`` (a query message of at least 12 octets) and

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import dns.asyncquery
 import dns.message
+from prometheus_client.parser import text_string_to_metric_families
 
 from gslb.config import load
 from gslb.service import Service
@@ -75,3 +76,21 @@ async def call(service: Service, method: str, path: str, *, token: str | None = 
         if response.content_type == "application/json":
             return response.status, await response.json()
         return response.status, await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text → {(sample name, sorted labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def cache_lookups(service: Service) -> tuple[float, float]:
+    """``gslb_dns_answer_cache_lookups_total`` from ``/metrics``: ``(hits, misses)``."""
+    status, text = await call(service, "GET", "/metrics")
+    assert status == 200
+    got = samples(text)
+    name = "gslb_dns_answer_cache_lookups_total"
+    return got[(name, (("result", "hit"),))], got[(name, (("result", "miss"),))]

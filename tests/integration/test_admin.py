@@ -11,11 +11,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
 from gslb.health.state import VantageReport
 from gslb.service import Service
-from tests.integration.adminutil import TOKEN, admin_url, ask, call, config_text, start_service
+from tests.integration.adminutil import (
+    TOKEN,
+    admin_url,
+    ask,
+    call,
+    config_text,
+    samples,
+    start_service,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -39,15 +46,6 @@ async def running(tmp_path: Path, fake_origin: Callable[..., Awaitable[object]],
     yield factory
     for service in made:
         await service.stop()
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Prometheus text → {(sample name, sorted labels): value}."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 async def test_healthz_readyz_and_status(running):

@@ -16,7 +16,14 @@ from typing import Any
 import dns.asyncquery
 import dns.message
 
-from tests.integration.adminutil import TOKEN, ask, call, config_text, start_service
+from tests.integration.adminutil import (
+    TOKEN,
+    ask,
+    cache_lookups,
+    call,
+    config_text,
+    start_service,
+)
 from tests.integration.dnsutil import BASE_ZONE, addresses
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -37,10 +44,16 @@ async def test_reload_keeps_the_old_config_on_error_and_swaps_on_success(
         assert all(re.match(rf"{re.escape(str(path))}:\d+: \S+: .+", e) for e in body["errors"])
         assert await ask(service, "db.gslb.example.test.") == ["192.0.2.1"]  # old config
 
+        for _ in range(3):
+            await ask(service)
+        hits, misses = await cache_lookups(service)
+        assert hits + misses == 5 and hits >= 1
         path.write_text(textwrap.dedent(config_text(origin.port, refused_port, www="only-c")))
         status, body = await call(service, "POST", "/api/v1/reload", token=TOKEN)
         assert (status, body) == (200, {"ok": True, "generation": 2, "errors": []})
         assert await ask(service) == ["192.0.2.3"]
+        # a new config, a new cache: its lookups are still counters (they count on)
+        assert await cache_lookups(service) == (hits, misses + 1)
         _, st = await call(service, "GET", "/api/v1/status")
         assert st["generation"] == 2
         assert service.stats.reloads == {"ok": 1, "error": 1}

@@ -18,7 +18,7 @@ import pytest
 
 from gslb.service import Service
 from gslb.workers import WorkerPool
-from tests.integration.adminutil import call, config_text, start_service
+from tests.integration.adminutil import cache_lookups, call, config_text, start_service
 from tests.integration.dnsutil import addresses
 
 N_WORKERS = 2
@@ -129,6 +129,13 @@ async def test_a_dead_worker_is_started_again_and_others_answer_meanwhile(pooled
     pool = service.server
     both = {("192.0.2.1", "192.0.2.3")}
     await until(service, both, 5)
+
+    async def shipped(index: int) -> None:  # stats reach the supervisor each second
+        while sum(pool.cache_stats.get(index, (0, 0, 0))[:2]) == 0:
+            await answers(service)
+            await asyncio.sleep(0.1)
+    await asyncio.wait_for(asyncio.gather(shipped(0), shipped(1)), 10)
+    before = await cache_lookups(service)
     victim = pool.workers[0]
     os.kill(victim.process.pid, signal.SIGKILL)
 
@@ -148,6 +155,11 @@ async def test_a_dead_worker_is_started_again_and_others_answer_meanwhile(pooled
     _, st = await call(service, "GET", "/api/v1/status")
     assert [w["answering"] for w in st["workers"]] == [True] * N_WORKERS
     assert service.not_ready() == []
+    # the new worker's counts add to what the dead one had sent: a counter
+    # never goes down
+    await asyncio.wait_for(shipped(0), 10)
+    after = await cache_lookups(service)
+    assert after[0] >= before[0] and after[1] >= before[1] and after != before
 
 
 async def test_workers_follow_a_drain_made_on_another_nameserver_through_redis(
