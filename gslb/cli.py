@@ -183,7 +183,9 @@ def _ago(now: float, at: float | None) -> str:
 def render_status(st: dict[str, Any]) -> str:
     """The ``/api/v1/status`` JSON as terminal tables."""
     now = st["now"]
-    lines = [f"gslb {st['version']}: generation {st['generation']} ({', '.join(st['files'])}), "
+    name = f" ({st['server_id']})" if st.get("server_id") else ""
+    lines = [f"gslb {st['version']}{name}: generation {st['generation']} "
+             f"({', '.join(st['files'])}), "
              f"{'ready' if st['ready'] else 'NOT READY: ' + '; '.join(st['not_ready'])}"]
     if st["redis"]["configured"]:
         lines.append("redis: " + ", ".join(f"{k} {'connected' if v else 'DISCONNECTED'}"

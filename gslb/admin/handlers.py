@@ -185,7 +185,8 @@ def status_of(service: Service) -> dict[str, Any]:
                        for r in zone.gslb.values()]} for zone in config.zones.values()]
     not_ready = service.not_ready()
     return {
-        "version": __version__, "generation": service.generation,
+        "version": __version__, "server_id": service.server_id,
+        "generation": service.generation,
         "files": list(service.config_paths), "loaded_at": service.loaded_at,
         "started_at": service.started_at, "now": time.time(),
         "ready": not not_ready, "not_ready": not_ready,

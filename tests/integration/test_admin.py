@@ -211,7 +211,7 @@ async def test_readyz_is_503_with_reasons_when_redis_is_down_or_the_view_degrade
 
 
 async def test_gslb_status_prints_tables(running):
-    service = await running()
+    service = await running(server_id="ns2.example")
     await call(service, "POST", "/api/v1/origins/c/drain", token=TOKEN,
                json={"reason": "maintenance window", "who": "bob"})
     proc = await asyncio.create_subprocess_exec(
@@ -229,6 +229,7 @@ async def test_gslb_status_prints_tables(running):
     assert rows["c"][:2] == ["c", "DRAINED"]
     assert rows["both"][:3] == ["both", "all", "a"]
     assert "maintenance window" in text and "bob" in text
+    assert text.startswith("gslb ") and " (ns2.example): generation 1 " in text.splitlines()[0]
 
 
 async def test_gslb_status_fails_clearly_when_nothing_listens(refused_port):
