@@ -43,6 +43,28 @@ def parse_listen(text: str) -> tuple[str, int]:
 #: Datagrams read per wake-up of the event loop: draining the socket in a
 #: batch costs one selector round per batch instead of one per query.
 UDP_BATCH = 64
+#: Receive buffer asked for on each UDP socket, bytes. Linux's default
+#: (``net.core.rmem_default``, about 208 KiB) holds only a few hundred
+#: queries (each datagram is charged its buffer's true size, about 1 KiB),
+#: so a burst of queries arriving while the loop is busy is dropped by the
+#: kernel. Asked with ``SO_RCVBUFFORCE`` when the process may (root or
+#: CAP_NET_ADMIN), else with ``SO_RCVBUF``, which the kernel caps at
+#: ``net.core.rmem_max`` (``deploy/sysctl-gslb.conf`` raises it).
+UDP_RCVBUF = 4 << 20
+#: Linux's ``SO_RCVBUFFORCE`` (``asm-generic/socket.h``); Python does not name it.
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def enlarge_receive_buffer(sock: socket.socket, size: int = UDP_RCVBUF) -> int:
+    """Ask for a receive buffer of ``size`` bytes on ``sock`` (never shrink
+    it); returns the size the kernel granted, bytes (``SO_RCVBUF`` as read
+    back: Linux doubles the request for its bookkeeping)."""
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < size:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:  # not privileged: as much as net.core.rmem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
 class _Udp:
@@ -130,11 +152,16 @@ class DnsServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for _attempt in range(20):
             udp_sock = socket.socket(family, socket.SOCK_DGRAM)
-            if family == socket.AF_INET6:
-                udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if self.reuse_port:
-                udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            udp_sock.bind((host, port))
+            try:
+                if family == socket.AF_INET6:
+                    udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if self.reuse_port:
+                    udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                granted = enlarge_receive_buffer(udp_sock)
+                udp_sock.bind((host, port))
+            except BaseException:
+                udp_sock.close()  # e.g. the port is in use: no socket left behind
+                raise
             bound = udp_sock.getsockname()[1]
             try:
                 tcp_server = await asyncio.start_server(
@@ -150,6 +177,9 @@ class DnsServer:
             self._tcp.append(tcp_server)
             self.addresses.append((host, bound))
             log.info("listening on %s port %d (UDP and TCP)", host, bound)
+            if granted < UDP_RCVBUF:
+                log.info("UDP receive buffer %d bytes (asked for %d): raise "
+                         "net.core.rmem_max to absorb bigger bursts", granted, UDP_RCVBUF)
             return
         raise OSError(f"no port free for both UDP and TCP on {host}")
 

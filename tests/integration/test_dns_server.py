@@ -5,7 +5,9 @@ truncation, TCP, malformed input)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 import struct
 
 import dns.edns
@@ -17,6 +19,7 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
+from gslb.dns.server import UDP_RCVBUF, enlarge_receive_buffer
 from tests.integration.dnsutil import BASE_ZONE, addresses
 
 ZONE = """
@@ -398,3 +401,31 @@ async def test_chaos_id_server_gives_the_identity_or_refused(dns_server):
     assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
     for qname in ("version.bind.", "www.gslb.example.test."):
         assert (await ask(named, qname)).rcode() == dns.rcode.REFUSED
+
+
+async def test_a_burst_of_queries_waits_in_the_socket_buffer_instead_of_being_dropped(server):
+    # 2,000 queries arrive while the event loop is busy (this test sends
+    # them without yielding to it): the kernel must hold them all until the
+    # server reads. Linux's default receive buffer holds a few hundred.
+    n = 2000
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if enlarge_receive_buffer(client) < UDP_RCVBUF:
+            pytest.skip("net.core.rmem_max too small and not root: no room for the replies")
+        client.connect((server.host, server.port))
+        query = dns.message.make_query("static.gslb.example.test.", "A")
+        for i in range(n):
+            query.id = i
+            client.send(query.to_wire())
+        client.setblocking(False)
+        ids: set[int] = set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(ids) < n and loop.time() < deadline:
+            await asyncio.sleep(0.01)  # the server reads, 64 datagrams per wake-up
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    ids.add(dns.message.from_wire(client.recv(4096)).id)
+        assert len(ids) == n
+    finally:
+        client.close()
