@@ -26,6 +26,7 @@ from gslb.dns.wire import (
     QTYPE_CNAME,
     QTYPE_NS,
     QTYPE_SOA,
+    QTYPE_TXT,
     REFUSED,
     SERVFAIL,
     Answer,
@@ -41,7 +42,6 @@ MAX_CNAME_CHAIN = 8
 #: CHAOS-class names answered with the server identity (RFC 4892 section
 #: 2.3: ``id.server``; ``hostname.bind`` as BIND, Knot and PowerDNS do).
 IDENTITY_NAMES = frozenset({"id.server.", "hostname.bind."})
-QTYPE_TXT = 16
 #: TTL of the CHAOS identity TXT answer, seconds: it names this server
 #: only, so resolvers should not keep it.
 IDENTITY_TTL = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable
 
 
@@ -30,8 +32,14 @@ def raise_if_cancelling() -> None:
     when the cancel lands as its deadline passes, may turn a cancellation
     into another exception; the loop would then retry forever and the task
     never stop."""
-    import asyncio
-
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` (a background loop being stopped) and return once it
+    has ended; its ``CancelledError`` is not raised here."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -155,8 +155,8 @@ BADVERS = 16
 OUR_UDP_SIZE = 1232
 #: Largest response without EDNS (RFC 1035 section 4.2.1).
 PLAIN_UDP_SIZE = 512
-QTYPE_A, QTYPE_NS, QTYPE_CNAME, QTYPE_SOA, QTYPE_AAAA, QTYPE_OPT, QTYPE_ANY = (
-    1, 2, 5, 6, 28, 41, 255)
+QTYPE_A, QTYPE_NS, QTYPE_CNAME, QTYPE_SOA, QTYPE_TXT, QTYPE_AAAA, QTYPE_OPT, QTYPE_ANY = (
+    1, 2, 5, 6, 16, 28, 41, 255)
 CLASS_IN = 1
 #: CHAOS class: server identification queries (RFC 4892 section 2.2).
 CLASS_CH = 3

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gslb.errors import cancel_and_wait
 from gslb.health.view import AllUpExcept, HealthView
 
 log = logging.getLogger("gslb.overrides")
@@ -302,9 +303,7 @@ class RedisOverrides:
         """Stop the watcher and close the connections."""
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(Exception):

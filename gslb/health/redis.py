@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 
 from gslb import __version__
-from gslb.errors import GslbError, raise_if_cancelling
+from gslb.errors import GslbError, cancel_and_wait, raise_if_cancelling
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
 
@@ -498,9 +498,7 @@ class RedisSink:
         if self._task is None:
             return
         task, self._task = self._task, None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         client, self._client = self._client, None
         assert client is not None
         if self._pending or self._beats:
@@ -671,9 +669,7 @@ class RedisWatcher:
         """Stop the task and close its connections."""
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self.connected = False
 
     async def _run(self) -> None:
