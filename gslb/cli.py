@@ -20,7 +20,8 @@ from typing import Any
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.errors import ConfigError, GslbError
-from gslb.service import ProbeService, Service
+from gslb.probe.service import ProbeService
+from gslb.serve.service import Service
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
 DEFAULT_GEOIP = Path("geoip/country.mmdb")
@@ -69,7 +70,7 @@ async def _run_until_signal(part: Service | ProbeService) -> int:
     reloads: set[asyncio.Task[Any]] = set()
     if isinstance(part, Service):
         def on_hup() -> None:
-            task = loop.create_task(part.reload())
+            task = loop.create_task(part.reloader.reload())
             reloads.add(task)
             task.add_done_callback(reloads.discard)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
@@ -249,12 +250,11 @@ def _cmd_geoip_build(args: argparse.Namespace) -> int:
 
     out: Path = args.out or DEFAULT_OUT
     v4: Path = args.v4 or DEFAULT_V4
-    v6: Path | None = args.v6 or DEFAULT_V6
+    v6_given: Path = args.v6 or DEFAULT_V6
     if args.if_missing and out.exists():
         print(f"{out} exists; not rebuilding (drop --if-missing to rebuild)")
         return 0
-    if not v6.exists():
-        v6 = None
+    v6 = v6_given if v6_given.exists() else None
     if not v4.exists():
         print(f"gslb geoip build: {v4} not found: install Debian's tor-geoipdb "
               "(apt-get install -y tor-geoipdb) or pass --v4 PATH", file=sys.stderr)

@@ -1,26 +1,60 @@
 """The admin HTTP application (aiohttp): routes, typed app keys.
 
-``make_app(service)`` returns the ``web.Application`` that ``Service``
-serves on its admin address (default ``127.0.0.1:8053``). Endpoints and
-their auth are in ``gslb.admin.handlers`` and docs/admin.md.
+``make_app(parts)`` returns the ``web.Application`` that ``gslb serve``
+serves on its admin address (default ``127.0.0.1:8053``). It gets narrow
+objects (:class:`AdminParts`), each under its own typed ``web.AppKey``,
+never the serving process whole. Endpoints and their auth are in
+``gslb.admin.handlers`` and docs/admin.md.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from gslb.admin import handlers
-from gslb.admin.handlers import SERVICE, STATIC_DIR
+from gslb.admin.handlers import (
+    DRAINS,
+    NOT_READY,
+    REGISTRY,
+    RELOAD,
+    STATIC_DIR,
+    STATUS,
+    TOKEN,
+    DrainControl,
+    Reloaded,
+)
 
-if TYPE_CHECKING:
-    from gslb.service import Service
 
-def make_app(service: Service) -> web.Application:
-    """The admin application for ``service`` (stored under ``SERVICE``)."""
+@dataclass(frozen=True, slots=True)
+class AdminParts:
+    """What the admin server reads and acts through: ``status()`` builds
+    the status document, ``not_ready()`` says why not to send traffic here
+    (empty: ready), ``registry`` is rendered on ``/metrics``, ``drains``
+    and ``reload()`` serve the POST endpoints, ``token`` guards them
+    (None: disabled)."""
+
+    status: Callable[[], dict[str, Any]]
+    not_ready: Callable[[], list[str]]
+    registry: CollectorRegistry
+    drains: DrainControl
+    reload: Callable[[], Awaitable[Reloaded]]
+    token: str | None
+
+
+def make_app(parts: AdminParts) -> web.Application:
+    """The admin application over ``parts``."""
     app = web.Application()
-    app[SERVICE] = service
+    app[STATUS] = parts.status
+    app[NOT_READY] = parts.not_ready
+    app[REGISTRY] = parts.registry
+    app[DRAINS] = parts.drains
+    app[RELOAD] = parts.reload
+    app[TOKEN] = parts.token
     app.router.add_get("/", handlers.index)
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/healthz", handlers.healthz)

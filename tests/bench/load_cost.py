@@ -12,10 +12,10 @@ alternately a static A and a ``weighted`` GSLB name) to a temporary file, then,
 ``--runs`` times, measures in a fresh Python subprocess (nothing imported or
 cached beforehand; killed after ``--timeout`` seconds):
 
-* ``import s``: importing ``gslb.service`` (and with it everything ``gslb
+* ``import s``: importing ``gslb.serve.service`` (and with it everything ``gslb
   serve`` loads);
 * ``load s``: ``gslb.config.load([path])``;
-* ``build s``: ``gslb.service.Service(config, ...)`` with the mmdb (the
+* ``build s``: ``gslb.serve.service.Service(config, ...)`` with the mmdb (the
   ``Authority`` and steering built, no socket bound, nothing started);
 * ``RSS MiB``: ``VmRSS`` from ``/proc/self/status`` after the load and after
   the build (``peak MiB``: ``VmHWM``, the most resident at any time);
@@ -74,14 +74,14 @@ def _query(qname: str, qid: int = 0x1234) -> bytes:
 def child(path: str, mmdb: str, loops: int) -> dict[str, float]:
     """Measure in this (fresh) process; returns the figures."""
     t0 = time.perf_counter()
-    import gslb.service
+    import gslb.serve.service
     from gslb.authority import Authority, respond
     from gslb.config import load
     t1 = time.perf_counter()
     config = load([path])
     t2 = time.perf_counter()
     rss_load = _status_mib("VmRSS")
-    service = gslb.service.Service(config, [("127.0.0.1", 0)], geoip=mmdb)
+    service = gslb.serve.service.Service(config, [("127.0.0.1", 0)], geoip=mmdb)
     t3 = time.perf_counter()
     out = {"import_s": t1 - t0, "load_s": t2 - t1, "build_s": t3 - t2,
            "rss_load_mib": rss_load, "rss_mib": _status_mib("VmRSS"),
@@ -89,7 +89,7 @@ def child(path: str, mmdb: str, loops: int) -> dict[str, float]:
     uncached = Authority(config, service.view, service.geo.locate if service.geo else None,
                          cache_entries=0)
     names = {"static": f"n0.{ZONE}.", "weighted": f"n1.{ZONE}.", "nxdomain": f"nope.{ZONE}."}
-    for label, authority in (("cached", service.authority), ("uncached", uncached)):
+    for label, authority in (("cached", service.answering.authority), ("uncached", uncached)):
         for kind, qname in names.items():
             data = _query(qname)
             assert respond(authority, data, "192.0.2.1", True) is not None

@@ -14,7 +14,7 @@ import dns.message
 from prometheus_client.parser import text_string_to_metric_families
 
 from gslb.config import load
-from gslb.service import Service
+from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config
 
 TOKEN = "s3cret-token"

@@ -14,7 +14,7 @@ import dns.message
 import dns.rdatatype
 
 from gslb.config import load
-from gslb.service import Service
+from gslb.serve.service import Service
 
 TIMEOUT_S = 2.0
 

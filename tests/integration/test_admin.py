@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from gslb.health.state import VantageReport
-from gslb.service import Service
+from gslb.serve.service import Service
 from tests.integration.adminutil import (
     TOKEN,
     admin_url,
@@ -39,8 +39,8 @@ async def running(tmp_path: Path, fake_origin: Callable[..., Awaitable[object]],
         service = await start_service(tmp_path, config_text(origin.port, refused_port),
                                       name=f"zone{len(made)}.yaml", **kw)
         made.append(service)
-        await service.health.wait_for(lambda: not service.health.is_up("b") and (
-            "a" in service.health.snapshot()), 5)
+        await service.quorum.wait_for(lambda: not service.quorum.is_up("b") and (
+            "a" in service.quorum.snapshot()), 5)
         return service
 
     yield factory
@@ -126,7 +126,7 @@ async def test_a_drain_with_an_expiry_lifts_itself(running, caplog):
     await service.overrides.wait_for(lambda: not service.overrides.is_drained("c"), 3)
     assert time.monotonic() - start < 1.0
     assert await ask(service) == ["192.0.2.1", "192.0.2.3"]
-    assert [t.state for t in service.transitions][-2:] == ["drained", "undrained"]
+    assert [t.state for t in service.transitions.recent][-2:] == ["drained", "undrained"]
     assert any("UNDRAINED: drain by" in r.getMessage() and "expired" in r.getMessage()
                for r in caplog.records)
 
@@ -170,8 +170,8 @@ async def test_fallbacks_are_counted(tmp_path, refused_port):
         "fo: {policy: failover, tiers: [[a], [b]]}")
     service = await start_service(tmp_path, text)
     try:
-        await service.health.wait_for(
-            lambda: not service.health.is_up("a") and not service.health.is_up("b"), 5)
+        await service.quorum.wait_for(
+            lambda: not service.quorum.is_up("a") and not service.quorum.is_up("b"), 5)
         for _ in range(4):
             # fallback all: as if every member were up, so the first tier
             assert await ask(service, "db.gslb.example.test.") == ["192.0.2.1"]
@@ -193,9 +193,9 @@ async def test_readyz_is_503_with_reasons_when_redis_is_down_or_the_view_degrade
         assert "Redis unreachable (health watcher)" in body["reasons"]
         assert "Redis unreachable (overrides watcher)" in body["reasons"]
         # a report whose vantage fell silent: the view holds the last state
-        service.health.apply(VantageReport("a", "eu", False, 3, False, None, None, "refused",
+        service.quorum.apply(VantageReport("a", "eu", False, 3, False, None, None, "refused",
                                            time.time() - 100))
-        assert service.health.degraded
+        assert service.quorum.degraded
         _, body = await call(service, "GET", "/readyz")
         assert "health view degraded: no fresh vantage for a" in body["reasons"]
         _, text = await call(service, "GET", "/metrics")

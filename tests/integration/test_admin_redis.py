@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from gslb.service import Service
+from gslb.serve.service import Service
 from tests.integration.adminutil import TOKEN, ask, call, config_text, start_service
 
 
@@ -57,9 +57,9 @@ async def test_a_drain_is_shared_by_two_servers_through_redis(tmp_path, redis_se
             await service.overrides.wait_for(lambda s=service: not s.overrides.is_drained("c"),
                                              3)
         assert await ask(one) == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
-        assert three.shared_overrides is not None
-        assert await three.shared_overrides._client.exists(
-            three.shared_overrides.key("c")) == 0
+        assert three.redis is not None
+        assert await three.redis.overrides._client.exists(
+            three.redis.overrides.key("c")) == 0
     finally:
         for service in servers:
             await service.stop()

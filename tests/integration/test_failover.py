@@ -83,7 +83,7 @@ async def test_all_down_with_fallback_all_answers_as_if_all_were_up(dns_server, 
     a, b = await fake_origin(), await fake_origin()
     a.status = b.status = 503  # up at the TCP level, failing the HTTP check
     server = await dns_server(config(a.port, b.port, fallback="all"))
-    prober_health = server.service.health
+    prober_health = server.service.quorum
     await wait_for_answer(
         server, "db.gslb.example.test.",
         lambda m: not prober_health.is_up("a") and not prober_health.is_up("b"), 5)

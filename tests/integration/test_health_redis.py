@@ -18,7 +18,7 @@ from gslb.config import load
 from gslb.health.redis import RedisSink, RedisWatcher
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
-from gslb.service import Service
+from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config
 
 NS = "gslbtest:v1:"
@@ -270,7 +270,7 @@ async def test_redis_restart_while_serving_keeps_answers_and_catches_up(
         assert await answer() == ["192.0.2.1"]
         sink.heartbeat("eu", time.time())
         sink.report(report("a", False), notify=True)
-        await service.health.wait_for(lambda: not service.health.is_up("a"), 3)
+        await service.quorum.wait_for(lambda: not service.quorum.is_up("a"), 3)
         assert await answer() == ["192.0.2.2"]
 
         await redis_server.stop()
@@ -281,7 +281,7 @@ async def test_redis_restart_while_serving_keeps_answers_and_catches_up(
         await until(lambda: service.health_source.connected, 8)
         assert await answer() == ["192.0.2.2"]  # still right after the empty restart
         sink.report(report("a", True), notify=True)
-        await service.health.wait_for(lambda: service.health.is_up("a"), 3)
+        await service.quorum.wait_for(lambda: service.quorum.is_up("a"), 3)
         assert await answer() == ["192.0.2.1"]
     finally:
         await sink.stop()

@@ -19,8 +19,8 @@ import pytest_asyncio
 
 from gslb.config import load
 from gslb.health.view import QuorumView
-from gslb.service import ProbeService, Service
-from gslb.steering import Steering
+from gslb.probe.service import ProbeService
+from gslb.serve.service import Service
 from tests.conftest import FakeOrigin
 from tests.delay_proxy import DelayProxy
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config
@@ -63,7 +63,7 @@ class Lab:
 
     @property
     def view(self) -> QuorumView:
-        return self.service.health
+        return self.service.quorum
 
     async def ask(self, subnet: str) -> tuple[list[str], int | None]:
         """A records for www and the ECS scope of the answer."""
@@ -115,9 +115,6 @@ async def lab(redis_server, fake_origin: Callable[..., Awaitable[FakeOrigin]],
             await worker.start()
         cfg = load([write_config(tmp_path, config_text({o: 9 for o in ORIGINS}), "ns.yaml")])
         service = Service(cfg, [("127.0.0.1", 0)], FAKE_MMDB, redis_url=redis_server.url)
-        if service.authority.steering.vantages != tuple(cfg.vantages):
-            # until Authority passes config.vantages to Steering itself
-            service.authority.steering = Steering(cfg.pools, cfg.origins, vantages=cfg.vantages)
         await service.start()
         yield Lab(origins, proxies, service)
     finally:

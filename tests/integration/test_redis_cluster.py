@@ -15,7 +15,8 @@ import dns.message
 import pytest
 
 from gslb.config import load
-from gslb.service import ProbeService, Service
+from gslb.probe.service import ProbeService
+from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -151,7 +152,7 @@ async def test_quorum_of_vantages(redis_server, fake_origin, refused_port, tmp_p
     origin = await fake_origin()
     ports = {v: (refused_port if v in down_at else origin.port) for v in VANTAGES}
     workers, service = await probes_and_server(tmp_path, redis_server.url, ports, origin.port)
-    view = service.health
+    view = service.quorum
     try:
         # every vantage has reported a's state after fall checks
         def settled() -> bool:
@@ -175,7 +176,7 @@ async def test_a_silenced_vantage_stops_counting_after_stale_after(
     origin = await fake_origin()
     ports = {"v1": refused_port, "v2": origin.port, "v3": origin.port}
     workers, service = await probes_and_server(tmp_path, redis_server.url, ports, origin.port)
-    view = service.health
+    view = service.quorum
     try:
         await view.wait_for(lambda: len(view.status("a").fresh) == 3
                             and not view.status("a").reports["v1"].up, 5)

@@ -58,7 +58,7 @@ async def test_reload_keeps_the_old_config_on_error_and_swaps_on_success(
         assert st["generation"] == 2
         assert service.stats.reloads == {"ok": 1, "error": 1}
 
-        result = await service.reload([tmp_path / "missing.yaml"])
+        result = await service.reloader.reload([tmp_path / "missing.yaml"])
         assert not result.ok and "missing.yaml:1: (file): cannot read" in result.messages[0]
         assert await ask(service) == ["192.0.2.3"]
     finally:

@@ -73,8 +73,8 @@ async def test_the_matrix_shows_a_drained_and_a_down_origin(tmp_path, fake_origi
     origin = await fake_origin()
     service = await start_service(tmp_path, config_text(origin.port, refused_port))
     try:
-        await service.health.wait_for(lambda: not service.health.is_up("b") and (
-            "a" in service.health.snapshot()), 5)
+        await service.quorum.wait_for(lambda: not service.quorum.is_up("b") and (
+            "a" in service.quorum.snapshot()), 5)
         status, _ = await call(service, "POST", "/api/v1/origins/c/drain", token=TOKEN,
                                json={"reason": "maintenance", "who": "dave"})
         assert status == 200

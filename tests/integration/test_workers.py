@@ -16,8 +16,8 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from gslb.service import Service
-from gslb.workers import WorkerPool
+from gslb.serve.service import Service
+from gslb.workers.supervisor import WorkerPool
 from tests.integration.adminutil import cache_lookups, call, config_text, start_service
 from tests.integration.dnsutil import addresses
 
@@ -92,19 +92,19 @@ async def test_workers_answer_alike_through_health_drain_and_reload(pooled, tmp_
     await origin.start()
     await until(service, both, 5)
 
-    drained = await service.drain("a", "maintenance", "test")
+    drained = await service.drains.drain("a", "maintenance", "test")
     assert drained.origin == "a"
     assert await until(service, {("192.0.2.3",)}, 1) < 1  # drains ship within 100 ms
-    await service.undrain("a", "test")
+    await service.drains.undrain("a", "test")
     await until(service, both, 2)
 
     path = tmp_path / "zone.yaml"
     path.write_text(textwrap.dedent(config_text(origin.port, origin.port, www="only-c")))
-    result = await service.reload()
+    result = await service.reloader.reload()
     assert result.ok, result.messages
     assert await answers(service) == {("192.0.2.3",)}  # at once, on every worker
     path.write_text("origins: {a: {ipv4: [nope]}}\n")
-    assert not (await service.reload()).ok
+    assert not (await service.reloader.reload()).ok
     assert await answers(service) == {("192.0.2.3",)}
 
 
@@ -171,10 +171,10 @@ async def test_workers_follow_a_drain_made_on_another_nameserver_through_redis(
     try:
         every = {("192.0.2.1", "192.0.2.2", "192.0.2.3")}
         await until(pooled, every, 5)
-        await single.drain("b", "kernel upgrade", "test")
+        await single.drains.drain("b", "kernel upgrade", "test")
         took = await until(pooled, {("192.0.2.1", "192.0.2.3")}, 2)
         assert took < 1
-        await single.undrain("b", "test")
+        await single.drains.undrain("b", "test")
         await until(pooled, every, 2)
     finally:
         await pooled.stop()

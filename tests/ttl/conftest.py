@@ -40,7 +40,7 @@ import pytest
 import pytest_asyncio
 
 from gslb.config import load
-from gslb.service import Service
+from gslb.serve.service import Service
 from tests.conftest import FakeOrigin
 from tests.ttl import lab
 

@@ -1,10 +1,10 @@
 """Prometheus metrics: ``gslb_<subsystem>_<name>_<unit>``.
 
-The query path only bumps plain integers in ``QueryStats`` (a dict
-increment per query, a bisect for the latency bucket); ``GslbCollector``
-turns them, and the health view, into metric families at scrape time, so a
-query pays no lock and no label lookup. Each ``Service`` has its own
-``CollectorRegistry`` (``make_registry``), never the global one.
+The query path only bumps plain integers in :class:`gslb.stats.QueryStats`;
+``GslbCollector`` turns them, and the health view, into metric families at
+scrape time, so a query pays no lock and no label lookup. Each ``Service``
+has its own ``CollectorRegistry`` (``make_registry``), never the global
+one; the admin server (:mod:`gslb.admin`) serves it on ``/metrics``.
 
 Families (labels in braces):
 
@@ -35,9 +35,8 @@ Families (labels in braces):
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -48,108 +47,48 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gslb.dns.wire import Answer, Query
+from gslb.config.model import Config
+from gslb.health.overrides import DrainedView, Overrides
+from gslb.health.view import QuorumView
 from gslb.logs import qtype_name, rcode_name
-from gslb.steering import Choice
-
-if TYPE_CHECKING:
-    from gslb.service import Service
-
-#: Upper bounds (seconds) of the answer latency histogram buckets.
-LATENCY_BUCKETS_S = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                     0.005, 0.01, 0.025, 0.1)
+from gslb.serve.operations import RedisClients
+from gslb.serve.reload import Reloader
+from gslb.stats import LATENCY_BUCKETS_S, QueryStats
 
 
-class QueryStats:
-    """Plain counters bumped on the query path (read at scrape time).
+class Measured(Protocol):
+    """What the collector reads of a serving nameserver
+    (:class:`gslb.serve.service.Service` is one)."""
 
-    * ``queries[(qtype, rcode)]``: responses (qtype -1 for a message
-      answered FORMERR);
-    * ``buckets[i]``: answers that took at most ``LATENCY_BUCKETS_S[i]``
-      seconds and more than the bound before (the last: beyond every bound),
-      ``duration_sum_s``: their total, seconds;
-    * ``answers[(pool, address)]``, ``fallbacks[pool]``;
-    * ``transitions[(origin, state)]``, ``reloads[result]``.
-    """
+    stats: QueryStats
+    reloader: Reloader
+    quorum: QuorumView
+    view: DrainedView
+    overrides: Overrides
+    redis: RedisClients | None
 
-    __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "queries", "reloads",
-                 "transitions")
+    @property
+    def config(self) -> Config: ...
 
-    def __init__(self) -> None:
-        self.queries: dict[tuple[int, int], int] = {}
-        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
-        self.duration_sum_s = 0.0
-        self.answers: dict[tuple[str, str], int] = {}
-        self.fallbacks: dict[str, int] = {}
-        self.transitions: dict[tuple[str, str], int] = {}
-        self.reloads: dict[str, int] = {"ok": 0, "error": 0}
-
-    def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
-        """Count one response (an ``authority.Observer``)."""
-        key = (query.qtype, answer.rcode) if query is not None and answer is not None else (-1, 1)
-        queries = self.queries
-        queries[key] = queries.get(key, 0) + 1
-
-    def take(self) -> dict[str, object]:
-        """The query-path counters counted since the last ``take`` (queries,
-        latency buckets and sum, answers, fallbacks), reset to zero: what a
-        ``gslb serve --workers`` worker ships to the supervisor."""
-        out: dict[str, object] = {"queries": self.queries, "buckets": self.buckets,
-                                  "duration_sum_s": self.duration_sum_s,
-                                  "answers": self.answers, "fallbacks": self.fallbacks}
-        self.queries, self.answers, self.fallbacks = {}, {}, {}
-        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
-        self.duration_sum_s = 0.0
-        return out
-
-    def add(self, taken: dict[str, object]) -> None:
-        """Add counters from another ``take`` (a worker's) to these."""
-        for name in ("queries", "answers", "fallbacks"):
-            mine: dict[object, int] = getattr(self, name)
-            for key, n in taken[name].items():  # type: ignore[attr-defined]
-                mine[key] = mine.get(key, 0) + n
-        for i, n in enumerate(taken["buckets"]):  # type: ignore[call-overload]
-            self.buckets[i] += n
-        self.duration_sum_s += taken["duration_sum_s"]  # type: ignore[operator]
-
-    def duration(self, seconds: float) -> None:
-        """Count one answer's latency, seconds."""
-        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        self.duration_sum_s += seconds
-
-    def choice(self, owner: str, pool: str, choice: object) -> None:
-        """Count one steering outcome (``Authority``'s ``on_choice``)."""
-        assert isinstance(choice, Choice)
-        answers = self.answers
-        for address in choice.addresses:
-            key = (choice.pool, address)
-            answers[key] = answers.get(key, 0) + 1
-        if choice.fallback:
-            self.fallbacks[pool] = self.fallbacks.get(pool, 0) + 1
-
-    def transition(self, origin: str, state: str) -> None:
-        """Count one overall state change of ``origin``."""
-        key = (origin, state)
-        self.transitions[key] = self.transitions.get(key, 0) + 1
+    def cache_counts(self) -> tuple[int, int, int] | None:
+        """Answer cache ``(hits, misses, entries)`` of every answering
+        process; None when the cache is disabled."""
+        ...
 
 
 class GslbCollector(Collector):
     """Builds every family above from ``service`` at scrape time."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Measured) -> None:
         self.service = service
 
     def collect(self) -> Iterator[Metric]:
         service = self.service
         stats = service.stats
         yield from self._dns(stats)
-        totals = getattr(service.server, "cache_totals", None)
-        cache = service.authority.cache
-        if totals is not None:  # gslb serve --workers: the workers' caches
-            hits, misses, entries = totals()
-        elif cache is not None:
-            hits, misses, entries = cache.hits, cache.misses, len(cache)
-        if totals is not None or cache is not None:
+        counts = service.cache_counts()
+        if counts is not None:
+            hits, misses, entries = counts
             lookups = CounterMetricFamily("gslb_dns_answer_cache_lookups", "Answer cache "
                                           "lookups by result", labels=["result"])
             lookups.add_metric(["hit"], hits)
@@ -165,14 +104,15 @@ class GslbCollector(Collector):
             transitions.add_metric([origin, state], n)
         yield transitions
         yield from self._health(service)
-        if service.redis_url is not None:
+        if service.redis is not None:
             redis = GaugeMetricFamily("gslb_redis_connected", "1 when the Redis client is "
                                       "connected and synced", labels=["client"])
-            for client, ok in service.redis_connected().items():
+            for client, ok in service.redis.connected().items():
                 redis.add_metric([client], int(ok))
             yield redis
         yield GaugeMetricFamily("gslb_config_generation", "Configuration generation (1 at "
-                                "start, +1 per successful reload)", value=service.generation)
+                                "start, +1 per successful reload)",
+                                value=service.reloader.loaded.generation)
         reloads = CounterMetricFamily("gslb_config_reloads", "Reload attempts by result",
                                       labels=["result"])
         for result, n in sorted(stats.reloads.items()):
@@ -180,7 +120,7 @@ class GslbCollector(Collector):
         yield reloads
         yield GaugeMetricFamily("gslb_config_last_reload_timestamp_seconds", "When the "
                                 "config in force was loaded (epoch seconds)",
-                                value=service.loaded_at)
+                                value=service.reloader.loaded.loaded_at)
 
     @staticmethod
     def _dns(stats: QueryStats) -> Iterator[Metric]:
@@ -198,14 +138,14 @@ class GslbCollector(Collector):
                                     buckets=buckets, sum_value=stats.duration_sum_s)
 
     @staticmethod
-    def _steering(service: Service) -> Iterator[Metric]:
+    def _steering(service: Measured) -> Iterator[Metric]:
         stats, config = service.stats, service.config
         owners: dict[tuple[str, str], str] = {}
-        for pool in config.pools.values():
-            for name in pool.origins:
+        for pool_config in config.pools.values():
+            for name in pool_config.origins:
                 origin = config.origins[name]
                 for address in (*origin.ipv4, *origin.ipv6):
-                    owners.setdefault((pool.name, address), name)
+                    owners.setdefault((pool_config.name, address), name)
         answers = CounterMetricFamily("gslb_steering_answers", "Origins put in GSLB answers",
                                       labels=["pool", "policy", "origin"])
         per: dict[tuple[str, str, str], int] = {}
@@ -224,13 +164,13 @@ class GslbCollector(Collector):
         in_fallback = GaugeMetricFamily("gslb_steering_pool_in_fallback", "1 while the pool's "
                                         "last query found no healthy origin",
                                         labels=["pool", "family"])
-        for pool, family in sorted(service.authority.steering.in_fallback):
+        for pool, family in sorted(service.reloader.loaded.authority.steering.in_fallback):
             in_fallback.add_metric([pool, f"ipv{family}"], 1)
         yield in_fallback
 
     @staticmethod
-    def _health(service: Service) -> Iterator[Metric]:
-        view, overrides = service.health, service.overrides
+    def _health(service: Measured) -> Iterator[Metric]:
+        view, overrides = service.quorum, service.overrides
         up = GaugeMetricFamily("gslb_health_origin_up", "1 when the origin may be answered "
                                "(healthy and not drained)", labels=["origin"])
         drained = GaugeMetricFamily("gslb_health_origin_drained", "1 while drained",
@@ -263,7 +203,7 @@ class GslbCollector(Collector):
                                 value=int(view.degraded))
 
 
-def make_registry(service: Service) -> CollectorRegistry:
+def make_registry(service: Measured) -> CollectorRegistry:
     """A fresh registry holding ``GslbCollector(service)``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GslbCollector(service))

@@ -1,67 +1,45 @@
-"""``gslb serve --workers N``: N answering processes on one port.
-
-Python answers on one core per process, so a nameserver that must use
-several cores runs several processes. The process started by ``gslb serve``
-becomes the **supervisor**: it keeps everything that must exist once (the
-embedded prober or the Redis watcher, the drains, the admin server, reload
-and metrics) and answers no query itself. Each **worker** is a child
-process (``multiprocessing``, spawned) that binds every listen address with
-``SO_REUSEPORT`` (the kernel spreads UDP datagrams and TCP connections over
-the workers by a hash of the client's address and port) and answers from
-its own :class:`gslb.authority.Authority` and answer cache.
-
-One health view: the supervisor ships a :class:`ViewSnapshot` of its view
-(health with drains applied) to every worker over a pipe whenever it
-changes: at once on a health state change (the supervisor waits on the
-view's change event), within ``SNAPSHOT_INTERVAL_S`` on a drain or on a
-change of a smoothed RTT that ``latency`` pools read. Workers answer from a :class:`MirrorView` of
-the last snapshot, so every worker answers alike: the only difference
-between two workers is the ``latency`` anti-flap memory, kept per process
-as it is per nameserver.
-
-Workers ship their query counters to the supervisor every
-``STATS_INTERVAL_S`` seconds, so ``/metrics`` counts every worker's
-queries. A reload (SIGHUP or the admin API) is validated by the supervisor,
-then each worker loads the same files. A worker that dies is started again
-after ``RESTART_DELAY_S`` seconds; its share of queries goes to the other
-workers meanwhile (the kernel rehashes over the remaining sockets).
-"""
+"""The supervisor's side of ``gslb serve --workers N``: :class:`WorkerPool`
+starts the worker processes (:mod:`gslb.workers.worker`), ships them the
+health view, collects their counters, reloads and restarts them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
-import os
-import signal
 import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
 
-from gslb.admin.metrics import QueryStats
-from gslb.authority import Authority, respond
-from gslb.config import load
-from gslb.dns.server import DnsServer
-from gslb.errors import GslbError, raise_if_cancelling
-from gslb.geo import GeoDB
-from gslb.health.view import AllUpExcept
-from gslb.logs import JsonFormatter, setup, with_query_log
-
-if TYPE_CHECKING:
-    from gslb.service import Service
+from gslb.answering import AnswerSettings
+from gslb.errors import raise_if_cancelling
+from gslb.logs import JsonFormatter
+from gslb.stats import QueryStats
+from gslb.workers.messages import (
+    Failed,
+    Ready,
+    Reload,
+    Reloaded,
+    Stats,
+    Stop,
+    ToSupervisor,
+    ToWorker,
+    View,
+    ViewSnapshot,
+    WorkerArgs,
+)
+from gslb.workers.worker import worker_main
 
 log = logging.getLogger("gslb.workers")
 
 #: Seconds between checks of the drains and the smoothed RTTs ``latency``
 #: pools read (health state changes are shipped at once, not on this clock).
 SNAPSHOT_INTERVAL_S = 0.1
-#: Seconds between two shipments of a worker's query counters.
-STATS_INTERVAL_S = 1.0
 #: Seconds a worker may take from spawn to listening.
 START_TIMEOUT_S = 60.0
 #: Seconds before a dead worker is started again.
@@ -72,78 +50,32 @@ MAX_RESTART_DELAY_S = 30.0
 STOP_TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class ViewSnapshot:
-    """What a worker needs of the supervisor's health view: its
-    ``generation``; the origins ``down`` (health or drain) and ``drained``
-    (by an operator); ``srtt_ms[(origin, vantage)]`` in milliseconds, only
-    where the view gives one (fresh vantage that says up)."""
-
-    generation: int
-    down: frozenset[str] = frozenset()
-    drained: frozenset[str] = frozenset()
-    srtt_ms: dict[tuple[str, str], float] = field(default_factory=dict)
-
-
-class MirrorView:
-    """A :class:`gslb.health.view.HealthView` answering from the last
-    :class:`ViewSnapshot` a worker received."""
-
-    __slots__ = ("snapshot",)
-
-    def __init__(self, snapshot: ViewSnapshot) -> None:
-        self.snapshot = snapshot
+class ViewSource(Protocol):
+    """The supervisor's health view, as the workers follow it."""
 
     @property
     def generation(self) -> int:
-        return self.snapshot.generation
+        """Moves on every health state change (not on drains or RTTs)."""
+        ...
 
-    def is_up(self, origin: str) -> bool:
-        return origin not in self.snapshot.down
+    def snapshot(self) -> ViewSnapshot:
+        """The view now, health and drains applied."""
+        ...
 
-    def srtt_ms(self, origin: str, vantage: str) -> float | None:
-        return self.snapshot.srtt_ms.get((origin, vantage))
-
-    def everyone_up(self) -> AllUpExcept:
-        """For ``fallback: all``: every origin up but the drained ones."""
-        return AllUpExcept(self.snapshot.drained, self.snapshot.generation)
-
-
-def snapshot_of(service: Service) -> ViewSnapshot:
-    """The supervisor's view now, as workers need it."""
-    view, origins = service.view, service.config.origins
-    srtt: dict[tuple[str, str], float] = {}
-    if any(p.policy == "latency" for p in service.config.pools.values()):
-        for origin in origins:
-            for vantage in service.preview.vantages:
-                ms = view.srtt_ms(origin, vantage)
-                if ms is not None:
-                    srtt[(origin, vantage)] = ms
-    return ViewSnapshot(view.generation,
-                        frozenset(o for o in origins if not view.is_up(o)),
-                        frozenset(o for o in origins if service.overrides.is_drained(o)),
-                        srtt)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerArgs:
-    """What a worker is started with (pickled to the child)."""
-
-    index: int
-    config_paths: tuple[str, ...]
-    listen: tuple[tuple[str, int], ...]
-    geoip: str | None
-    answer_cache: int
-    query_log_sample: float
-    server_id: str | None
-    log_level: int
-    log_json: bool
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Return once ``predicate()`` holds, re-tested on every health
+        change; ``TimeoutError`` after ``timeout`` seconds."""
+        ...
 
 
 class WorkerPool:
     """The supervisor's side: ``n`` worker processes serving ``listen``
-    (port 0: one free port is chosen here for every worker) for
-    ``service``, which keeps the health view, drains and admin.
+    (port 0: one free port is chosen here for every worker).
+
+    ``view`` is the health view the workers answer from; ``paths()`` the
+    config files in force (what a started worker loads); ``geoip`` the
+    mmdb path (None: none); ``settings`` how workers answer; the workers'
+    query counters are added to ``stats``.
 
     Has ``start``/``stop``/``addresses`` like a
     :class:`gslb.dns.server.DnsServer`, so a ``Service`` runs either.
@@ -151,16 +83,18 @@ class WorkerPool:
     worker does not start within ``START_TIMEOUT_S``.
     """
 
-    def __init__(self, service: Service, n: int, listen: Sequence[tuple[str, int]],
-                 geoip: str | None, answer_cache: int, query_log_sample: float) -> None:
+    def __init__(self, n: int, listen: Sequence[tuple[str, int]], *, view: ViewSource,
+                 paths: Callable[[], tuple[str, ...]], geoip: str | None,
+                 settings: AnswerSettings, stats: QueryStats) -> None:
         if n < 2:
             raise ValueError(f"a worker pool needs at least 2 workers, not {n}")
-        self.service = service
         self.n = n
         self.listen = list(listen)
+        self.view = view
+        self.paths = paths
         self.geoip = geoip
-        self.answer_cache = answer_cache
-        self.query_log_sample = query_log_sample
+        self.settings = settings
+        self.stats = stats
         self.addresses: list[tuple[str, int]] = []
         self.workers: dict[int, _Worker] = {}
         self.cache_stats: dict[int, tuple[int, int, int]] = {}
@@ -177,7 +111,7 @@ class WorkerPool:
         reserved = _reserve(self.listen)
         try:
             self.addresses = [(host, sock.getsockname()[1]) for host, sock, _t in reserved]
-            self._sent = snapshot_of(self.service)
+            self._sent = self.view.snapshot()
             await self._started([self._spawn(i) for i in range(self.n)])
         except BaseException:
             await self.stop()
@@ -192,11 +126,8 @@ class WorkerPool:
                      self.n, host, port)
 
     def _spawn(self, index: int) -> _Worker:
-        svc = self.service
-        args = WorkerArgs(index, tuple(svc.config_paths),
-                          tuple(self.addresses), self.geoip, self.answer_cache,
-                          self.query_log_sample, svc.server_id, logging.getLogger().level,
-                          _json_logs())
+        args = WorkerArgs(index, self.paths(), tuple(self.addresses), self.geoip,
+                          self.settings, logging.getLogger().level, _json_logs())
         ctx = multiprocessing.get_context("spawn")
         here, there = ctx.Pipe(duplex=True)
         process = ctx.Process(target=worker_main, args=(args, there), daemon=True,
@@ -206,7 +137,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         worker = _Worker(index, process, here, loop.create_future())
         self.workers[index] = worker
-        here.send(("view", self._sent or snapshot_of(svc)))
+        _send(here, View(self._sent or self.view.snapshot()))
         loop.add_reader(here.fileno(), self._readable, worker)
         return worker
 
@@ -229,7 +160,7 @@ class WorkerPool:
         workers, self.workers = list(self.workers.values()), {}
         for worker in workers:
             with contextlib.suppress(OSError, ValueError):
-                worker.conn.send(("stop",))
+                _send(worker.conn, Stop())
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for worker in workers:
             while worker.process.is_alive() and time.monotonic() < deadline:
@@ -262,7 +193,7 @@ class WorkerPool:
         for worker in list(self.workers.values()):
             worker.reloaded = loop.create_future()
             with contextlib.suppress(OSError, ValueError):
-                worker.conn.send(("reload", tuple(paths)))
+                _send(worker.conn, Reload(tuple(paths)))
                 futures.append((worker, worker.reloaded))
         errors = []
         for worker, future in futures:
@@ -283,19 +214,18 @@ class WorkerPool:
         except (EOFError, OSError):
             self._died(worker)
 
-    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
+    def _on_message(self, worker: _Worker, message: ToSupervisor) -> None:
+        if isinstance(message, Ready):
             if not worker.ready.done():
                 worker.ready.set_result(None)
-        elif kind == "stats":
-            self.service.stats.add(message[1])
-            self.cache_stats[worker.index] = message[2]
-        elif kind == "reloaded":
+        elif isinstance(message, Stats):
+            self.stats.add(message.taken)
+            self.cache_stats[worker.index] = message.cache
+        elif isinstance(message, Reloaded):
             if worker.reloaded is not None and not worker.reloaded.done():
-                worker.reloaded.set_result((message[1], message[2]))
-        elif kind == "failed" and not worker.ready.done():
-            worker.ready.set_exception(OSError(f"worker {worker.index}: {message[1]}"))
+                worker.reloaded.set_result((message.ok, message.message))
+        elif isinstance(message, Failed) and not worker.ready.done():
+            worker.ready.set_exception(OSError(f"worker {worker.index}: {message.why}"))
 
     def cache_totals(self) -> tuple[int, int, int]:
         """Every worker's answer cache together: ``(hits, misses, entries)``.
@@ -333,7 +263,7 @@ class WorkerPool:
         """Start worker ``index`` again, after ``RESTART_DELAY_S`` seconds,
         then after twice as long on each failure (at most ``MAX_RESTART_DELAY_S``)."""
         delay = RESTART_DELAY_S
-        while not self._stopping:
+        while True:
             await asyncio.sleep(delay)
             if self._stopping:
                 return
@@ -359,26 +289,24 @@ class WorkerPool:
         """Send the view to every worker when it changes: at once on a
         health change, within ``SNAPSHOT_INTERVAL_S`` on a drain or an RTT
         change."""
-        health = self.service.health
-        view = self.service.view
+        view = self.view
         while not self._stopping:
             seen = self._sent.generation if self._sent is not None else -1
             with contextlib.suppress(TimeoutError):
-                await health.wait_for(lambda seen=seen: view.generation != seen,
-                                      SNAPSHOT_INTERVAL_S)
+                await view.wait_for(_moved_from(view, seen), SNAPSHOT_INTERVAL_S)
             raise_if_cancelling()  # a stop that came out as the TimeoutError
-            now = snapshot_of(self.service)
+            now = view.snapshot()
             if now != self._sent:
                 self._sent = now
                 for worker in list(self.workers.values()):
                     with contextlib.suppress(OSError, ValueError):
-                        worker.conn.send(("view", now))
+                        _send(worker.conn, View(now))
 
 
 @dataclass(slots=True)
 class _Worker:
     index: int
-    process: Any  # multiprocessing.Process (spawn context)
+    process: BaseProcess
     conn: Connection
     ready: asyncio.Future[None]
     reloaded: asyncio.Future[tuple[bool, str]] | None = None
@@ -422,118 +350,17 @@ def _reserve(listen: Sequence[tuple[str, int]]) -> list[tuple[str, socket.socket
     return held
 
 
+def _send(conn: Connection, message: ToWorker) -> None:
+    conn.send(message)
+
+
+def _moved_from(view: ViewSource, generation: int) -> Callable[[], bool]:
+    return lambda: view.generation != generation
+
+
 def _json_logs() -> bool:
     return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
 
 
-# -- the worker process ----------------------------------------------------------------
-
-
-def worker_main(args: WorkerArgs, conn: Connection) -> None:
-    """Entry point of a worker process (``multiprocessing`` target)."""
-    setup(args.log_level, "json" if args.log_json else "text")
-    # the supervisor decides when workers stop; Ctrl-C reaches the whole
-    # process group, so leave it to the supervisor
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        asyncio.run(_Answering(args, conn).run())
-    except Exception as exc:  # tell the supervisor, which logs it
-        log.exception("worker %d failed", args.index)
-        with contextlib.suppress(OSError):
-            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-
-
-class _Answering:
-    """A worker: DNS listeners on shared ports, answering from a mirror of
-    the supervisor's view."""
-
-    def __init__(self, args: WorkerArgs, conn: Connection) -> None:
-        self.args = args
-        self.conn = conn
-        self.stopped = asyncio.Event()
-        self._reloads: set[asyncio.Future[None]] = set()
-
-    async def run(self) -> None:
-        first = self.conn.recv()
-        assert first[0] == "view", first
-        self.view = MirrorView(first[1])
-        self.stats = QueryStats()
-        self.geo = GeoDB(self.args.geoip) if self.args.geoip else None
-        self.authority = self._build(self.args.config_paths)
-        gc.freeze()  # as Service.start: the zone stays out of later collections
-        self._observe = with_query_log(self.stats.query, self.args.query_log_sample)
-        server = DnsServer(self.handle, list(self.args.listen), reuse_port=True)
-        await server.start()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.conn.fileno(), self._readable)
-        loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
-        self.conn.send(("ready", server.addresses))
-        log.info("worker %d (pid %d) answering", self.args.index, os.getpid())
-        shipping = asyncio.create_task(self._ship_stats())
-        try:
-            await self.stopped.wait()
-        finally:
-            shipping.cancel()
-            loop.remove_reader(self.conn.fileno())
-            await server.stop()
-            with contextlib.suppress(OSError):
-                self._send_stats()
-            if self.geo is not None:
-                self.geo.close()
-
-    def _build(self, paths: Sequence[str]) -> Authority:
-        return Authority(load(list(paths)), self.view,
-                         self.geo.locate if self.geo else None,
-                         on_choice=self.stats.choice, cache_entries=self.args.answer_cache,
-                         server_id=self.args.server_id)
-
-    def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
-        start = time.perf_counter()
-        response = respond(self.authority, data, who, udp, self._observe)
-        self.stats.duration(time.perf_counter() - start)
-        return response
-
-    def _readable(self) -> None:
-        try:
-            while self.conn.poll():
-                message = self.conn.recv()
-                kind = message[0]
-                if kind == "view":
-                    self.view.snapshot = message[1]
-                elif kind == "reload":
-                    task = asyncio.ensure_future(self._reload(message[1]))
-                    self._reloads.add(task)
-                    task.add_done_callback(self._reloads.discard)
-                elif kind == "stop":
-                    self.stopped.set()
-        except (EOFError, OSError):  # the supervisor is gone: so are we
-            self.stopped.set()
-
-    async def _reload(self, paths: Sequence[str]) -> None:
-        try:  # loading may take seconds for a large zone: keep answering meanwhile
-            authority = await asyncio.to_thread(self._build, paths)
-            if authority.cache is not None:
-                authority.cache.carry_counts(self.authority.cache)
-            self.authority = authority
-            gc.freeze()
-        except (GslbError, ValueError, OSError) as exc:
-            log.error("worker %d: reload failed, keeping the config in force: %s",
-                      self.args.index, exc)
-            self.conn.send(("reloaded", False, str(exc)))
-            return
-        self.conn.send(("reloaded", True, ""))
-
-    async def _ship_stats(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_INTERVAL_S)
-            self._send_stats()
-
-    def _send_stats(self) -> None:
-        cache = self.authority.cache
-        cache_stats = (cache.hits, cache.misses, len(cache)) if cache is not None else (0, 0, 0)
-        self.conn.send(("stats", self.stats.take(), cache_stats))
-
-
-__all__ = ["MirrorView", "ViewSnapshot", "WorkerArgs", "WorkerPool", "snapshot_of",
-           "worker_main"]
+__all__ = ["MAX_RESTART_DELAY_S", "RESTART_DELAY_S", "SNAPSHOT_INTERVAL_S", "START_TIMEOUT_S",
+           "STOP_TIMEOUT_S", "ViewSource", "WorkerPool"]

@@ -1,0 +1,92 @@
+"""The answer path of one answering process: bytes in, bytes out, counted.
+
+``gslb serve`` answers through one :class:`Answering` (with ``--workers N``,
+each worker process has its own and the supervisor none). It holds the
+:class:`gslb.authority.Authority` in force, times each answer into a
+:class:`gslb.stats.QueryStats` and hands every response to the process's
+observer (metrics and the sampled query log). :func:`build_authority` is
+the one way an ``Authority`` is made from a config for serving, so the
+single-process server and the workers answer alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from dataclasses import dataclass
+from time import perf_counter
+
+from gslb.authority import Authority, respond
+from gslb.config.model import Config
+from gslb.dns.cache import DEFAULT_ENTRIES
+from gslb.geo import GeoDB
+from gslb.health.view import HealthView
+from gslb.logs import with_query_log
+from gslb.stats import QueryStats
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSettings:
+    """How a process answers, beside the config: ``answer_cache`` bounds
+    the answer cache (responses; 0 disables it, :mod:`gslb.dns.cache`);
+    ``query_log_sample`` is the fraction (0 to 1) of queries logged on
+    ``gslb.query``; ``server_id`` is answered to NSID and CHAOS
+    ``id.server`` (:func:`gslb.authority.server_identity`; None: not
+    answered)."""
+
+    answer_cache: int = DEFAULT_ENTRIES
+    query_log_sample: float = 0.0
+    server_id: str | None = None
+
+
+def build_authority(config: Config, view: HealthView, geo: GeoDB | None, stats: QueryStats,
+                    settings: AnswerSettings, rng: random.Random | None = None) -> Authority:
+    """The :class:`Authority` that serves ``config``, reading health from
+    ``view``, locating clients through ``geo`` (None: geo pools answer
+    from their ``default``) and counting steering outcomes into ``stats``.
+    Raises ``ValueError`` for a bad ``settings.server_id`` or a config the
+    validator should have refused."""
+    return Authority(config, view, geo.locate if geo is not None else None, rng=rng,
+                     on_choice=stats.choice, cache_entries=settings.answer_cache,
+                     server_id=settings.server_id)
+
+
+class Answering:
+    """Answers queries with ``authority`` (swapped by :meth:`install` on
+    reload), counting into ``stats``; ``query_log_sample`` as in
+    :class:`AnswerSettings`. Raises ``ValueError`` for a sample above 1."""
+
+    __slots__ = ("_observe", "authority", "stats")
+
+    def __init__(self, authority: Authority, stats: QueryStats,
+                 query_log_sample: float = 0.0) -> None:
+        self.authority = authority
+        self.stats = stats
+        self._observe = with_query_log(stats.query, query_log_sample)
+
+    def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
+        """Answer one query message from address ``who`` (the DNS
+        listeners' handler, :mod:`gslb.dns.server`); None: send nothing."""
+        start = perf_counter()
+        response = respond(self.authority, data, who, udp, self._observe)
+        self.stats.duration(perf_counter() - start)
+        return response
+
+    def install(self, authority: Authority) -> None:
+        """Answer from ``authority`` from now on: one assignment, so a query
+        sees the old config or the new one, never a mix. The answer cache's
+        lookup counters count on from the old cache's."""
+        if authority.cache is not None:
+            authority.cache.carry_counts(self.authority.cache)
+        self.authority = authority
+        freeze_loaded()
+
+
+def freeze_loaded() -> None:
+    """Keep what is loaded now (a zone is millions of long-lived objects)
+    out of every later garbage collection: a full collection over them
+    would pause answering. Called after each config is loaded."""
+    gc.freeze()
+
+
+__all__ = ["AnswerSettings", "Answering", "build_authority", "freeze_loaded"]

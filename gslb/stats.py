@@ -1,0 +1,109 @@
+"""Query-path counters: plain integers bumped per query, read at scrape time.
+
+A query pays a dict increment and a bisect here, no lock and no label
+lookup; :mod:`gslb.serve.metrics` turns these counters into Prometheus
+families when ``/metrics`` is scraped. ``gslb serve --workers`` workers
+``take`` theirs every second and the supervisor ``add``s them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TypedDict, TypeVar
+
+from gslb.dns.wire import Answer, Query
+from gslb.steering import Choice
+
+#: Upper bounds (seconds) of the answer latency histogram buckets.
+LATENCY_BUCKETS_S = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                     0.005, 0.01, 0.025, 0.1)
+
+
+K = TypeVar("K")
+
+
+class Taken(TypedDict):
+    """The counters one :meth:`QueryStats.take` hands over (fields as
+    :class:`QueryStats` names them)."""
+
+    queries: dict[tuple[int, int], int]
+    buckets: list[int]
+    duration_sum_s: float
+    answers: dict[tuple[str, str], int]
+    fallbacks: dict[str, int]
+
+
+def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
+    for key, n in theirs.items():
+        mine[key] = mine.get(key, 0) + n
+
+
+class QueryStats:
+    """Plain counters bumped on the query path (read at scrape time).
+
+    * ``queries[(qtype, rcode)]``: responses (qtype -1 for a message
+      answered FORMERR);
+    * ``buckets[i]``: answers that took at most ``LATENCY_BUCKETS_S[i]``
+      seconds and more than the bound before (the last: beyond every bound),
+      ``duration_sum_s``: their total, seconds;
+    * ``answers[(pool, address)]``, ``fallbacks[pool]``;
+    * ``transitions[(origin, state)]``, ``reloads[result]``.
+    """
+
+    __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "queries", "reloads",
+                 "transitions")
+
+    def __init__(self) -> None:
+        self.queries: dict[tuple[int, int], int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.duration_sum_s = 0.0
+        self.answers: dict[tuple[str, str], int] = {}
+        self.fallbacks: dict[str, int] = {}
+        self.transitions: dict[tuple[str, str], int] = {}
+        self.reloads: dict[str, int] = {"ok": 0, "error": 0}
+
+    def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
+        """Count one response (an ``authority.Observer``)."""
+        key = (query.qtype, answer.rcode) if query is not None and answer is not None else (-1, 1)
+        queries = self.queries
+        queries[key] = queries.get(key, 0) + 1
+
+    def take(self) -> Taken:
+        """The query-path counters counted since the last ``take`` (queries,
+        latency buckets and sum, answers, fallbacks), reset to zero: what a
+        ``gslb serve --workers`` worker ships to the supervisor."""
+        out: Taken = {"queries": self.queries, "buckets": self.buckets,
+                      "duration_sum_s": self.duration_sum_s,
+                      "answers": self.answers, "fallbacks": self.fallbacks}
+        self.queries, self.answers, self.fallbacks = {}, {}, {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.duration_sum_s = 0.0
+        return out
+
+    def add(self, taken: Taken) -> None:
+        """Add counters from another ``take`` (a worker's) to these."""
+        _add_counts(self.queries, taken["queries"])
+        _add_counts(self.answers, taken["answers"])
+        _add_counts(self.fallbacks, taken["fallbacks"])
+        for i, n in enumerate(taken["buckets"]):
+            self.buckets[i] += n
+        self.duration_sum_s += taken["duration_sum_s"]
+
+    def duration(self, seconds: float) -> None:
+        """Count one answer's latency, seconds."""
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.duration_sum_s += seconds
+
+    def choice(self, owner: str, pool: str, choice: Choice) -> None:
+        """Count one steering outcome (``Authority``'s ``on_choice``)."""
+        answers = self.answers
+        for address in choice.addresses:
+            key = (choice.pool, address)
+            answers[key] = answers.get(key, 0) + 1
+        if choice.fallback:
+            self.fallbacks[pool] = self.fallbacks.get(pool, 0) + 1
+
+    def transition(self, origin: str, state: str) -> None:
+        """Count one overall state change of ``origin``."""
+        key = (origin, state)
+        self.transitions[key] = self.transitions.get(key, 0) + 1

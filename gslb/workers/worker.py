@@ -1,0 +1,165 @@
+"""The worker process of ``gslb serve --workers N``: DNS listeners on the
+shared ports (``SO_REUSEPORT``), answering from a mirror of the
+supervisor's health view (:mod:`gslb.workers.messages`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+
+from gslb.answering import Answering, build_authority, freeze_loaded
+from gslb.authority import Authority
+from gslb.config import load
+from gslb.dns.server import DnsServer
+from gslb.errors import GslbError
+from gslb.geo import GeoDB
+from gslb.health.view import AllUpExcept
+from gslb.logs import setup
+from gslb.stats import QueryStats
+from gslb.workers.messages import (
+    Failed,
+    Ready,
+    Reload,
+    Reloaded,
+    Stats,
+    Stop,
+    ToSupervisor,
+    View,
+    ViewSnapshot,
+    WorkerArgs,
+)
+
+log = logging.getLogger("gslb.workers")
+
+#: Seconds between two shipments of a worker's query counters.
+STATS_INTERVAL_S = 1.0
+
+
+class MirrorView:
+    """A :class:`gslb.health.view.HealthView` answering from the last
+    :class:`ViewSnapshot` a worker received."""
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: ViewSnapshot) -> None:
+        self.snapshot = snapshot
+
+    @property
+    def generation(self) -> int:
+        return self.snapshot.generation
+
+    def is_up(self, origin: str) -> bool:
+        return origin not in self.snapshot.down
+
+    def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return self.snapshot.srtt_ms.get((origin, vantage))
+
+    def everyone_up(self) -> AllUpExcept:
+        """For ``fallback: all``: every origin up but the drained ones."""
+        return AllUpExcept(self.snapshot.drained, self.snapshot.generation)
+
+
+def worker_main(args: WorkerArgs, conn: Connection) -> None:
+    """Entry point of a worker process (``multiprocessing`` target)."""
+    setup(args.log_level, "json" if args.log_json else "text")
+    # the supervisor decides when workers stop; Ctrl-C reaches the whole
+    # process group, so leave it to the supervisor
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        asyncio.run(_Worker(args, conn).run())
+    except Exception as exc:  # tell the supervisor, which logs it
+        log.exception("worker %d failed", args.index)
+        with contextlib.suppress(OSError):
+            conn.send(Failed(f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    """A worker: DNS listeners on shared ports, answering from a mirror of
+    the supervisor's view."""
+
+    def __init__(self, args: WorkerArgs, conn: Connection) -> None:
+        self.args = args
+        self.conn = conn
+        self.stopped = asyncio.Event()
+        self._reloads: set[asyncio.Future[None]] = set()
+
+    def _send(self, message: ToSupervisor) -> None:
+        self.conn.send(message)
+
+    async def run(self) -> None:
+        first = self.conn.recv()
+        if not isinstance(first, View):
+            raise RuntimeError(f"expected the first view from the supervisor, not {first!r}")
+        self.view = MirrorView(first.snapshot)
+        self.stats = QueryStats()
+        self.geo = GeoDB(self.args.geoip) if self.args.geoip else None
+        self.answering = Answering(self._build(self.args.config_paths), self.stats,
+                                   self.args.settings.query_log_sample)
+        freeze_loaded()
+        server = DnsServer(self.answering.handle, list(self.args.listen), reuse_port=True)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.conn.fileno(), self._readable)
+        loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
+        self._send(Ready(tuple(server.addresses)))
+        log.info("worker %d (pid %d) answering", self.args.index, os.getpid())
+        shipping = asyncio.create_task(self._ship_stats())
+        try:
+            await self.stopped.wait()
+        finally:
+            shipping.cancel()
+            loop.remove_reader(self.conn.fileno())
+            await server.stop()
+            with contextlib.suppress(OSError):
+                self._send_stats()
+            if self.geo is not None:
+                self.geo.close()
+
+    def _build(self, paths: Sequence[str]) -> Authority:
+        return build_authority(load(list(paths)), self.view, self.geo, self.stats,
+                               self.args.settings)
+
+    def _readable(self) -> None:
+        try:
+            while self.conn.poll():
+                message = self.conn.recv()
+                if isinstance(message, View):
+                    self.view.snapshot = message.snapshot
+                elif isinstance(message, Reload):
+                    task = asyncio.ensure_future(self._reload(message.paths))
+                    self._reloads.add(task)
+                    task.add_done_callback(self._reloads.discard)
+                elif isinstance(message, Stop):
+                    self.stopped.set()
+        except (EOFError, OSError):  # the supervisor is gone: so are we
+            self.stopped.set()
+
+    async def _reload(self, paths: Sequence[str]) -> None:
+        try:  # loading may take seconds for a large zone: keep answering meanwhile
+            authority = await asyncio.to_thread(self._build, paths)
+        except (GslbError, ValueError, OSError) as exc:
+            log.error("worker %d: reload failed, keeping the config in force: %s",
+                      self.args.index, exc)
+            self._send(Reloaded(False, str(exc)))
+            return
+        self.answering.install(authority)
+        self._send(Reloaded(True))
+
+    async def _ship_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            self._send_stats()
+
+    def _send_stats(self) -> None:
+        cache = self.answering.authority.cache
+        counts = (cache.hits, cache.misses, len(cache)) if cache is not None else (0, 0, 0)
+        self._send(Stats(self.stats.take(), counts))
+
+
+__all__ = ["STATS_INTERVAL_S", "MirrorView", "worker_main"]
