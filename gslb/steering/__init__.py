@@ -5,8 +5,7 @@ built per pool and address family, because they keep state: ``latency``'s
 anti-flap memory) are the explicit registry of policy names
 (``Pool.policy``): one place, no magic. The DNS side builds one
 :class:`Steering` per loaded config (rebuild it on reload, which resets that
-state) and calls :meth:`Steering.choose` per query; :func:`choose` is the
-same as a one-shot function.
+state) and calls :meth:`Steering.choose` per query.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from gslb.steering.geo import GeoPolicy
 from gslb.steering.latency import LatencyPolicy, VantageFinder
 from gslb.steering.weighted import WeightedPolicy
 
-__all__ = ["BOUND_POLICIES", "POLICIES", "Choice", "Client", "Policy", "Selection", "Steering",
-           "choose"]
+__all__ = ["BOUND_POLICIES", "POLICIES", "Choice", "Client", "Policy", "Selection", "Steering"]
 
 POLICIES: dict[str, Policy] = {
     "failover": FailoverPolicy(),
@@ -120,14 +118,6 @@ class Steering:
         the chain). Raises KeyError for an unknown pool."""
         return self._traits[pool_name]
 
-    def remembered(self, pool_name: str, family: int) -> Mapping[str, tuple[str, ...]]:
-        """For a ``latency`` pool, vantage → names of the origins last chosen
-        from it for ``family`` (4 or 6): the anti-flap memory, for status
-        pages. Empty for other policies. Raises KeyError for an unknown pool."""
-        plan = self._plans[pool_name]
-        current = getattr(plan.p4 if family == 4 else plan.p6, "current", None)
-        return current if current is not None else {}
-
     @property
     def in_fallback(self) -> frozenset[tuple[str, int]]:
         """(pool, family) pairs whose last query found no healthy origin."""
@@ -198,21 +188,3 @@ def _traits(name: str, pools: Mapping[str, Pool]) -> tuple[bool, bool]:
         pool = None if pool.fallback in ("all", "none") else pools.get(pool.fallback)
     return reusable, per_client
 
-
-def choose(
-    pools: Mapping[str, Pool],
-    origins: Mapping[str, Origin],
-    pool_name: str,
-    family: int,
-    client: Client,
-    health: HealthView,
-    rng: random.Random | None = None,
-    vantages: Mapping[str, Vantage] | None = None,
-) -> Choice:
-    """One-shot :meth:`Steering.choose`: builds a :class:`Steering` per
-    call, so it costs more, logs every fallback it meets and has no
-    ``latency`` anti-flap memory. Servers keep one ``Steering`` per config
-    instead. Same errors as the method (plus ValueError from the
-    constructor)."""
-    return Steering(pools, origins, vantages=vantages).choose(
-        pool_name, family, client, health, rng)

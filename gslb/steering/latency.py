@@ -112,11 +112,6 @@ class LatencyPolicy:
         self._abs_ms = pool.switch_margin_ms
         self._current: dict[str, tuple[Origin, ...]] = {}
 
-    @property
-    def current(self) -> Mapping[str, tuple[str, ...]]:
-        """Vantage → names of the origins last chosen from it (a copy)."""
-        return {v: tuple(o.name for o in os) for v, os in self._current.items()}
-
     def vantage_for(self, client: Client) -> tuple[str | None, str]:
         """The vantage standing for ``client`` (None when there is none) and
         how it was found, for the reason."""

@@ -1,5 +1,5 @@
-"""``gslb.steering``: the registry, Steering.choose and choose(): kinds,
-addresses per family, NODATA, ECS scope, errors."""
+"""``gslb.steering``: the registry and Steering.choose: kinds, addresses per
+family, NODATA, ECS scope, errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
-from gslb.steering import POLICIES, Choice, Client, Steering, choose
+from gslb.steering import POLICIES, Choice, Client, Steering
 from tests.unit.fakes import Health
 
 ORIGINS = {
@@ -79,8 +79,8 @@ def test_choose(pool: str, family: int, down: tuple[str, ...], expect: Choice) -
     assert steering.choose(pool, family, client(), health, random.Random(0)) == expect
 
 
-def test_module_function_matches_method() -> None:
-    got = choose(POOLS, ORIGINS, "web", 4, client(), Health(), random.Random(0))
+def test_two_steerings_of_one_config_agree() -> None:
+    got = Steering(POOLS, ORIGINS).choose("web", 4, client(), Health(), random.Random(0))
     assert got == Steering(POOLS, ORIGINS).choose("web", 4, client(), Health(), random.Random(0))
 
 
