@@ -1,8 +1,9 @@
 """Answer cache: encoded responses reused for repeated queries.
 
 A nameserver for a few busy names sees the same few query shapes again and
-again; decoding, steering and encoding each one costs about 40 µs in
-Python, patching a stored response about 2 µs. The cache holds the encoded
+again; decoding, steering and encoding each one costs many times what
+patching a stored response does (figures: ``docs/performance.md``, "Where
+the time goes"). The cache holds the encoded
 response per **query shape**: the query message without its ID, with the
 qname lower-cased (names compare case-insensitively, RFC 4343 section 3),
 plus whether it came over UDP. The EDNS OPT record, its payload size, DO
@@ -35,9 +36,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-#: Default bound on stored responses (and per-client variants). Each costs
-#: about 1.4 KB with its key and the query and answer kept for the metrics
-#: and query log (measured with tracemalloc: 16,384 ECS answers, 23 MiB).
+#: Default bound on stored responses (and per-client variants); what one
+#: costs in memory: ``docs/performance.md``, "The answer cache's own costs".
 DEFAULT_ENTRIES = 16384
 
 #: The value stored for a shape whose answers are kept per source address.
@@ -62,8 +62,8 @@ class AnswerCache:
         self._seen = generation()
         # OrderedDict, not dict: evicting the oldest of a full dict with
         # ``del d[next(iter(d))]`` scans the deleted slots left at its front
-        # until the next resize, about 3.5 µs per eviction at 16,384
-        # entries; ``popitem(last=False)`` is O(1) (0.14 µs, measured)
+        # until the next resize; ``popitem(last=False)`` is O(1) (figures:
+        # docs/performance.md, "The answer cache's own costs")
         self._entries: OrderedDict[object, tuple[bytes, object]] = OrderedDict()
         self.max_entries = max_entries
         self.hits = 0
