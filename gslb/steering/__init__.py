@@ -10,8 +10,10 @@ state) and calls :meth:`Steering.choose` per query.
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from gslb.config.model import Origin, Pool, Vantage
 from gslb.health.view import HealthView
@@ -19,6 +21,7 @@ from gslb.steering.all import AllPolicy
 from gslb.steering.base import Client, Policy, Selection
 from gslb.steering.failover import FailoverPolicy
 from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
+from gslb.steering.fallback import log as steering_log
 from gslb.steering.geo import GeoPolicy
 from gslb.steering.latency import LatencyPolicy, VantageFinder
 from gslb.steering.weighted import WeightedPolicy
@@ -33,8 +36,14 @@ POLICIES: dict[str, Policy] = {
 }
 """Policy name (``Pool.policy``) → the stateless object that selects."""
 
-BoundPolicy = Callable[[Pool, Sequence[Origin], VantageFinder], Policy]
-"""``(pool, candidates of one family, the config's vantages) -> Policy``."""
+class BoundPolicy(Protocol):
+    """How a policy bound to one (pool, family) is built:
+    ``(pool, candidates of one family, the config's vantages, *, logger)``;
+    ``logger`` is where the policy logs its decisions, None for nowhere."""
+
+    def __call__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder, *,
+                 logger: logging.Logger | None) -> Policy: ...
+
 
 BOUND_POLICIES: dict[str, BoundPolicy] = {
     "latency": LatencyPolicy,
@@ -68,6 +77,10 @@ class Steering:
     ``vantages``: the config's probe vantages (``Config.vantages``), which
     ``latency`` pools steer by; none means only the embedded prober's
     ``local`` vantage. ``bound``: policies built per (pool, family).
+    ``quiet``: log nothing, neither fallback transitions nor ``latency``
+    switches (the ``gslb.steering`` logger otherwise): for a Steering that
+    previews answers (status pages) beside the one that serves them, whose
+    log alone tells what clients got. ``in_fallback`` is kept either way.
 
     Raises ValueError when a pool names an unknown origin, policy or
     fallback pool (the config validator should have caught it).
@@ -81,9 +94,12 @@ class Steering:
         rng: random.Random | None = None,
         vantages: Mapping[str, Vantage] | None = None,
         bound: Mapping[str, BoundPolicy] = BOUND_POLICIES,
+        *,
+        quiet: bool = False,
     ) -> None:
         self._rng = rng if rng is not None else random.Random()
-        self._log = FallbackLog()
+        logger = None if quiet else steering_log
+        self._log = FallbackLog(logger)
         self._plans: dict[str, _Plan] = {}
         finder = VantageFinder(vantages or {})
         self.vantages: tuple[str, ...] = finder.names
@@ -105,7 +121,8 @@ class Steering:
                 plan.p4 = plan.p6 = policies[pool.policy]
             else:
                 make = bound[pool.policy]
-                plan.p4, plan.p6 = make(pool, plan.v4, finder), make(pool, plan.v6, finder)
+                plan.p4 = make(pool, plan.v4, finder, logger=logger)
+                plan.p6 = make(pool, plan.v6, finder, logger=logger)
             self._plans[name] = plan
         self._traits = {name: _traits(name, pools) for name in pools}
 

@@ -216,6 +216,16 @@ def test_a_switch_is_logged_once(caplog):
         "pool web, vantage eu: switched lon 50.0 ms → fra 10.0 ms"]
 
 
+def test_a_quiet_steering_switches_alike_but_logs_nothing(caplog):
+    p = pool()
+    quiet = Steering({p.name: p}, ORIGINS, vantages=VANTAGES, quiet=True)
+    ask(quiet, GB, Rtts(table(eu={"lon": 50, "fra": 60})))
+    with caplog.at_level(logging.INFO, logger="gslb.steering"):
+        got = ask(quiet, GB, Rtts(table(eu={"lon": 50, "fra": 10})))
+    assert got.addresses == (ADDR["fra"],) and "switched lon 50.0 ms → fra 10.0 ms" in got.reason
+    assert caplog.records == []
+
+
 # -- fallbacks --------------------------------------------------------------------------
 
 
