@@ -125,6 +125,14 @@ class Steering:
                 plan.p6 = make(pool, plan.v6, finder, logger=logger)
             self._plans[name] = plan
         self._traits = {name: _traits(name, pools) for name in pools}
+        self._reads_rtt = any(p.p4.reads_rtt or p.p6.reads_rtt for p in self._plans.values())
+
+    @property
+    def reads_rtt(self) -> bool:
+        """Whether some pool's policy steers by smoothed RTTs (its policy
+        object's ``reads_rtt``, as ``latency``'s): only then do answers read
+        ``HealthView.srtt_ms``, and a worker process needs those RTTs."""
+        return self._reads_rtt
 
     def traits(self, pool_name: str) -> tuple[bool, bool]:
         """``(reusable, per_client)`` for answers of ``pool_name``, over its

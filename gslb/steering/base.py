@@ -96,7 +96,13 @@ class Selection:
 class Policy(Protocol):
     """A steering policy: ``select`` picks among ``candidates`` (the pool's
     members that have an address of the queried family, in declaration
-    order)."""
+    order). ``reads_rtt`` (a class attribute in gslb's policies) is True
+    when ``select`` reads smoothed RTTs (``HealthView.srtt_ms``): its
+    answers can then move while the health generation holds, and a worker
+    process needs the supervisor's RTTs (``Steering.reads_rtt``)."""
+
+    @property
+    def reads_rtt(self) -> bool: ...
 
     def select(
         self,

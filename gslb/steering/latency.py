@@ -96,6 +96,8 @@ class LatencyPolicy:
     geo: country GB tier 1"``.
     """
 
+    reads_rtt = True
+
     def __init__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder,
                  geo: Policy | None = None, *, logger: logging.Logger | None = log) -> None:
         self.pool = pool

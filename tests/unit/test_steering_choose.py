@@ -84,6 +84,24 @@ def test_two_steerings_of_one_config_agree() -> None:
     assert got == Steering(POOLS, ORIGINS).choose("web", 4, client(), Health(), random.Random(0))
 
 
+def test_reads_rtt_is_decided_by_the_policy_objects_not_by_names() -> None:
+    from gslb.steering import BOUND_POLICIES
+    from gslb.steering.all import AllPolicy
+
+    class Measured(AllPolicy):
+        reads_rtt = True
+
+    assert not Steering(POOLS, ORIGINS).reads_rtt
+    with_latency = {**POOLS, "fast": mk("fast", "latency", ("london", "virginia"))}
+    assert Steering(with_latency, ORIGINS).reads_rtt
+    # the same policies under other names: it is the object that says
+    renamed = {"fast": mk("fast", "speedy", ("london",)), "rtt": mk("rtt", "rtt", ("london",))}
+    assert Steering({"fast": renamed["fast"]}, ORIGINS,
+                    bound={"speedy": BOUND_POLICIES["latency"]}).reads_rtt
+    assert Steering({"rtt": renamed["rtt"]}, ORIGINS, policies={"rtt": Measured()}).reads_rtt
+    assert not Steering({"rtt": renamed["rtt"]}, ORIGINS, policies={"rtt": AllPolicy()}).reads_rtt
+
+
 def test_default_rng_and_injected_rng() -> None:
     steering = Steering(POOLS, ORIGINS, rng=random.Random(9))
     seen = {steering.choose("api", 4, client(), Health()).addresses[0] for _ in range(100)}
