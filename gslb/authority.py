@@ -33,7 +33,7 @@ from gslb.dns.wire import (
     Query,
 )
 from gslb.health.view import HealthView
-from gslb.steering import Steering
+from gslb.steering import Choice, Steering
 from gslb.steering.base import Client, Locator
 
 #: Longest CNAME chain followed inside our zones before giving up.
@@ -57,7 +57,22 @@ def server_identity(text: str) -> bytes:
         raise ValueError(f"server id {text!r} must be 1 to 255 printable ASCII characters")
     return raw
 
-RR = tuple[str, int, int, object]
+
+RR = tuple[str, int, int, wire.Rdata]
+"""One resource record as the zone index holds it and ``wire.Answer``'s
+sections take it: ``(owner, type code, TTL in seconds, compiled RDATA)``."""
+
+Chosen = tuple[str, str, Choice]
+"""One steering outcome behind an answer: ``(owner name, pool name, Choice)``."""
+
+OnChoice = Callable[[str, str, Choice], None]
+"""``on_choice(owner, pool, choice)``: hears of every steering outcome, the
+``(owner name, pool name, Choice)`` of a :data:`Chosen`."""
+
+CacheNote = tuple[Query, Answer, tuple[Chosen, ...]]
+"""What the answer cache keeps beside each response (``AnswerCache[CacheNote]``):
+the query and answer it was built for and the steering outcomes behind it,
+given again to the observers and to ``on_choice`` on every reuse."""
 
 
 class Kind(Enum):
@@ -148,10 +163,12 @@ _NO_DATA: dict[int, tuple[RR, ...]] = {}
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """The kind of a lookup and the answer built for it."""
+    """The kind of a lookup, the answer built for it and the steering
+    outcomes behind that answer (empty unless a GSLB name answered)."""
 
     kind: Kind
     answer: Answer
+    choices: tuple[Chosen, ...] = ()
 
 
 class Authority:
@@ -175,7 +192,7 @@ class Authority:
         health: HealthView,
         locator: Locator | None = None,
         rng: random.Random | None = None,
-        on_choice: Callable[[str, str, object], None] | None = None,
+        on_choice: OnChoice | None = None,
         cache_entries: int = DEFAULT_ENTRIES,
         server_id: str | None = None,
     ) -> None:
@@ -193,8 +210,8 @@ class Authority:
             self.zones = {name: _compile_zone(zone, shared)
                           for name, zone in config.zones.items()}
         self._on_choice = on_choice
-        self.cache = AnswerCache(lambda: health.generation, cache_entries) if (
-            cache_entries > 0) else None
+        self.cache: AnswerCache[CacheNote] | None = AnswerCache(
+            lambda: health.generation, cache_entries) if cache_entries > 0 else None
         """Encoded responses reused by :func:`respond` (None: disabled)."""
 
     def find_zone(self, qname: str) -> _Zone | None:
@@ -244,12 +261,13 @@ class Authority:
         return Lookup(Kind.ANSWER if answer.answer else Kind.NODATA, answer)
 
     # ------------------------------------------------------------------
-    def _negative(self, zone: _Zone, kind: Kind, answer: Answer) -> Lookup:
+    def _negative(self, zone: _Zone, kind: Kind, answer: Answer,
+                  choices: tuple[Chosen, ...] = ()) -> Lookup:
         owner, code, _ttl, rdata = zone.soa
         answer.authority.append((owner, code, zone.negative_ttl, rdata))
         if kind is Kind.NXDOMAIN:
             answer.rcode = NXDOMAIN
-        return Lookup(kind, answer)
+        return Lookup(kind, answer, choices)
 
     def _referral(self, zone: _Zone, cut: str, answer: Answer) -> Lookup:
         """A referral to the child zone at ``cut`` (RFC 1034 section 4.3.2 step
@@ -277,11 +295,7 @@ class Authority:
             record = zone.gslb.get(name)
             if record is not None and qtype in (QTYPE_A, QTYPE_AAAA, QTYPE_ANY):
                 family_qtype = QTYPE_A if qtype == QTYPE_ANY else qtype
-                result = self._gslb(record, family_qtype, query, who, name, answer)
-                if result is not None:
-                    return self._negative(zone, Kind.NODATA, answer) if (
-                        result is Kind.NODATA) else Lookup(result, answer)
-                return Lookup(Kind.ANSWER, answer)
+                return self._gslb(zone, record, family_qtype, query, who, name, answer)
             if qtype in node:
                 answer.answer.extend(node[qtype])
                 return Lookup(Kind.ANSWER, answer)
@@ -309,10 +323,10 @@ class Authority:
         answer.rcode = SERVFAIL  # CNAME loop inside our zones
         return Lookup(Kind.SERVFAIL, answer)
 
-    def _gslb(self, record: GslbRecord, qtype: int, query: Query, who: str, owner: str,
-              answer: Answer) -> Kind | None:
-        """Append the GSLB answer for ``record``; return None on success or the
-        kind of a negative outcome (NODATA, SERVFAIL)."""
+    def _gslb(self, zone: _Zone, record: GslbRecord, qtype: int, query: Query, who: str,
+              owner: str, answer: Answer) -> Lookup:
+        """Append the GSLB answer for ``record`` (at ``owner`` in ``zone``)
+        to ``answer``: ANSWER, or NODATA (with the SOA), or SERVFAIL."""
         family = 4 if qtype == QTYPE_A else 6
         client = self.client_for(query, who)
         choice = self.steering.choose(record.pool, family, client, self.health, self.rng)
@@ -320,20 +334,20 @@ class Authority:
         reusable, per_client = self.steering.traits(record.pool)
         answer.reusable = answer.reusable and reusable
         answer.per_client = answer.per_client or per_client
-        answer.choices.append((owner, record.pool, choice))
+        chosen = ((owner, record.pool, choice),)
         if self._on_choice is not None:
             self._on_choice(owner, record.pool, choice)
         if choice.kind == "servfail":
             answer.rcode = SERVFAIL
             answer.aa = False
             answer.answer.clear()
-            return Kind.SERVFAIL
+            return Lookup(Kind.SERVFAIL, answer, chosen)
         if choice.kind == "nodata" or not choice.addresses:
-            return Kind.NODATA
+            return self._negative(zone, Kind.NODATA, answer, chosen)
         answer.answer.extend(
             (owner, qtype, record.ttl, wire.address_rdata(address)) for address in choice.addresses
         )
-        return None
+        return Lookup(Kind.ANSWER, answer, chosen)
 
 
 Observer = Callable[[Query | None, Answer | None, str], None]
@@ -359,13 +373,12 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         shape = cache.shape(data, udp)
         hit = cache.get(shape, data, who)
         if hit is not None:
-            response, note = hit
-            query, answer = note  # type: ignore[misc]
+            response, (query, answer, choices) = hit
             if observe is not None:
                 observe(query, answer, who)
             on_choice = authority._on_choice
             if on_choice is not None:
-                for owner, pool, choice in answer.choices:
+                for owner, pool, choice in choices:
                     on_choice(owner, pool, choice)
             return response
     try:
@@ -377,9 +390,10 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
             observe(None, None, who)
         return err.response
     if query.edns and query.edns_version != 0:
-        answer = Answer(rcode=wire.BADVERS, aa=False)
+        answer, choices = Answer(rcode=wire.BADVERS, aa=False), ()
     else:
-        answer = authority.lookup(query, who).answer
+        lookup = authority.lookup(query, who)
+        answer, choices = lookup.answer, lookup.choices
     if query.nsid:
         answer.nsid = authority.server_id
     if observe is not None:
@@ -391,9 +405,9 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         per_client = answer.per_client and (ecs is None or ecs.source == 0)
         # kept for observers of reused answers: drop what they never read
         query.question_wire, query.qname = None, query.qname_lower
-        cache.put(shape, who, response, (query, answer), per_client)
+        cache.put(shape, who, response, (query, answer, choices), per_client)
     return response
 
 
-__all__ = ["IDENTITY_NAMES", "NOERROR", "Authority", "Kind", "Lookup", "Observer", "respond",
-           "server_identity"]
+__all__ = ["IDENTITY_NAMES", "NOERROR", "RR", "Authority", "CacheNote", "Chosen", "Kind", "Lookup",
+           "Observer", "OnChoice", "respond", "server_identity"]

@@ -112,7 +112,7 @@ def build(v4: Path, v6: Path | None, out: Path) -> BuildStats:
     for path, version in sources:
         ranges = _read(path, version, stats, skipped, generated)
         bits = 32 if version == 4 else 128
-        blocks = []
+        blocks: list[tuple[int, int, SearchTreeLeaf]] = []
         for first, last, key in _merge(ranges, skipped):
             leaf = leaves.get(key)
             if leaf is None:

@@ -1,8 +1,9 @@
 """Answer cache: encoded responses reused for repeated queries.
 
 A nameserver for a few busy names sees the same few query shapes again and
-again; decoding, steering and encoding each one costs about 40 µs in
-Python, patching a stored response about 2 µs. The cache holds the encoded
+again; decoding, steering and encoding each one costs many times what
+patching a stored response does (figures: ``docs/performance.md``, "Where
+the time goes"). The cache holds the encoded
 response per **query shape**: the query message without its ID, with the
 qname lower-cased (names compare case-insensitively, RFC 4343 section 3),
 plus whether it came over UDP. The EDNS OPT record, its payload size, DO
@@ -34,18 +35,32 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from enum import Enum
+from typing import Final, Generic, TypeVar
 
-#: Default bound on stored responses (and per-client variants). Each costs
-#: about 1.4 KB with its key and the query and answer kept for the metrics
-#: and query log (measured with tracemalloc: 16,384 ECS answers, 23 MiB).
+#: Default bound on stored responses (and per-client variants); what one
+#: costs in memory: ``docs/performance.md``, "The answer cache's own costs".
 DEFAULT_ENTRIES = 16384
 
+Note = TypeVar("Note")
+"""What the cache's user stores beside each response and gets back on a hit."""
+
+Shape = tuple[bytes, int]
+"""A query's key and the offset where its qname ends (:meth:`AnswerCache.shape`)."""
+
+
+class _Marker(Enum):
+    PER_CLIENT = 0
+
+
 #: The value stored for a shape whose answers are kept per source address.
-_PER_CLIENT = b""
+_PER_CLIENT: Final = _Marker.PER_CLIENT
 
 
-class AnswerCache:
-    """Encoded responses by query shape, for one health view.
+class AnswerCache(Generic[Note]):
+    """Encoded responses by query shape, for one health view, each stored
+    with a ``Note`` (``AnswerCache[Note]``: the authority keeps the query
+    and answer a response was built for, for the observers of a reuse).
 
     ``generation``: returns the health view's current generation (any
     change empties the cache). ``max_entries``: at most this many stored
@@ -62,9 +77,10 @@ class AnswerCache:
         self._seen = generation()
         # OrderedDict, not dict: evicting the oldest of a full dict with
         # ``del d[next(iter(d))]`` scans the deleted slots left at its front
-        # until the next resize, about 3.5 µs per eviction at 16,384
-        # entries; ``popitem(last=False)`` is O(1) (0.14 µs, measured)
-        self._entries: OrderedDict[object, tuple[bytes, object]] = OrderedDict()
+        # until the next resize; ``popitem(last=False)`` is O(1) (figures:
+        # docs/performance.md, "The answer cache's own costs")
+        self._entries: OrderedDict[bytes | tuple[bytes, str],
+                                   tuple[bytes, Note] | _Marker] = OrderedDict()
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
@@ -72,7 +88,7 @@ class AnswerCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def carry_counts(self, old: AnswerCache | None) -> None:
+    def carry_counts(self, old: AnswerCache[Note] | None) -> None:
         """Go on counting from ``old``'s ``hits`` and ``misses``: a config
         reload replaces the cache, and the metrics made of these are
         Prometheus counters, which must never go down."""
@@ -81,7 +97,7 @@ class AnswerCache:
             self.misses += old.misses
 
     @staticmethod
-    def shape(data: bytes, udp: bool) -> tuple[bytes, int]:
+    def shape(data: bytes, udp: bool) -> Shape:
         """The key of ``data`` (a query message of at least 12 octets) and
         the offset where its qname ends (its terminating zero octet): what
         ``get`` and ``put`` take, worked out once per query."""
@@ -90,8 +106,7 @@ class AnswerCache:
             end = len(data)
         return (b"U" if udp else b"T") + data[2:12] + data[12:end].lower() + data[end:], end
 
-    def get(self, shape: tuple[bytes, int], data: bytes,
-            who: str) -> tuple[bytes, object] | None:
+    def get(self, shape: Shape, data: bytes, who: str) -> tuple[bytes, Note] | None:
         """The response to ``data`` (whose ``shape`` is given) from ``who``,
         ID and qname as asked, and the note stored with it; None on a miss."""
         generation = self._generation()
@@ -103,30 +118,30 @@ class AnswerCache:
         key, end = shape
         entries = self._entries
         found = entries.get(key)
-        if found is not None and found[0] is _PER_CLIENT:
+        if found is _PER_CLIENT:
             found = entries.get((key, who))
-        if found is None:
+        if found is None or found is _PER_CLIENT:  # (a per-client key never holds the marker)
             self.misses += 1
             return None
         self.hits += 1
         stored = found[0]
         return data[:2] + stored[2:12] + data[12:end] + stored[end:], found[1]
 
-    def put(self, shape: tuple[bytes, int], who: str, response: bytes, note: object,
+    def put(self, shape: Shape, who: str, response: bytes, note: Note,
             per_client: bool) -> None:
         """Store ``response`` (to the query of ``shape`` from ``who``) with
         ``note`` (given back on hits); ``per_client``: only for queries from
         ``who``."""
         if self._generation() != self._seen:
             return  # the view moved while answering: this answer may be stale
-        key: object = shape[0]
+        key: bytes | tuple[bytes, str] = shape[0]
         entries = self._entries
         if per_client:
-            entries[key] = (_PER_CLIENT, None)
-            key = (key, who)
+            entries[key] = _PER_CLIENT
+            key = (shape[0], who)
         while len(entries) >= self.max_entries:
             entries.popitem(last=False)
         entries[key] = (response, note)
 
 
-__all__ = ["DEFAULT_ENTRIES", "AnswerCache"]
+__all__ = ["DEFAULT_ENTRIES", "AnswerCache", "Note", "Shape"]

@@ -67,6 +67,77 @@ def enlarge_receive_buffer(sock: socket.socket, size: int = UDP_RCVBUF) -> int:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
+#: Tries at a port both UDP and TCP can have, when asked for port 0: the
+#: free port UDP gets may be taken for TCP.
+BIND_ATTEMPTS = 20
+
+
+def bind_udp_tcp(host: str, port: int, *, reuse_port: bool = False,
+                 receive_buffer: int | None = None) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to ``host`` (an IPv4 or IPv6 address,
+    text) on one port: ``port``, or for 0 a free port both can have (up to
+    ``BIND_ATTEMPTS`` tries). Returns ``(udp, tcp)``, bound, blocking, the
+    TCP socket not yet listening (``listen`` it, or hand it to
+    ``asyncio.start_server(sock=...)``); the caller closes them.
+
+    Both sockets of an IPv6 address are ``IPV6_V6ONLY`` (an IPv4 listener
+    on the same port is another socket); ``reuse_port``: ``SO_REUSEPORT`` on
+    both, so several processes can bind the port and the kernel spreads
+    queries over them; the TCP socket has ``SO_REUSEADDR`` (a restart binds
+    despite connections in TIME_WAIT). ``receive_buffer``: bytes asked for
+    the UDP receive buffer before binding (:func:`enlarge_receive_buffer`;
+    None: the system's default).
+
+    Raises ``OSError`` when ``host`` cannot be bound (not local, the UDP
+    port in use, the TCP port in use for a fixed ``port``: the message then
+    names the address) or no port is free for both; no socket is left
+    open then.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _attempt in range(BIND_ATTEMPTS):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp: socket.socket | None = None
+        try:
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            for sock in (udp, tcp):
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if receive_buffer is not None:
+                enlarge_receive_buffer(udp, receive_buffer)
+            udp.bind((host, port))
+            if _bind_tcp(tcp, host, udp.getsockname()[1], fixed=bool(port)):
+                return udp, tcp
+        except BaseException:
+            udp.close()  # e.g. the port is in use: no socket left behind
+            if tcp is not None:
+                tcp.close()
+            raise
+        udp.close()  # port 0: UDP got a port TCP cannot have; try another
+        tcp.close()
+    raise OSError(f"no port free for both UDP and TCP on {host}")
+
+
+def _bind_tcp(tcp: socket.socket, host: str, port: int, fixed: bool) -> bool:
+    """Bind ``tcp`` to ``(host, port)``; False when that fails and the port
+    was not ``fixed`` (the caller tries another). Raises ``OSError`` naming
+    the address for a fixed port (the words of ``asyncio.start_server``)."""
+    address: tuple[str, int] | tuple[str, int, int, int] = (
+        (host, port, 0, 0) if tcp.family == socket.AF_INET6 else (host, port))
+    try:
+        tcp.bind(address)
+    except OSError as err:
+        if not fixed:
+            return False
+        reason = (err.strerror or str(err)).lower()
+        raise OSError(err.errno,
+                      f"error while attempting to bind on address {address!r}: {reason}"
+                      ) from None
+    return True
+
+
 class _Udp:
     """A UDP listener read with ``loop.add_reader``, draining up to
     ``UDP_BATCH`` datagrams per wake-up (about five times the queries per
@@ -149,39 +220,23 @@ class DnsServer:
             raise
 
     async def _bind(self, host: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for _attempt in range(20):
-            udp_sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                if family == socket.AF_INET6:
-                    udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                if self.reuse_port:
-                    udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                granted = enlarge_receive_buffer(udp_sock)
-                udp_sock.bind((host, port))
-            except BaseException:
-                udp_sock.close()  # e.g. the port is in use: no socket left behind
-                raise
-            bound = udp_sock.getsockname()[1]
-            try:
-                tcp_server = await asyncio.start_server(
-                    self._tcp_client, host, bound, family=family, reuse_address=True,
-                    reuse_port=self.reuse_port or None, backlog=128,
-                )
-            except OSError:
-                udp_sock.close()
-                if port:  # a fixed port that TCP cannot have
-                    raise
-                continue  # port 0: UDP got a port TCP cannot have; try another
-            self._udp.append(_Udp(udp_sock, self.handler))
-            self._tcp.append(tcp_server)
-            self.addresses.append((host, bound))
-            log.info("listening on %s port %d (UDP and TCP)", host, bound)
-            if granted < UDP_RCVBUF:
-                log.info("UDP receive buffer %d bytes (asked for %d): raise "
-                         "net.core.rmem_max to absorb bigger bursts", granted, UDP_RCVBUF)
-            return
-        raise OSError(f"no port free for both UDP and TCP on {host}")
+        udp_sock, tcp_sock = bind_udp_tcp(host, port, reuse_port=self.reuse_port,
+                                          receive_buffer=UDP_RCVBUF)
+        try:
+            tcp_server = await asyncio.start_server(self._tcp_client, sock=tcp_sock, backlog=128)
+        except BaseException:
+            udp_sock.close()
+            tcp_sock.close()
+            raise
+        bound = udp_sock.getsockname()[1]
+        granted = udp_sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self._udp.append(_Udp(udp_sock, self.handler))
+        self._tcp.append(tcp_server)
+        self.addresses.append((host, bound))
+        log.info("listening on %s port %d (UDP and TCP)", host, bound)
+        if granted < UDP_RCVBUF:
+            log.info("UDP receive buffer %d bytes (asked for %d): raise "
+                     "net.core.rmem_max to absorb bigger bursts", granted, UDP_RCVBUF)
 
     def _tcp_client(self, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:

@@ -5,14 +5,15 @@ built per pool and address family, because they keep state: ``latency``'s
 anti-flap memory) are the explicit registry of policy names
 (``Pool.policy``): one place, no magic. The DNS side builds one
 :class:`Steering` per loaded config (rebuild it on reload, which resets that
-state) and calls :meth:`Steering.choose` per query; :func:`choose` is the
-same as a one-shot function.
+state) and calls :meth:`Steering.choose` per query.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from gslb.config.model import Origin, Pool, Vantage
 from gslb.health.view import HealthView
@@ -20,12 +21,12 @@ from gslb.steering.all import AllPolicy
 from gslb.steering.base import Client, Policy, Selection
 from gslb.steering.failover import FailoverPolicy
 from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
+from gslb.steering.fallback import log as steering_log
 from gslb.steering.geo import GeoPolicy
 from gslb.steering.latency import LatencyPolicy, VantageFinder
 from gslb.steering.weighted import WeightedPolicy
 
-__all__ = ["BOUND_POLICIES", "POLICIES", "Choice", "Client", "Policy", "Selection", "Steering",
-           "choose"]
+__all__ = ["BOUND_POLICIES", "POLICIES", "Choice", "Client", "Policy", "Selection", "Steering"]
 
 POLICIES: dict[str, Policy] = {
     "failover": FailoverPolicy(),
@@ -35,8 +36,14 @@ POLICIES: dict[str, Policy] = {
 }
 """Policy name (``Pool.policy``) → the stateless object that selects."""
 
-BoundPolicy = Callable[[Pool, Sequence[Origin], VantageFinder], Policy]
-"""``(pool, candidates of one family, the config's vantages) -> Policy``."""
+class BoundPolicy(Protocol):
+    """How a policy bound to one (pool, family) is built:
+    ``(pool, candidates of one family, the config's vantages, *, logger)``;
+    ``logger`` is where the policy logs its decisions, None for nowhere."""
+
+    def __call__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder, *,
+                 logger: logging.Logger | None) -> Policy: ...
+
 
 BOUND_POLICIES: dict[str, BoundPolicy] = {
     "latency": LatencyPolicy,
@@ -70,6 +77,10 @@ class Steering:
     ``vantages``: the config's probe vantages (``Config.vantages``), which
     ``latency`` pools steer by; none means only the embedded prober's
     ``local`` vantage. ``bound``: policies built per (pool, family).
+    ``quiet``: log nothing, neither fallback transitions nor ``latency``
+    switches (the ``gslb.steering`` logger otherwise): for a Steering that
+    previews answers (status pages) beside the one that serves them, whose
+    log alone tells what clients got. ``in_fallback`` is kept either way.
 
     Raises ValueError when a pool names an unknown origin, policy or
     fallback pool (the config validator should have caught it).
@@ -83,9 +94,12 @@ class Steering:
         rng: random.Random | None = None,
         vantages: Mapping[str, Vantage] | None = None,
         bound: Mapping[str, BoundPolicy] = BOUND_POLICIES,
+        *,
+        quiet: bool = False,
     ) -> None:
         self._rng = rng if rng is not None else random.Random()
-        self._log = FallbackLog()
+        logger = None if quiet else steering_log
+        self._log = FallbackLog(logger)
         self._plans: dict[str, _Plan] = {}
         finder = VantageFinder(vantages or {})
         self.vantages: tuple[str, ...] = finder.names
@@ -107,9 +121,18 @@ class Steering:
                 plan.p4 = plan.p6 = policies[pool.policy]
             else:
                 make = bound[pool.policy]
-                plan.p4, plan.p6 = make(pool, plan.v4, finder), make(pool, plan.v6, finder)
+                plan.p4 = make(pool, plan.v4, finder, logger=logger)
+                plan.p6 = make(pool, plan.v6, finder, logger=logger)
             self._plans[name] = plan
         self._traits = {name: _traits(name, pools) for name in pools}
+        self._reads_rtt = any(p.p4.reads_rtt or p.p6.reads_rtt for p in self._plans.values())
+
+    @property
+    def reads_rtt(self) -> bool:
+        """Whether some pool's policy steers by smoothed RTTs (its policy
+        object's ``reads_rtt``, as ``latency``'s): only then do answers read
+        ``HealthView.srtt_ms``, and a worker process needs those RTTs."""
+        return self._reads_rtt
 
     def traits(self, pool_name: str) -> tuple[bool, bool]:
         """``(reusable, per_client)`` for answers of ``pool_name``, over its
@@ -119,14 +142,6 @@ class Steering:
         answer may depend on where the client is (``geo`` or ``latency`` in
         the chain). Raises KeyError for an unknown pool."""
         return self._traits[pool_name]
-
-    def remembered(self, pool_name: str, family: int) -> Mapping[str, tuple[str, ...]]:
-        """For a ``latency`` pool, vantage → names of the origins last chosen
-        from it for ``family`` (4 or 6): the anti-flap memory, for status
-        pages. Empty for other policies. Raises KeyError for an unknown pool."""
-        plan = self._plans[pool_name]
-        current = getattr(plan.p4 if family == 4 else plan.p6, "current", None)
-        return current if current is not None else {}
 
     @property
     def in_fallback(self) -> frozenset[tuple[str, int]]:
@@ -198,21 +213,3 @@ def _traits(name: str, pools: Mapping[str, Pool]) -> tuple[bool, bool]:
         pool = None if pool.fallback in ("all", "none") else pools.get(pool.fallback)
     return reusable, per_client
 
-
-def choose(
-    pools: Mapping[str, Pool],
-    origins: Mapping[str, Origin],
-    pool_name: str,
-    family: int,
-    client: Client,
-    health: HealthView,
-    rng: random.Random | None = None,
-    vantages: Mapping[str, Vantage] | None = None,
-) -> Choice:
-    """One-shot :meth:`Steering.choose`: builds a :class:`Steering` per
-    call, so it costs more, logs every fallback it meets and has no
-    ``latency`` anti-flap memory. Servers keep one ``Steering`` per config
-    instead. Same errors as the method (plus ValueError from the
-    constructor)."""
-    return Steering(pools, origins, vantages=vantages).choose(
-        pool_name, family, client, health, rng)

@@ -15,6 +15,8 @@ class AllPolicy:
     ``pool.max_answers``. The answer does not depend on the client: ECS
     scope 0."""
 
+    reads_rtt = False
+
     def select(
         self,
         pool: Pool,

@@ -27,14 +27,16 @@ ECS_SCOPE_CAP = {4: 24, 6: 56}
 class Client:
     """Who asked: ``who`` is the packet's source address; ``ecs_address`` and
     ``ecs_source`` are the EDNS Client Subnet address and source
-    prefix-length (RFC 7871 section 6) when the query carried one.
+    prefix-length (RFC 7871 section 6) when the query carried one, and
+    ``ecs_version`` the IP version of that address, 4 or 6 (``Ecs.version``;
+    not the option's FAMILY code, 1 or 2).
 
     ``bestwho`` is the ECS address when present, else ``who`` (PowerDNS's
     names). ``location`` is looked up lazily, at most once, through the
     ``locator`` given.
     """
 
-    __slots__ = ("_located", "_location", "_locator", "ecs_address", "ecs_family", "ecs_source",
+    __slots__ = ("_located", "_location", "_locator", "ecs_address", "ecs_source", "ecs_version",
                  "who")
 
     def __init__(
@@ -42,13 +44,13 @@ class Client:
         who: str,
         ecs_address: str | None = None,
         ecs_source: int | None = None,
-        ecs_family: int | None = None,
+        ecs_version: int | None = None,
         locator: Locator | None = None,
     ) -> None:
         self.who = who
         self.ecs_address = ecs_address
         self.ecs_source = ecs_source
-        self.ecs_family = ecs_family
+        self.ecs_version = ecs_version
         self._locator = locator
         self._location: GeoLocation | None = None
         self._located = False
@@ -70,9 +72,9 @@ class Client:
         """The ECS scope prefix-length for an answer that depends on where the
         client is: the source prefix-length capped at /24 (IPv4) or /56
         (IPv6); 0 when the query had no ECS option."""
-        if self.ecs_source is None or self.ecs_family is None:
+        if self.ecs_source is None or self.ecs_version is None:
             return 0
-        return min(self.ecs_source, ECS_SCOPE_CAP.get(self.ecs_family, 0))
+        return min(self.ecs_source, ECS_SCOPE_CAP.get(self.ecs_version, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,13 @@ class Selection:
 class Policy(Protocol):
     """A steering policy: ``select`` picks among ``candidates`` (the pool's
     members that have an address of the queried family, in declaration
-    order)."""
+    order). ``reads_rtt`` (a class attribute in gslb's policies) is True
+    when ``select`` reads smoothed RTTs (``HealthView.srtt_ms``): its
+    answers can then move while the health generation holds, and a worker
+    process needs the supervisor's RTTs (``Steering.reads_rtt``)."""
+
+    @property
+    def reads_rtt(self) -> bool: ...
 
     def select(
         self,

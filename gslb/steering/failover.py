@@ -35,6 +35,8 @@ class FailoverPolicy:
     candidate, pick ``pool.max_answers`` of them by weight. The answer does
     not depend on the client: ECS scope 0."""
 
+    reads_rtt = False
+
     def select(
         self,
         pool: Pool,

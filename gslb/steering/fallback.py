@@ -79,13 +79,19 @@ class FallbackLog:
     """Logs fallback once per transition, not per query: WARNING when a
     (pool, family) enters fallback, INFO when it has a healthy origin again.
     Transitions are noticed on queries. Holds no global state: one per
-    :class:`gslb.steering.Steering`."""
+    :class:`gslb.steering.Steering`.
 
-    __slots__ = ("_down", "_errors")
+    ``logger``: where it logs (the ``gslb.steering`` logger by default);
+    None keeps track of the transitions (``in_fallback``) but logs nothing,
+    for a Steering that only previews answers (status pages).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_down", "_errors", "_logger")
+
+    def __init__(self, logger: logging.Logger | None = log) -> None:
         self._down: set[tuple[str, int]] = set()
         self._errors: set[str] = set()
+        self._logger = logger
 
     @property
     def in_fallback(self) -> frozenset[tuple[str, int]]:
@@ -96,20 +102,24 @@ class FallbackLog:
         """Record that ``pool`` answered ``family`` from a healthy origin."""
         if self._down and (pool, family) in self._down:
             self._down.discard((pool, family))
-            log.info("pool %s: healthy origin again, leaving fallback (IPv%d)", pool, family)
+            if self._logger is not None:
+                self._logger.info("pool %s: healthy origin again, leaving fallback (IPv%d)",
+                                  pool, family)
 
     def down(self, pool: str, family: int, mode: str) -> None:
         """Record that ``pool`` had no healthy origin of ``family``."""
         if (pool, family) not in self._down:
             self._down.add((pool, family))
-            log.warning("pool %s: no healthy origin, falling back to %s (IPv%d)",
-                        pool, mode, family)
+            if self._logger is not None:
+                self._logger.warning("pool %s: no healthy origin, falling back to %s (IPv%d)",
+                                     pool, mode, family)
 
     def error(self, message: str) -> None:
         """Log ``message`` at ERROR, once per distinct message."""
         if message not in self._errors:
             self._errors.add(message)
-            log.error("%s", message)
+            if self._logger is not None:
+                self._logger.error("%s", message)
 
 
 ChooseFn = Callable[[str, int, Client, HealthView, random.Random, int], Choice]

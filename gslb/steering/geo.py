@@ -39,6 +39,8 @@ class GeoPolicy:
     ``"continent EU tier 1"``, ``"nearest to (59.3, 18.1): stockholm 12 km"``,
     ``"client not located; default tier 1"``."""
 
+    reads_rtt = False
+
     def select(
         self,
         pool: Pool,

@@ -26,6 +26,8 @@ faster by more than ``pool.switch_margin_pct`` percent of that one's RTT AND
 by more than ``pool.switch_margin_ms`` milliseconds. The memory lives in the
 policy object, which a :class:`gslb.steering.Steering` builds per (pool,
 family): a config reload starts afresh. It moves only when queries come.
+A switch is logged at INFO (``gslb.steering``), unless the policy was built
+with ``logger=None``.
 
 **ECS scope** (RFC 7871 section 7.2.1): ``client.geo_scope`` (the deciding
 prefix, as for ``geo``) when the answer depends on where the client is;
@@ -86,15 +88,20 @@ class LatencyPolicy:
     memory (see the module doc). Bound to one pool and one address family:
     ``candidates`` are the pool's members with an address of that family
     (the same sequence ``select`` is called with). ``finder`` knows the
-    config's vantages. ``reason`` examples: ``"vantage eu (country GB): fra
-    12.3 ms"``, ``"vantage eu (nearest, 340 km): kept fra 30.0 ms (ams 27.0 ms
-    within margins)"``, ``"vantage eu (nearest, 340 km) has no RTT data;
+    config's vantages; ``geo`` the fallback policy (a ``GeoPolicy``);
+    ``logger`` where switches are logged (None: nowhere). ``reason``
+    examples: ``"vantage eu (country GB): fra 12.3 ms"``, ``"vantage eu
+    (nearest, 340 km): kept fra 30.0 ms (ams 27.0 ms within margins)"``,
+    ``"vantage eu (nearest, 340 km) has no RTT data;
     geo: country GB tier 1"``.
     """
 
+    reads_rtt = True
+
     def __init__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder,
-                 geo: Policy | None = None) -> None:
+                 geo: Policy | None = None, *, logger: logging.Logger | None = log) -> None:
         self.pool = pool
+        self._logger = logger
         self.finder = finder
         self.geo: Policy = geo if geo is not None else GeoPolicy()
         possible = {*finder.names, *pool.vantage_countries.values(),
@@ -111,11 +118,6 @@ class LatencyPolicy:
         self._rel = pool.switch_margin_pct / 100.0
         self._abs_ms = pool.switch_margin_ms
         self._current: dict[str, tuple[Origin, ...]] = {}
-
-    @property
-    def current(self) -> Mapping[str, tuple[str, ...]]:
-        """Vantage → names of the origins last chosen from it (a copy)."""
-        return {v: tuple(o.name for o in os) for v, os in self._current.items()}
 
     def vantage_for(self, client: Client) -> tuple[str | None, str]:
         """The vantage standing for ``client`` (None when there is none) and
@@ -198,8 +200,9 @@ class LatencyPolicy:
         self._current[vantage] = chosen
         what = ", ".join(f"{o.name} {r:.1f} ms" for r, o in inside)
         if swaps:
-            log.info("pool %s, vantage %s: switched %s", self.pool.name, vantage,
-                     "; ".join(swaps))
+            if self._logger is not None:
+                self._logger.info("pool %s, vantage %s: switched %s", self.pool.name, vantage,
+                                  "; ".join(swaps))
             return f"{what} (switched {'; '.join(swaps)})"
         if outside and outside[-1][0] < inside[-1][0] and prev == chosen:
             r, o = outside[-1]  # faster than a member, but not past both margins

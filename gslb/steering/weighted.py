@@ -59,6 +59,8 @@ class WeightedPolicy:
 
     __slots__ = ("_memo",)
 
+    reads_rtt = False
+
     def __init__(self) -> None:
         self._memo: tuple[object, object, int, tuple[Origin, ...], list[int]] | None = None
 

@@ -1,5 +1,5 @@
-"""``gslb.steering``: the registry, Steering.choose and choose(): kinds,
-addresses per family, NODATA, ECS scope, errors."""
+"""``gslb.steering``: the registry and Steering.choose: kinds, addresses per
+family, NODATA, ECS scope, errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
-from gslb.steering import POLICIES, Choice, Client, Steering, choose
+from gslb.steering import POLICIES, Choice, Client, Steering
 from tests.unit.fakes import Health
 
 ORIGINS = {
@@ -79,9 +79,27 @@ def test_choose(pool: str, family: int, down: tuple[str, ...], expect: Choice) -
     assert steering.choose(pool, family, client(), health, random.Random(0)) == expect
 
 
-def test_module_function_matches_method() -> None:
-    got = choose(POOLS, ORIGINS, "web", 4, client(), Health(), random.Random(0))
+def test_two_steerings_of_one_config_agree() -> None:
+    got = Steering(POOLS, ORIGINS).choose("web", 4, client(), Health(), random.Random(0))
     assert got == Steering(POOLS, ORIGINS).choose("web", 4, client(), Health(), random.Random(0))
+
+
+def test_reads_rtt_is_decided_by_the_policy_objects_not_by_names() -> None:
+    from gslb.steering import BOUND_POLICIES
+    from gslb.steering.all import AllPolicy
+
+    class Measured(AllPolicy):
+        reads_rtt = True
+
+    assert not Steering(POOLS, ORIGINS).reads_rtt
+    with_latency = {**POOLS, "fast": mk("fast", "latency", ("london", "virginia"))}
+    assert Steering(with_latency, ORIGINS).reads_rtt
+    # the same policies under other names: it is the object that says
+    renamed = {"fast": mk("fast", "speedy", ("london",)), "rtt": mk("rtt", "rtt", ("london",))}
+    assert Steering({"fast": renamed["fast"]}, ORIGINS,
+                    bound={"speedy": BOUND_POLICIES["latency"]}).reads_rtt
+    assert Steering({"rtt": renamed["rtt"]}, ORIGINS, policies={"rtt": Measured()}).reads_rtt
+    assert not Steering({"rtt": renamed["rtt"]}, ORIGINS, policies={"rtt": AllPolicy()}).reads_rtt
 
 
 def test_default_rng_and_injected_rng() -> None:

@@ -142,6 +142,27 @@ def test_logs_once_per_transition(caplog: pytest.LogCaptureFixture) -> None:
         assert all(r.name == "gslb.steering" for r in caplog.records)
 
 
+def test_a_quiet_steering_logs_no_transition_but_answers_and_tracks_alike(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A Steering for status previews (``quiet=True``) over all-down pools:
+    the same answers and ``in_fallback`` as a serving one, no log record."""
+
+    def run(steering: Steering) -> tuple[list[Choice], frozenset[tuple[str, int]]]:
+        got = [steering.choose(name, 4, SE_CLIENT, ALL_DOWN, random.Random(0))
+               for name in ("prim", "db", "chain1", "cyc_a")]
+        down = steering.in_fallback
+        got.append(steering.choose("prim", 4, SE_CLIENT, Health(), random.Random(0)))
+        return got, down
+
+    with caplog.at_level(logging.INFO, logger="gslb.steering"):
+        quiet = run(Steering(POOLS, ORIGINS, quiet=True))
+        assert caplog.records == []
+        loud = run(Steering(POOLS, ORIGINS))
+    assert quiet == loud and ("prim", 4) in quiet[1]
+    assert {r.levelname for r in caplog.records} == {"WARNING", "ERROR", "INFO"}
+    assert all(r.name == "gslb.steering" for r in caplog.records)
+
+
 def test_chained_fallback_logs_each_pool_once(caplog: pytest.LogCaptureFixture) -> None:
     steering = Steering(POOLS, ORIGINS)
     with caplog.at_level(logging.WARNING, logger="gslb.steering"):

@@ -49,8 +49,8 @@ def web(**changes: object) -> Pool:
 
 def client(loc: GeoLocation | None, ecs: tuple[str, int, int] | None = ("81.2.69.0", 24, 4)
            ) -> Client:
-    addr, source, family = ecs if ecs is not None else (None, None, None)
-    return Client("198.51.100.1", addr, source, family, locator=lambda _ip: loc)
+    addr, source, version = ecs if ecs is not None else (None, None, None)
+    return Client("198.51.100.1", addr, source, version, locator=lambda _ip: loc)
 
 
 def select(pool: Pool, loc: GeoLocation | None, down: tuple[str, ...] = (),

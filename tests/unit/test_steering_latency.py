@@ -62,8 +62,8 @@ def pool(origins: tuple[str, ...] = tuple(ORIGINS), **fields: object) -> Pool:
 
 def client(loc: GeoLocation | None, ecs: tuple[str, int, int] | None = ("81.2.69.0", 24, 4)
            ) -> Client:
-    addr, source, family = ecs if ecs is not None else (None, None, None)
-    return Client("198.51.100.1", addr, source, family, locator=lambda _ip: loc)
+    addr, source, version = ecs if ecs is not None else (None, None, None)
+    return Client("198.51.100.1", addr, source, version, locator=lambda _ip: loc)
 
 
 def steering(p: Pool, vantages: dict[str, Vantage] | None = VANTAGES,
@@ -169,8 +169,13 @@ def test_memory_is_per_vantage_and_per_family():
     assert ask(s, US, swapped).addresses == (ADDR["fra"],)
     # a first AAAA answer from us starts from the fastest, not from the A memory
     assert ask(s, US, swapped, family=6).addresses == ("2001:db8::1",)
-    assert s.remembered("web", 4) == {"eu": ("lon",), "us": ("fra",)}
-    assert s.remembered("web", 6) == {"eu": ("lon",), "us": ("lon",)}
+    # what each (vantage, family) remembers, each kept against a faster one within margins:
+    # eu/IPv4 lon, us/IPv4 fra, eu/IPv6 lon, us/IPv6 lon
+    for loc, health, family, kept in ((GB, swapped, 4, ADDR["lon"]), (US, swapped, 4, ADDR["fra"]),
+                                      (GB, swapped, 6, "2001:db8::1"),
+                                      (US, start, 6, "2001:db8::1")):
+        got = ask(s, loc, health, family=family)
+        assert got.addresses == (kept,) and "within margins" in got.reason, (loc, family)
 
 
 def test_a_new_steering_a_reload_starts_afresh():
@@ -209,6 +214,16 @@ def test_a_switch_is_logged_once(caplog):
             ask(s, GB, Rtts(table(eu={"lon": 50, "fra": 10})))
     assert [r.getMessage() for r in caplog.records] == [
         "pool web, vantage eu: switched lon 50.0 ms → fra 10.0 ms"]
+
+
+def test_a_quiet_steering_switches_alike_but_logs_nothing(caplog):
+    p = pool()
+    quiet = Steering({p.name: p}, ORIGINS, vantages=VANTAGES, quiet=True)
+    ask(quiet, GB, Rtts(table(eu={"lon": 50, "fra": 60})))
+    with caplog.at_level(logging.INFO, logger="gslb.steering"):
+        got = ask(quiet, GB, Rtts(table(eu={"lon": 50, "fra": 10})))
+    assert got.addresses == (ADDR["fra"],) and "switched lon 50.0 ms → fra 10.0 ms" in got.reason
+    assert caplog.records == []
 
 
 # -- fallbacks --------------------------------------------------------------------------
@@ -326,11 +341,6 @@ def test_finder_nearest_and_cache():
     assert VantageFinder({}).nearest(0.0, 0.0) is None
 
 
-def test_remembered_is_empty_for_other_policies_and_one_shot_choose_works():
-    from gslb.steering import choose
-
-    geo = Pool("geo", "geo", ("lon",), (("lon",),))
-    s = Steering({"geo": geo}, ORIGINS, vantages=VANTAGES)
-    assert s.remembered("geo", 4) == {}
-    got = choose({"web": pool()}, ORIGINS, "web", 4, client(SG), Rtts(RTT), vantages=VANTAGES)
+def test_a_steering_built_for_one_query_answers_by_rtt():
+    got = steering(pool()).choose("web", 4, client(SG), Rtts(RTT))
     assert got.addresses == (ADDR["sin"],)
