@@ -178,7 +178,8 @@ class Service:
         Steering for status previews (so they touch no live steering state)."""
         authority = build_authority(config, self.view, self.geo, self.stats, self.settings,
                                     self._rng)
-        return authority, Steering(config.pools, config.origins, vantages=config.vantages)
+        return authority, Steering(config.pools, config.origins, vantages=config.vantages,
+                                   quiet=True)
 
     async def _apply(self, loaded: Loaded) -> list[str]:
         """Put a reloaded config in force: health settings, the prober's
@@ -309,9 +310,8 @@ class _SupervisedView:
     def snapshot(self) -> ViewSnapshot:
         service = self._service
         loaded = service.reloader.loaded
-        reads_rtt = any(p.policy == "latency" for p in loaded.config.pools.values())
         return snapshot_of(service.view, service.overrides.is_drained, loaded.config.origins,
-                           loaded.preview.vantages if reads_rtt else ())
+                           loaded.preview.vantages if loaded.preview.reads_rtt else ())
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         await self._service.quorum.wait_for(predicate, timeout)

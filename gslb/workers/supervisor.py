@@ -17,6 +17,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from gslb.answering import AnswerSettings
+from gslb.dns.server import bind_udp_tcp
 from gslb.errors import raise_if_cancelling
 from gslb.logs import JsonFormatter
 from gslb.stats import QueryStats
@@ -316,32 +317,12 @@ def _reserve(listen: Sequence[tuple[str, int]]) -> list[tuple[str, socket.socket
                                                              socket.socket]]:
     """Bind a UDP and a TCP socket (``SO_REUSEPORT``, not listening) per
     address, on one port for both (a free one for port 0), to learn and hold
-    the port until the workers have bound it too."""
+    the port until the workers have bound it too. Raises ``OSError`` as
+    :func:`gslb.dns.server.bind_udp_tcp` does, with nothing left open."""
     held: list[tuple[str, socket.socket, socket.socket]] = []
     try:
         for host, port in listen:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            for _attempt in range(20):
-                udp = socket.socket(family, socket.SOCK_DGRAM)
-                tcp = socket.socket(family, socket.SOCK_STREAM)
-                for sock in (udp, tcp):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                    if family == socket.AF_INET6:
-                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    udp.bind((host, port))
-                    tcp.bind((host, udp.getsockname()[1]))
-                except OSError:
-                    udp.close()
-                    tcp.close()
-                    if port:
-                        raise
-                    continue
-                held.append((host, udp, tcp))
-                break
-            else:
-                raise OSError(f"no port free for both UDP and TCP on {host}")
+            held.append((host, *bind_udp_tcp(host, port, reuse_port=True)))
     except BaseException:
         for _h, udp, tcp in held:
             udp.close()
