@@ -36,7 +36,7 @@ from gslb.config.model import (
     Vantage,
     Zone,
 )
-from gslb.dns.wire import STATIC_TYPES, normalize_rdata
+from gslb.dns.zonetext import STATIC_TYPES, normalize_rdata
 from gslb.errors import ConfigError
 
 T = TypeVar("T")

@@ -1,14 +1,15 @@
-"""DNS wire format: the only module that imports dnslib.
+"""DNS wire format: queries decoded, answers encoded, RDATA compiled.
 
-This part holds the RDATA helpers used at config load time; the query
-decoding and answer encoding live below them.
+``decode`` turns a query message into a ``Query`` (the common shape by hand,
+anything else through dnslib); ``encode`` writes an ``Answer`` to it by hand.
+``compile_rdata`` and ``address_rdata`` turn canonical presentation RDATA
+(made so at config load time by ``gslb.dns.zonetext``) into the ``Rdata``
+objects ``encode`` writes. With ``gslb.dns.zonetext``, the only module that
+imports dnslib.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import shlex
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -30,121 +31,14 @@ from dnslib import (
     DNSRecord,
     EDNSOption,
 )
-from dnslib.dns import ZoneParser
 
 from gslb.dns.edns import Ecs, EcsError, parse_ecs
-
-#: Static record types a zone may hold, with the number of RDATA fields each
-#: takes in presentation format (None: one or more, as for TXT).
-STATIC_TYPES: dict[str, int | None] = {
-    "SOA": 7,
-    "NS": 1,
-    "A": 1,
-    "AAAA": 1,
-    "CNAME": 1,
-    "MX": 2,
-    "TXT": None,
-    "SRV": 4,
-    "CAA": 3,
-}
-
-
-def normalize_rdata(rtype: str, text: str, origin: str) -> str:
-    """Check one RDATA in presentation format (RFC 1035 section 5.1) and
-    return it with every name made absolute against ``origin``.
-
-    ``rtype`` is a mnemonic from ``STATIC_TYPES``; ``origin`` is the zone
-    name (absolute, ends with a dot). Raises ``ValueError`` with a message
-    fit for a config error when the text is not valid RDATA of that type.
-    """
-    rtype = rtype.upper()
-    if rtype not in STATIC_TYPES:
-        raise ValueError(f"unsupported record type {rtype!r} (supported: "
-                         f"{', '.join(STATIC_TYPES)})")
-    text = str(text).strip()
-    if rtype == "A" and (address := _ipv4_text(text)) is not None:
-        return address
-    if _UNQUOTED.fullmatch(text):  # what shlex.split gives for such text
-        fields = text.split()
-    else:
-        try:
-            fields = shlex.split(text, posix=False)
-        except ValueError as exc:
-            raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
-    want = STATIC_TYPES[rtype]
-    if not fields or (want is not None and len(fields) != want):
-        raise ValueError(f"bad {rtype} data {text!r}: expected "
-                         f"{want or 'at least 1'} field(s), got {len(fields)}")
-    if rtype in ("A", "AAAA"):
-        try:
-            addr = ipaddress.ip_address(fields[0])
-        except ValueError:
-            raise ValueError(f"bad {rtype} address {text!r}") from None
-        if addr.version != (4 if rtype == "A" else 6):
-            raise ValueError(f"bad {rtype} address {text!r}: IPv{addr.version}")
-        return str(addr)
-    numeric = {"MX": (0,), "SRV": (0, 1, 2), "CAA": (0,), "SOA": (2, 3, 4, 5, 6)}.get(rtype, ())
-    for i in numeric:
-        if not fields[i].isdigit():
-            raise ValueError(f"bad {rtype} data {text!r}: field {i + 1} must be a number")
-    names = {"NS": (0,), "CNAME": (0,), "MX": (1,), "SRV": (3,), "SOA": (0, 1)}.get(rtype, ())
-    for i in names:
-        fields[i] = _absolute(fields[i], origin)
-    if names:
-        text = " ".join(fields)
-    try:
-        rr = _from_zone(f"$ORIGIN {origin}\n@ 0 IN {rtype} {text}")[0]
-        return str(rr.rdata.toZone())
-    except (DNSError, ValueError, IndexError, TypeError) as exc:
-        raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
-
-
-_UNQUOTED = re.compile(r"[\t\n\r !#-&(-~]*")
-"""Printable ASCII without quotes: text ``shlex.split(text, posix=False)``
-splits at whitespace only, as ``str.split()`` does."""
-
-
-def _ipv4_text(text: str) -> str | None:
-    """``text`` when it is an IPv4 address written as ``ipaddress`` prints
-    it (dotted decimal, no leading zeros), else None. The result is a new
-    string, not ``text``: the config keeps it, and the YAML document
-    ``text`` came from is about to be freed (one string kept from it would
-    keep the memory around it from being reused)."""
-    try:
-        address = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
-    except (OSError, ValueError):
-        return None
-    return address if address == text else None
-
-
-def _from_zone(text: str) -> list[RR]:
-    """``RR.fromZone(text)`` without the garbage it leaves: dnslib's lexer
-    holds its state as a bound method of itself, a reference cycle only the
-    cyclic collector frees (and config loading pauses that collector)."""
-    parser = ZoneParser(text)
-    try:
-        return list(parser)
-    finally:
-        parser.l.state = None
-
-
-def _absolute(name: str, origin: str) -> str:
-    """``name`` made absolute against ``origin`` (``@`` is the origin)."""
-    if name == "@":
-        return origin
-    return name if name.endswith(".") else f"{name}.{origin}"
+from gslb.dns.zonetext import from_zone
 
 
 def qtype_code(rtype: str) -> int:
     """The numeric RR type of a mnemonic (``"AAAA"`` → 28)."""
     return int(getattr(QTYPE, rtype.upper()))
-
-
-# --------------------------------------------------------------------------
-# Queries and answers on the wire
-# --------------------------------------------------------------------------
-
-
 
 
 #: RCODE values (RFC 1035 section 4.1.1, RFC 6891 section 9 for BADVERS).
@@ -304,7 +198,7 @@ def compile_rdata(rtype: str, text: str,
         if rtype == "A" or rtype == "AAAA":  # what RR.fromZone does, without its lexer
             rd: object = A(text) if rtype == "A" else AAAA(text)
         else:
-            rd = _from_zone(f"@ 0 IN {rtype} {text}")[0].rdata
+            rd = from_zone(f"@ 0 IN {rtype} {text}")[0].rdata
         rdata = Rdata(rd, qtype_code(rtype), text)
     except (DNSError, ValueError, IndexError, TypeError, OSError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
