@@ -17,19 +17,14 @@ from functools import lru_cache
 
 from dnslib import (
     AAAA,
-    EDNS0,
     QTYPE,
     RD,
     RDMAP,
-    RR,
     A,
     DNSBuffer,
     DNSError,
-    DNSHeader,
     DNSLabel,
-    DNSQuestion,
     DNSRecord,
-    EDNSOption,
 )
 
 from gslb.dns.edns import Ecs, EcsError, parse_ecs
@@ -136,7 +131,7 @@ class Rdata:
     """Compiled RDATA: ``wire`` (the RDATA octets, names uncompressed) for the
     fast encoder, the presentation text as ``text`` and ``str()``, and ``rd``
     (the dnslib object) for the dnslib encoder. ``rd`` is not kept: it is
-    parsed back from ``wire`` when first asked for (only ``encode_dnslib``
+    parsed back from ``wire`` when first asked for (only the tests' dnslib encoder
     asks), so a compiled zone holds two small objects per RDATA."""
 
     __slots__ = ("_rd", "rtype", "text", "wire")
@@ -345,51 +340,6 @@ def response_options(query: Query, answer: Answer) -> list[tuple[int, bytes]]:
     return options
 
 
-def _rr(owner: str, rtype: int, ttl: int, rdata: Rdata, asked: Query) -> RR:
-    name = asked.label or asked.qname if owner == asked.qname_lower else owner
-    return RR(name, rtype, asked.qclass, ttl, rdata.rd)
-
-
-def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> bytes:
-    """``encode`` through dnslib: the reference the fast encoder is tested
-    against.
-
-    The question is echoed as asked (case kept: 0x20). With EDNS in the
-    query an OPT record with our payload size is added (RFC 6891 section
-    6.1.1), with the options of :func:`response_options`. Records carry the
-    query's class (IN, or CH for RFC 4892 queries). Extended RCODEs
-    (BADVERS) go in the OPT record. When the message exceeds ``limit`` bytes
-    (UDP), the additional section is dropped first, then every section with
-    TC set (RFC 2181 section 9).
-    """
-    header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, aa=int(answer.aa),
-                       rd=int(query.rd), rcode=answer.rcode & 0xF)
-    msg = DNSRecord(header, q=DNSQuestion(query.label or query.qname, query.qtype, query.qclass))
-    opt: RR | None = None
-    if query.edns:
-        options = [EDNSOption(code, data) for code, data in response_options(query, answer)]
-        opt = EDNS0(udp_len=OUR_UDP_SIZE, ext_rcode=answer.rcode >> 4, opts=options,
-                    flags="do" if query.dnssec_ok else "")
-    for section, add in ((answer.answer, msg.add_answer), (answer.authority, msg.add_auth),
-                         (answer.additional, msg.add_ar)):
-        for owner, rtype, ttl, rdata in section:
-            add(_rr(owner, rtype, ttl, rdata, query))
-    if opt is not None:
-        msg.add_ar(opt)
-    wire = bytes(msg.pack())
-    if limit is None or len(wire) <= limit:
-        return wire
-    msg.ar = [opt] if opt is not None else []
-    msg.set_header_qa()
-    wire = bytes(msg.pack())
-    if len(wire) <= limit:
-        return wire
-    msg.rr, msg.auth = [], []
-    msg.header.tc = 1
-    msg.set_header_qa()
-    return bytes(msg.pack())
-
-
 # --------------------------------------------------------------------------
 # The fast path: the common query shape decoded and every answer encoded by
 # hand, with no per-query dnslib objects.
@@ -481,8 +431,8 @@ def _section(records: list[tuple[str, int, int, Rdata]], qname_lower: str,
 
 
 def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
-    """Encode ``answer`` to ``query``, by hand (``encode_dnslib`` is the
-    reference it is tested against).
+    """Encode ``answer`` to ``query``, by hand (``tests/unit/dnslib_encoder.py``
+    is the reference it is tested against).
 
     The question is echoed as asked (case kept: 0x20). With EDNS in the
     query an OPT record with our payload size is added (RFC 6891 section
