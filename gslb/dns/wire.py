@@ -18,8 +18,6 @@ from functools import lru_cache
 from dnslib import (
     AAAA,
     QTYPE,
-    RD,
-    RDMAP,
     A,
     DNSBuffer,
     DNSError,
@@ -128,13 +126,12 @@ class _Uncompressed(DNSBuffer):
 
 
 class Rdata:
-    """Compiled RDATA: ``wire`` (the RDATA octets, names uncompressed) for the
-    fast encoder, the presentation text as ``text`` and ``str()``, and ``rd``
-    (the dnslib object) for the dnslib encoder. ``rd`` is not kept: it is
-    parsed back from ``wire`` when first asked for (only the tests' dnslib encoder
-    asks), so a compiled zone holds two small objects per RDATA."""
+    """Compiled RDATA: ``rtype`` (numeric), ``wire`` (the RDATA octets, names
+    uncompressed) for ``encode``, and the presentation text as ``text`` and
+    ``str()``. No dnslib object is kept, so a compiled zone holds two small
+    objects per RDATA."""
 
-    __slots__ = ("_rd", "rtype", "text", "wire")
+    __slots__ = ("rtype", "text", "wire")
 
     def __init__(self, rd: object, rtype: int | None = None, text: str | None = None) -> None:
         """From dnslib RDATA ``rd`` of numeric type ``rtype`` (default: from
@@ -143,7 +140,6 @@ class Rdata:
         buf = _Uncompressed()
         rd.pack(buf)  # type: ignore[attr-defined]
         shown = str(rd)
-        self._rd: object | None = None
         self.rtype = rtype if rtype is not None else qtype_code(type(rd).__name__)
         self.wire = bytes(buf.data)
         self.text = text if text == shown else shown
@@ -153,16 +149,8 @@ class Rdata:
         """RDATA of numeric type ``rtype`` from its octets and presentation
         ``text`` (which must be what dnslib would print)."""
         self = cls.__new__(cls)
-        self._rd, self.rtype, self.wire, self.text = None, rtype, wire, text
+        self.rtype, self.wire, self.text = rtype, wire, text
         return self
-
-    @property
-    def rd(self) -> object:
-        """The dnslib RDATA object (parsed from ``wire`` once)."""
-        if self._rd is None:
-            cls = RDMAP.get(QTYPE.get(self.rtype), RD)
-            self._rd = cls.parse(DNSBuffer(self.wire), len(self.wire))
-        return self._rd
 
     def __str__(self) -> str:
         return self.text

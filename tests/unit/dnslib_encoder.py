@@ -4,14 +4,31 @@ hand-written encoder is tested against (``test_dns_fastpath.py``,
 
 from __future__ import annotations
 
-from dnslib import EDNS0, RR, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
+from dnslib import (
+    EDNS0,
+    QTYPE,
+    RD,
+    RDMAP,
+    RR,
+    DNSBuffer,
+    DNSHeader,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
 
 from gslb.dns.wire import OUR_UDP_SIZE, Answer, Query, Rdata, response_options
 
 
+def dnslib_rdata(rdata: Rdata) -> RD:
+    """The dnslib RDATA object of ``rdata``, parsed back from its octets."""
+    cls = RDMAP.get(QTYPE.get(rdata.rtype), RD)
+    return cls.parse(DNSBuffer(rdata.wire), len(rdata.wire))
+
+
 def _rr(owner: str, rtype: int, ttl: int, rdata: Rdata, asked: Query) -> RR:
     name = asked.label or asked.qname if owner == asked.qname_lower else owner
-    return RR(name, rtype, asked.qclass, ttl, rdata.rd)
+    return RR(name, rtype, asked.qclass, ttl, dnslib_rdata(rdata))
 
 
 def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> bytes:
