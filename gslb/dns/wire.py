@@ -28,6 +28,15 @@ from dnslib import (
 from gslb.dns.edns import Ecs, EcsError, parse_ecs
 from gslb.dns.zonetext import from_zone
 
+__all__ = [
+    "BADVERS", "CLASS_CH", "CLASS_IN", "FORMERR", "NOERROR", "NOTIMP", "NXDOMAIN",
+    "OPTION_ECS", "OPTION_NSID", "OUR_UDP_SIZE", "PLAIN_UDP_SIZE", "QTYPE", "QTYPE_A",
+    "QTYPE_AAAA", "QTYPE_ANY", "QTYPE_CNAME", "QTYPE_NS", "QTYPE_OPT", "QTYPE_SOA", "QTYPE_TXT",
+    "REFUSED", "SERVFAIL", "Answer", "Drop", "FormErr", "Query", "Rdata", "address_rdata",
+    "compile_rdata", "decode", "decode_dnslib", "encode", "qtype_code", "response_options",
+]
+"""The codec's names; ``QTYPE`` is dnslib's RR type table (mnemonic ⇄ code)."""
+
 
 def qtype_code(rtype: str) -> int:
     """The numeric RR type of a mnemonic (``"AAAA"`` → 28)."""
@@ -72,7 +81,6 @@ class Query:
     id: int
     opcode: int
     rd: bool
-    cd: bool
     qname: str
     qname_lower: str
     qtype: int
@@ -117,7 +125,7 @@ class Answer:
     choices: list[tuple[str, str, object]] = field(default_factory=list)
 
 
-class _Uncompressed(DNSBuffer):
+class _Uncompressed(DNSBuffer):  # type: ignore[misc]  # dnslib has no types: DNSBuffer is Any
     """A dnslib buffer that never compresses names, so packed RDATA stands
     alone and can be copied into any message."""
 
@@ -258,7 +266,7 @@ def decode_dnslib(data: bytes) -> Query:
     label = q.qname
     qname = str(label)
     query = Query(
-        id=h.id, opcode=h.opcode, rd=bool(h.rd), cd=bool(getattr(h, "cd", 0)),
+        id=h.id, opcode=h.opcode, rd=bool(h.rd),
         qname=qname, qname_lower=qname.lower(), qtype=q.qtype, qclass=q.qclass, label=label,
     )
     opts = [rr for rr in rec.ar if rr.rtype == QTYPE_OPT]
@@ -368,7 +376,7 @@ def _decode_fast(data: bytes) -> Query | None:
     qtype, qclass = _QFIXED.unpack_from(data, pos + 1)
     qend = pos + 5
     qname = (b".".join(labels) + b".").decode("ascii") if labels else "."
-    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100), cd=bool(flags & 0x0010),
+    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100),
                   qname=qname, qname_lower=qname.lower(), qtype=qtype, qclass=qclass,
                   question_wire=data[12:qend])
     if ar == 0:
