@@ -873,10 +873,3 @@ class Validator:
                     self._err(oat, f"record {owner} lies inside the configured zone {sub}; "
                                    "define it there")
 
-
-def validate(documents: Iterable[tuple[str, Any]]) -> Config:
-    """Validate loaded ``(file name, document)`` pairs into one ``Config``.
-
-    Raises ``ConfigError`` with every reason found.
-    """
-    return Validator().build(documents)
