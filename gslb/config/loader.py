@@ -26,7 +26,7 @@ import contextlib
 import gc
 import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import yaml
@@ -45,9 +45,14 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 
 try:
-    from yaml.cyaml import CParser, CSafeLoader
+    from yaml._yaml import CParser as _LibyamlParser
+    from yaml.cyaml import CSafeLoader
 except ImportError:  # PyYAML built without libyaml: the pure-Python loader only
-    CParser = CSafeLoader = None
+    _LIBYAML = False
+else:
+    _LIBYAML = True
+CParser: type[_LibyamlParser] | None = _LibyamlParser if _LIBYAML else None
+"""libyaml's parser, or None without libyaml (then only the pure-Python loader reads)."""
 
 
 class Loc(NamedTuple):
@@ -71,7 +76,10 @@ _SMALL = 8
 
 
 def _place(mark: Any) -> int:
-    return (mark.line + 1) << _BITS | (mark.column + 1)
+    """The packed place (see above) of a YAML mark (0-based ``line`` and
+    ``column``; a ``yaml.error.Mark`` or libyaml's own)."""
+    place: int = (mark.line + 1) << _BITS | (mark.column + 1)
+    return place
 
 
 def _unpack(file: str, place: int) -> Loc:
@@ -242,8 +250,8 @@ class Loader(_Marking, yaml.SafeLoader):
 
 Loader.register()
 
-if CSafeLoader is not None:
-    class CLoader(_Marking, CSafeLoader):  # type: ignore[valid-type,misc]
+if _LIBYAML:
+    class CLoader(_Marking, CSafeLoader):
         """``Loader`` with libyaml's scanner, parser and composer (same
         constructors); ``stream`` may be the text itself."""
 
@@ -270,9 +278,12 @@ class _EventBuilder:
     Scalars are resolved and constructed as ``SafeLoader`` does, once per
     distinct text; equal texts share one object."""
 
-    def __init__(self, text: str, file: str) -> None:
-        self._parser = CParser(text)
-        self._get = self._parser.get_event
+    def __init__(self, parser: _LibyamlParser, file: str) -> None:
+        """Build from the events of ``parser`` (a libyaml parser of the text)."""
+        self._parser = parser
+        # events read as libyaml makes them: always with their marks (the
+        # stubs type every mark as optional)
+        self._get: Callable[[], Any] = parser.get_event
         self.file = file
         self._anchors: dict[str, tuple[Any, int] | None] = {}  # None: still open
         self._plain: dict[str, Any] = {}
@@ -308,7 +319,8 @@ class _EventBuilder:
             return self._plain[text]
         except KeyError:
             pass
-        tag = self._resolver.resolve(ScalarNode, text, (True, False))
+        # types-PyYAML leaves BaseResolver.resolve unannotated
+        tag = self._resolver.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
         if tag not in _SCALAR_TAGS:
             raise _Unsupported
         if tag == _STR:
@@ -415,12 +427,13 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     (always as the pure-Python ``Loader`` words it).
     """
     name = os.fspath(path)
-    if CParser is not None:
+    libyaml = CParser
+    if libyaml is not None:
         with open(name, encoding="utf-8") as stream:
             text = stream.read()
         with contextlib.suppress(yaml.YAMLError):
             try:
-                return _EventBuilder(text, name).document()
+                return _EventBuilder(libyaml(text), name).document()
             except _Unsupported:
                 loader = CLoader(text, name)
                 try:
@@ -429,8 +442,8 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
                     loader.dispose()
     # no libyaml, or libyaml refused the text: PyYAML's own words and marks
     with open(name, encoding="utf-8") as stream:
-        loader = Loader(stream, name)
+        pure = Loader(stream, name)
         try:
-            return loader.get_single_data()
+            return pure.get_single_data()
         finally:
-            loader.dispose()
+            pure.dispose()

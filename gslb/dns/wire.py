@@ -1,14 +1,15 @@
-"""DNS wire format: the only module that imports dnslib.
+"""DNS wire format: queries decoded, answers encoded, RDATA compiled.
 
-This part holds the RDATA helpers used at config load time; the query
-decoding and answer encoding live below them.
+``decode`` turns a query message into a ``Query`` (the common shape by hand,
+anything else through dnslib); ``encode`` writes an ``Answer`` to it by hand.
+``compile_rdata`` and ``address_rdata`` turn canonical presentation RDATA
+(made so at config load time by ``gslb.dns.zonetext``) into the ``Rdata``
+objects ``encode`` writes. With ``gslb.dns.zonetext``, the only module that
+imports dnslib.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import shlex
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -16,135 +17,30 @@ from functools import lru_cache
 
 from dnslib import (
     AAAA,
-    EDNS0,
     QTYPE,
-    RD,
-    RDMAP,
-    RR,
     A,
     DNSBuffer,
     DNSError,
-    DNSHeader,
     DNSLabel,
-    DNSQuestion,
     DNSRecord,
-    EDNSOption,
 )
-from dnslib.dns import ZoneParser
 
 from gslb.dns.edns import Ecs, EcsError, parse_ecs
+from gslb.dns.zonetext import from_zone
 
-#: Static record types a zone may hold, with the number of RDATA fields each
-#: takes in presentation format (None: one or more, as for TXT).
-STATIC_TYPES: dict[str, int | None] = {
-    "SOA": 7,
-    "NS": 1,
-    "A": 1,
-    "AAAA": 1,
-    "CNAME": 1,
-    "MX": 2,
-    "TXT": None,
-    "SRV": 4,
-    "CAA": 3,
-}
-
-
-def normalize_rdata(rtype: str, text: str, origin: str) -> str:
-    """Check one RDATA in presentation format (RFC 1035 section 5.1) and
-    return it with every name made absolute against ``origin``.
-
-    ``rtype`` is a mnemonic from ``STATIC_TYPES``; ``origin`` is the zone
-    name (absolute, ends with a dot). Raises ``ValueError`` with a message
-    fit for a config error when the text is not valid RDATA of that type.
-    """
-    rtype = rtype.upper()
-    if rtype not in STATIC_TYPES:
-        raise ValueError(f"unsupported record type {rtype!r} (supported: "
-                         f"{', '.join(STATIC_TYPES)})")
-    text = str(text).strip()
-    if rtype == "A" and (address := _ipv4_text(text)) is not None:
-        return address
-    if _UNQUOTED.fullmatch(text):  # what shlex.split gives for such text
-        fields = text.split()
-    else:
-        try:
-            fields = shlex.split(text, posix=False)
-        except ValueError as exc:
-            raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
-    want = STATIC_TYPES[rtype]
-    if not fields or (want is not None and len(fields) != want):
-        raise ValueError(f"bad {rtype} data {text!r}: expected "
-                         f"{want or 'at least 1'} field(s), got {len(fields)}")
-    if rtype in ("A", "AAAA"):
-        try:
-            addr = ipaddress.ip_address(fields[0])
-        except ValueError:
-            raise ValueError(f"bad {rtype} address {text!r}") from None
-        if addr.version != (4 if rtype == "A" else 6):
-            raise ValueError(f"bad {rtype} address {text!r}: IPv{addr.version}")
-        return str(addr)
-    numeric = {"MX": (0,), "SRV": (0, 1, 2), "CAA": (0,), "SOA": (2, 3, 4, 5, 6)}.get(rtype, ())
-    for i in numeric:
-        if not fields[i].isdigit():
-            raise ValueError(f"bad {rtype} data {text!r}: field {i + 1} must be a number")
-    names = {"NS": (0,), "CNAME": (0,), "MX": (1,), "SRV": (3,), "SOA": (0, 1)}.get(rtype, ())
-    for i in names:
-        fields[i] = _absolute(fields[i], origin)
-    if names:
-        text = " ".join(fields)
-    try:
-        rr = _from_zone(f"$ORIGIN {origin}\n@ 0 IN {rtype} {text}")[0]
-        return str(rr.rdata.toZone())
-    except (DNSError, ValueError, IndexError, TypeError) as exc:
-        raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
-
-
-_UNQUOTED = re.compile(r"[\t\n\r !#-&(-~]*")
-"""Printable ASCII without quotes: text ``shlex.split(text, posix=False)``
-splits at whitespace only, as ``str.split()`` does."""
-
-
-def _ipv4_text(text: str) -> str | None:
-    """``text`` when it is an IPv4 address written as ``ipaddress`` prints
-    it (dotted decimal, no leading zeros), else None. The result is a new
-    string, not ``text``: the config keeps it, and the YAML document
-    ``text`` came from is about to be freed (one string kept from it would
-    keep the memory around it from being reused)."""
-    try:
-        address = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
-    except (OSError, ValueError):
-        return None
-    return address if address == text else None
-
-
-def _from_zone(text: str) -> list[RR]:
-    """``RR.fromZone(text)`` without the garbage it leaves: dnslib's lexer
-    holds its state as a bound method of itself, a reference cycle only the
-    cyclic collector frees (and config loading pauses that collector)."""
-    parser = ZoneParser(text)
-    try:
-        return list(parser)
-    finally:
-        parser.l.state = None
-
-
-def _absolute(name: str, origin: str) -> str:
-    """``name`` made absolute against ``origin`` (``@`` is the origin)."""
-    if name == "@":
-        return origin
-    return name if name.endswith(".") else f"{name}.{origin}"
+__all__ = [
+    "BADVERS", "CLASS_CH", "CLASS_IN", "FORMERR", "NOERROR", "NOTIMP", "NXDOMAIN",
+    "OPTION_ECS", "OPTION_NSID", "OUR_UDP_SIZE", "PLAIN_UDP_SIZE", "QTYPE", "QTYPE_A",
+    "QTYPE_AAAA", "QTYPE_ANY", "QTYPE_CNAME", "QTYPE_NS", "QTYPE_OPT", "QTYPE_SOA", "QTYPE_TXT",
+    "REFUSED", "SERVFAIL", "Answer", "Drop", "FormErr", "Query", "Rdata", "address_rdata",
+    "compile_rdata", "decode", "decode_dnslib", "encode", "qtype_code", "response_options",
+]
+"""The codec's names; ``QTYPE`` is dnslib's RR type table (mnemonic ⇄ code)."""
 
 
 def qtype_code(rtype: str) -> int:
     """The numeric RR type of a mnemonic (``"AAAA"`` → 28)."""
     return int(getattr(QTYPE, rtype.upper()))
-
-
-# --------------------------------------------------------------------------
-# Queries and answers on the wire
-# --------------------------------------------------------------------------
-
-
 
 
 #: RCODE values (RFC 1035 section 4.1.1, RFC 6891 section 9 for BADVERS).
@@ -185,7 +81,6 @@ class Query:
     id: int
     opcode: int
     rd: bool
-    cd: bool
     qname: str
     qname_lower: str
     qtype: int
@@ -230,7 +125,7 @@ class Answer:
     choices: list[tuple[str, str, object]] = field(default_factory=list)
 
 
-class _Uncompressed(DNSBuffer):
+class _Uncompressed(DNSBuffer):  # type: ignore[misc]  # dnslib has no types: DNSBuffer is Any
     """A dnslib buffer that never compresses names, so packed RDATA stands
     alone and can be copied into any message."""
 
@@ -239,13 +134,12 @@ class _Uncompressed(DNSBuffer):
 
 
 class Rdata:
-    """Compiled RDATA: ``wire`` (the RDATA octets, names uncompressed) for the
-    fast encoder, the presentation text as ``text`` and ``str()``, and ``rd``
-    (the dnslib object) for the dnslib encoder. ``rd`` is not kept: it is
-    parsed back from ``wire`` when first asked for (only ``encode_dnslib``
-    asks), so a compiled zone holds two small objects per RDATA."""
+    """Compiled RDATA: ``rtype`` (numeric), ``wire`` (the RDATA octets, names
+    uncompressed) for ``encode``, and the presentation text as ``text`` and
+    ``str()``. No dnslib object is kept, so a compiled zone holds two small
+    objects per RDATA."""
 
-    __slots__ = ("_rd", "rtype", "text", "wire")
+    __slots__ = ("rtype", "text", "wire")
 
     def __init__(self, rd: object, rtype: int | None = None, text: str | None = None) -> None:
         """From dnslib RDATA ``rd`` of numeric type ``rtype`` (default: from
@@ -254,7 +148,6 @@ class Rdata:
         buf = _Uncompressed()
         rd.pack(buf)  # type: ignore[attr-defined]
         shown = str(rd)
-        self._rd: object | None = None
         self.rtype = rtype if rtype is not None else qtype_code(type(rd).__name__)
         self.wire = bytes(buf.data)
         self.text = text if text == shown else shown
@@ -264,16 +157,8 @@ class Rdata:
         """RDATA of numeric type ``rtype`` from its octets and presentation
         ``text`` (which must be what dnslib would print)."""
         self = cls.__new__(cls)
-        self._rd, self.rtype, self.wire, self.text = None, rtype, wire, text
+        self.rtype, self.wire, self.text = rtype, wire, text
         return self
-
-    @property
-    def rd(self) -> object:
-        """The dnslib RDATA object (parsed from ``wire`` once)."""
-        if self._rd is None:
-            cls = RDMAP.get(QTYPE.get(self.rtype), RD)
-            self._rd = cls.parse(DNSBuffer(self.wire), len(self.wire))
-        return self._rd
 
     def __str__(self) -> str:
         return self.text
@@ -304,7 +189,7 @@ def compile_rdata(rtype: str, text: str,
         if rtype == "A" or rtype == "AAAA":  # what RR.fromZone does, without its lexer
             rd: object = A(text) if rtype == "A" else AAAA(text)
         else:
-            rd = _from_zone(f"@ 0 IN {rtype} {text}")[0].rdata
+            rd = from_zone(f"@ 0 IN {rtype} {text}")[0].rdata
         rdata = Rdata(rd, qtype_code(rtype), text)
     except (DNSError, ValueError, IndexError, TypeError, OSError) as exc:
         raise ValueError(f"bad {rtype} data {text!r}: {exc}") from None
@@ -381,7 +266,7 @@ def decode_dnslib(data: bytes) -> Query:
     label = q.qname
     qname = str(label)
     query = Query(
-        id=h.id, opcode=h.opcode, rd=bool(h.rd), cd=bool(getattr(h, "cd", 0)),
+        id=h.id, opcode=h.opcode, rd=bool(h.rd),
         qname=qname, qname_lower=qname.lower(), qtype=q.qtype, qclass=q.qclass, label=label,
     )
     opts = [rr for rr in rec.ar if rr.rtype == QTYPE_OPT]
@@ -451,51 +336,6 @@ def response_options(query: Query, answer: Answer) -> list[tuple[int, bytes]]:
     return options
 
 
-def _rr(owner: str, rtype: int, ttl: int, rdata: Rdata, asked: Query) -> RR:
-    name = asked.label or asked.qname if owner == asked.qname_lower else owner
-    return RR(name, rtype, asked.qclass, ttl, rdata.rd)
-
-
-def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> bytes:
-    """``encode`` through dnslib: the reference the fast encoder is tested
-    against.
-
-    The question is echoed as asked (case kept: 0x20). With EDNS in the
-    query an OPT record with our payload size is added (RFC 6891 section
-    6.1.1), with the options of :func:`response_options`. Records carry the
-    query's class (IN, or CH for RFC 4892 queries). Extended RCODEs
-    (BADVERS) go in the OPT record. When the message exceeds ``limit`` bytes
-    (UDP), the additional section is dropped first, then every section with
-    TC set (RFC 2181 section 9).
-    """
-    header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, aa=int(answer.aa),
-                       rd=int(query.rd), rcode=answer.rcode & 0xF)
-    msg = DNSRecord(header, q=DNSQuestion(query.label or query.qname, query.qtype, query.qclass))
-    opt: RR | None = None
-    if query.edns:
-        options = [EDNSOption(code, data) for code, data in response_options(query, answer)]
-        opt = EDNS0(udp_len=OUR_UDP_SIZE, ext_rcode=answer.rcode >> 4, opts=options,
-                    flags="do" if query.dnssec_ok else "")
-    for section, add in ((answer.answer, msg.add_answer), (answer.authority, msg.add_auth),
-                         (answer.additional, msg.add_ar)):
-        for owner, rtype, ttl, rdata in section:
-            add(_rr(owner, rtype, ttl, rdata, query))
-    if opt is not None:
-        msg.add_ar(opt)
-    wire = bytes(msg.pack())
-    if limit is None or len(wire) <= limit:
-        return wire
-    msg.ar = [opt] if opt is not None else []
-    msg.set_header_qa()
-    wire = bytes(msg.pack())
-    if len(wire) <= limit:
-        return wire
-    msg.rr, msg.auth = [], []
-    msg.header.tc = 1
-    msg.set_header_qa()
-    return bytes(msg.pack())
-
-
 # --------------------------------------------------------------------------
 # The fast path: the common query shape decoded and every answer encoded by
 # hand, with no per-query dnslib objects.
@@ -536,7 +376,7 @@ def _decode_fast(data: bytes) -> Query | None:
     qtype, qclass = _QFIXED.unpack_from(data, pos + 1)
     qend = pos + 5
     qname = (b".".join(labels) + b".").decode("ascii") if labels else "."
-    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100), cd=bool(flags & 0x0010),
+    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100),
                   qname=qname, qname_lower=qname.lower(), qtype=qtype, qclass=qclass,
                   question_wire=data[12:qend])
     if ar == 0:
@@ -587,8 +427,8 @@ def _section(records: list[tuple[str, int, int, Rdata]], qname_lower: str,
 
 
 def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
-    """Encode ``answer`` to ``query``, by hand (``encode_dnslib`` is the
-    reference it is tested against).
+    """Encode ``answer`` to ``query``, by hand (``tests/unit/dnslib_encoder.py``
+    is the reference it is tested against).
 
     The question is echoed as asked (case kept: 0x20). With EDNS in the
     query an OPT record with our payload size is added (RFC 6891 section

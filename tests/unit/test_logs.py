@@ -45,7 +45,7 @@ def test_names():
 
 
 def test_query_log_samples(caplog):
-    query = wire.Query(id=1, opcode=0, rd=False, cd=False, qname="www.Example.", qtype=1,
+    query = wire.Query(id=1, opcode=0, rd=False, qname="www.Example.", qtype=1,
                        qname_lower="www.example.", qclass=1)
     answer = wire.Answer(answer=[("www.example.", 1, 30, wire.address_rdata("192.0.2.1"))])
     caplog.set_level(logging.INFO, "gslb.query")

@@ -1,0 +1,244 @@
+"""The ``pools`` section: a policy over origins, with the keys of each policy
+(failover ``tiers``; geo and latency maps and ``default``; the latency keys
+naming vantages and the anti-flap margins), ``max_answers``, and
+``fallback`` (to ``all``, ``none`` or another pool, without cycles)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from gslb.config.loader import MarkedDict, MarkedList
+from gslb.config.model import PolicyName, Pool, Tiers
+from gslb.config.validate.places import region
+from gslb.config.validate.reader import At, Reader
+
+POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "latency", "all")
+POOL_KEYS = ("policy", "origins", "max_answers", "fallback")
+GEO_KEYS = ("countries", "continents", "default")
+LATENCY_KEYS = ("vantage_countries", "vantage_continents", "switch_margin", "switch_margin_ms")
+POLICY_KEYS: dict[str, tuple[str, ...]] = {
+    "failover": ("tiers",), "geo": GEO_KEYS, "latency": GEO_KEYS + LATENCY_KEYS}
+"""Keys only some policies accept: policy → its keys."""
+_EVERY_KEY = POOL_KEYS + tuple(dict.fromkeys(k for keys in POLICY_KEYS.values() for k in keys))
+
+Name = Callable[[object, At], str | None]
+"""Reads one origin name at a place: the name, or None after reporting."""
+
+
+def read_pools(r: Reader, defs: Mapping[str, tuple[Any, At]], origins: Mapping[str, object],
+          vantages: Mapping[str, object]) -> dict[str, Pool | None]:
+    """Each pool of the section, by name (None: it has problems, reported),
+    then the fallback cycles among them. ``origins`` and ``vantages`` are the
+    names declared (valid or not)."""
+    found = {name: pool(r, name, v, at, origins, defs, vantages)
+             for name, (v, at) in defs.items()}
+    fallback_cycles(r, found, defs)
+    return found
+
+
+def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, object],
+         pools: Mapping[str, object], vantages: Mapping[str, object]) -> Pool | None:
+    """One pool mapping; ``origins``, ``pools`` and ``vantages`` are the names
+    declared in those sections."""
+    m = r.mapping(value, at)
+    if m is None:
+        return None
+    before = r.count
+    policy = _policy(r, m, at)
+    names = _OriginNames(r, origins)
+    members, tiers = _members(r, m, at, policy, names)
+    names.members = members
+    maps: dict[str, dict[str, Tiers]] = {"countries": {}, "continents": {}}
+    default: Tiers = ()
+    if policy in ("geo", "latency"):
+        default = _geo(r, m, at, names.member, maps)
+    latency = _latency(r, m, at, vantages) if policy == "latency" else {}
+    max_answers = (r.integer(m["max_answers"], at.key(m, "max_answers"), 1)
+                   if "max_answers" in m else 1)
+    fallback = _fallback(r, m, at, name, pools)
+    if r.count > before or policy is None:
+        return None
+    return Pool(name=name, policy=policy, origins=members, tiers=tiers,
+                max_answers=max_answers or 1, fallback=fallback,
+                countries=MappingProxyType(maps["countries"]),
+                continents=MappingProxyType(maps["continents"]), default=default,
+                **latency)
+
+
+def _policy(r: Reader, m: MarkedDict, at: At) -> PolicyName | None:
+    """The pool's ``policy``; keys of other policies are reported."""
+    r.fields(m, at, _EVERY_KEY, required=("policy",))
+    text = r.text(m["policy"], at.key(m, "policy")) if "policy" in m else None
+    policy = next((p for p in POLICIES if p == text), None)
+    if text is not None and policy is None:
+        r.report(at.key(m, "policy"),
+                 f"unknown policy {text!r} (allowed: {', '.join(POLICIES)})")
+    if policy is not None:
+        for key in m:
+            owners = [p for p, keys in POLICY_KEYS.items() if key in keys]
+            if owners and policy not in owners:
+                r.report(at.key(m, key), f"key {key!r} is only valid for policy "
+                         f"{' or '.join(owners)} (this pool's policy is {policy})")
+    return policy
+
+
+class _OriginNames:
+    """Reads the origin names of one pool: ``known`` (declared in ``origins``),
+    and ``member`` (in this pool's ``members``, once those are known)."""
+
+    def __init__(self, r: Reader, origins: Mapping[str, object]) -> None:
+        self._r = r
+        self._origins = origins
+        self.members: tuple[str, ...] = ()
+
+    def known(self, v: object, a: At) -> str | None:
+        """A declared origin's name."""
+        if (text := self._r.text(v, a)) is not None and text not in self._origins:
+            self._r.report(a, f"unknown origin {text!r}")
+            return None
+        return text
+
+    def member(self, v: object, a: At) -> str | None:
+        """The name of an origin of this pool."""
+        if (text := self.known(v, a)) is not None and text not in self.members:
+            self._r.report(a, f"origin {text!r} is not a member of this pool "
+                              f"(origins: {', '.join(self.members)})")
+            return None
+        return text
+
+
+def _members(r: Reader, m: MarkedDict, at: At, policy: str | None,
+             names: _OriginNames) -> tuple[tuple[str, ...], Tiers]:
+    """The pool's origins and its tiers: one tier of ``origins``, or failover's
+    ``tiers`` (whose origins, in order, are then the members)."""
+    members: tuple[str, ...] = ()
+    if "origins" in m:
+        items = r.items(m["origins"], at.key(m, "origins"), names.known, "origin",
+                        partial=True) or []
+        members = _unique(r, items)
+    elif policy not in (None, "failover"):
+        r.report(at, "missing required key 'origins'")
+    tiers: Tiers = (members,)
+    if policy == "failover":
+        if "tiers" not in m:
+            r.report(at, "missing required key 'tiers' (failover pools list their tiers)")
+        else:
+            tiers = _targets(r, m["tiers"], at.key(m, "tiers"), names.known, nested=True)
+            order = tuple(dict.fromkeys(n for tier in tiers for n in tier))
+            if "origins" in m:
+                for n in (n for n in members if n not in order):
+                    r.report(at.key(m, "origins"), f"origin {n!r} is in no tier")
+            members = order
+    return members, tiers
+
+
+def _geo(r: Reader, m: MarkedDict, at: At, member: Name,
+         maps: dict[str, dict[str, Tiers]]) -> Tiers:
+    """The ``countries`` and ``continents`` maps of a geo or latency pool into
+    ``maps`` (code → tiers); returns its ``default`` tiers."""
+    for key in maps:
+        if key in m and (table := r.mapping(m[key], at.key(m, key))) is not None:
+            for code, targets in table.items():
+                where = At(f"{at.path}.{key}", table.loc).key(table, code)
+                norm = region(r, key, code, where)
+                if norm is not None and norm in maps[key]:
+                    r.report(where, f"{norm} is mapped twice")
+                elif norm is not None:
+                    maps[key][norm] = _targets(r, targets, where, member)
+    if "default" in m:
+        return _targets(r, m["default"], at.key(m, "default"), member)
+    return ()
+
+
+def _latency(r: Reader, m: MarkedDict, at: At,
+             vantages: Mapping[str, object]) -> dict[str, Any]:
+    """The ``latency`` keys of pool ``m`` as ``Pool`` keyword arguments;
+    ``vantages`` are the declared vantage names."""
+    opt: dict[str, Any] = {}
+    for key, table in (("vantage_countries", "countries"),
+                       ("vantage_continents", "continents")):
+        found: dict[str, str] = {}
+        if key in m and (body := r.mapping(m[key], at.key(m, key))) is not None:
+            for code, target in body.items():
+                where = At(f"{at.path}.{key}", body.loc).key(body, code)
+                norm = region(r, table, code, where)
+                vantage = r.text(target, where)
+                if norm is not None and norm in found:
+                    r.report(where, f"{norm} is mapped twice")
+                elif vantage is not None and vantage not in vantages:
+                    declared = ", ".join(vantages) or "none declared"
+                    r.report(where, f"unknown vantage {vantage!r} (vantages: {declared})")
+                elif norm is not None and vantage is not None:
+                    found[norm] = vantage
+        opt[key] = MappingProxyType(found)
+    if "switch_margin" in m:
+        pct = r.number(m["switch_margin"], at.key(m, "switch_margin"), "percent", 100)
+        opt["switch_margin_pct"] = pct
+    if "switch_margin_ms" in m:
+        opt["switch_margin_ms"] = r.number(m["switch_margin_ms"],
+                                           at.key(m, "switch_margin_ms"), "milliseconds")
+    return opt
+
+
+def _fallback(r: Reader, m: MarkedDict, at: At, name: str, pools: Mapping[str, object]) -> str:
+    """The pool's ``fallback``: ``all`` (the default), ``none`` or another pool."""
+    fallback = "all"
+    if "fallback" in m and (fb := r.text(m["fallback"], at.key(m, "fallback"))):
+        fallback = fb
+        if fb == name:
+            r.report(at.key(m, "fallback"), "a pool cannot fall back to itself")
+        elif fb not in ("all", "none") and fb not in pools:
+            r.report(at.key(m, "fallback"),
+                     f"fallback {fb!r} is neither 'all', 'none' nor a known pool")
+    return fallback
+
+
+def _unique(r: Reader, items: Iterable[tuple[str, At]]) -> tuple[str, ...]:
+    """The names in order, each once; a repeat is reported."""
+    seen: dict[str, None] = {}
+    for n, a in items:
+        if n in seen:
+            r.report(a, f"origin {n!r} is listed twice")
+        seen[n] = None
+    return tuple(seen)
+
+
+def _targets(r: Reader, value: object, at: At, name: Name, nested: bool = False) -> Tiers:
+    """Ordered tiers from an origin name, a list of names (one tier) or a list
+    of lists (ordered tiers); with ``nested`` (failover ``tiers``) every item
+    of the list is one tier, a name or a list of names. An origin may appear
+    once."""
+    tiers: list[list[tuple[str, At]]] = []
+    if not isinstance(value, MarkedList):
+        tiers = [[(n, at)]] if (n := name(value, at)) is not None else []
+    elif not value:
+        r.report(at, "expected at least one origin, got an empty list")
+    elif nested or all(isinstance(v, MarkedList) for v in value):
+        tiers = [r.items(tier, at.item(value, i), name, "origin", partial=True) or []
+                 for i, tier in enumerate(value)]
+    elif any(isinstance(v, MarkedList) for v in value):
+        r.report(at, "mix of names and lists: give one tier (a list of names) "
+                     "or ordered tiers (a list of lists)")
+    else:
+        tiers = [r.items(value, at, name, "origin", partial=True) or []]
+    _unique(r, (pair for tier in tiers for pair in tier))
+    return tuple(tuple(n for n, _ in tier) for tier in tiers)
+
+
+def fallback_cycles(r: Reader, pools: Mapping[str, Pool | None],
+                    defs: Mapping[str, tuple[Any, At]]) -> None:
+    """Report each cycle of ``fallback`` pools once, at its first pool's
+    ``fallback`` key; ``defs`` are the pools' mappings as written."""
+    reported: set[str] = set()
+    for start, found in pools.items():
+        chain, cur = [start], found
+        while cur is not None and cur.fallback in pools and cur.fallback not in chain:
+            chain.append(cur.fallback)
+            cur = pools[cur.fallback]
+        if (cur is not None and cur.fallback == start and len(chain) > 1
+                and not reported & set(chain)):
+            reported.update(chain)
+            m, at = defs[start]
+            r.report(at.key(m, "fallback"), f"fallback cycle: {' -> '.join([*chain, start])}")
