@@ -108,9 +108,7 @@ class Answer:
 
     For the answer cache (:mod:`gslb.dns.cache`): ``reusable`` is True when
     the same query gets the same answer while the health generation holds;
-    ``per_client`` when it may depend on where the client is; ``choices``
-    the steering outcomes behind it, ``(owner, pool, Choice)``, replayed to
-    the metrics on every reuse.
+    ``per_client`` when it may depend on where the client is.
     """
 
     rcode: int = NOERROR
@@ -122,7 +120,6 @@ class Answer:
     nsid: bytes | None = None
     reusable: bool = True
     per_client: bool = False
-    choices: list[tuple[str, str, object]] = field(default_factory=list)
 
 
 class _Uncompressed(DNSBuffer):  # type: ignore[misc]  # dnslib has no types: DNSBuffer is Any
