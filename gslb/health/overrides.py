@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gslb.errors import cancel_and_wait
+from gslb.health.changes import Changes
 from gslb.health.view import AllUpExcept, HealthView
 
 log = logging.getLogger("gslb.overrides")
@@ -80,7 +81,7 @@ class Overrides:
         self.on_change: Callable[[Override, bool], None] | None = None
         self._drains: dict[str, Override] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._changed = asyncio.Event()
+        self._changes = Changes()
 
     # -- reading (query path) ----------------------------------------------------
 
@@ -102,10 +103,9 @@ class Overrides:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Return once ``predicate()`` is true, re-testing it after every
-        change; raises ``TimeoutError`` after ``timeout`` seconds."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
+        change (``Changes.wait_for``). ``timeout`` in seconds; raises
+        ``TimeoutError`` when it passes first."""
+        await self._changes.wait_for(predicate, timeout)
 
     # -- changes ---------------------------------------------------------------------
 
@@ -206,8 +206,7 @@ class Overrides:
         self._save()
         if self.on_change is not None:
             self.on_change(drain, drained)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changes.wake()
 
     def _save(self) -> None:
         if self.path is None:
