@@ -156,15 +156,6 @@ class Overrides:
             changed += self.apply(drain)
         return changed
 
-    def expire(self) -> int:
-        """Lift every drain past its expiry now (the timers do this too)."""
-        now = self.clock()
-        due = [o for o, d in self._drains.items() if d.expires_at is not None
-               and d.expires_at <= now]
-        for origin in due:
-            self._expired(origin)
-        return len(due)
-
     def load_file(self) -> int:
         """Read the drains from ``path`` (missing file: none); expired ones
         are dropped. Returns how many were loaded. Raises ``OSError`` or

@@ -76,7 +76,9 @@ class ReportSink(Protocol):
 
     * ``report(report, notify)``: the latest state of (origin, vantage);
       ``notify`` is True when others should hear of it at once (state
-      changed, or smoothed RTT moved).
+      changed, or smoothed RTT moved: ``ProbeState.observe`` decides). A
+      sink that ships reports to other processes announces only those; a
+      sink that is itself the view (``QuorumView``) ignores it.
     * ``heartbeat(vantage, now)``: the vantage is alive at ``now`` (epoch s).
     * ``forget(origin, vantage)``: drop that state (check removed/changed).
     """
@@ -143,7 +145,10 @@ class QuorumView:
 
     # -- ReportSink -----------------------------------------------------------
 
-    def report(self, report: VantageReport, notify: bool = True) -> None:
+    def report(self, report: VantageReport, notify: bool) -> None:
+        """Apply ``report`` at once (``apply``). ``notify`` is ignored: this
+        view is where the report is read, so there is no one else to tell;
+        a sink that ships reports elsewhere (``RedisSink``) publishes by it."""
         self.apply(report)
 
     def heartbeat(self, vantage: str, now: float) -> None:
