@@ -46,7 +46,7 @@ from gslb.probe.worker import Prober
 from gslb.steering import Steering
 
 if TYPE_CHECKING:
-    from gslb.health.redis import RedisWatcher
+    from gslb.health.redis.watcher import RedisWatcher
     from gslb.workers import WorkerPool
 
 log = logging.getLogger("gslb.service")
@@ -178,7 +178,7 @@ class Service:
             self.health_source = Prober(config.origins, self.health, LOCAL_VANTAGE,
                                         heartbeat_interval_s=config.health.heartbeat_interval_s)
         else:
-            from gslb.health.redis import RedisWatcher
+            from gslb.health.redis.watcher import RedisWatcher
 
             self.health_source = self.watcher = RedisWatcher(
                 redis_url, self.health, resync_interval_s=config.health.resync_interval_s)
@@ -453,7 +453,7 @@ class ProbeService:
 
     def __init__(self, config: Config, vantage: str, redis_url: str,
                  rng: random.Random | None = None) -> None:
-        from gslb.health.redis import RedisSink
+        from gslb.health.redis.sink import RedisSink
 
         if vantage not in config.vantages:
             declared = ", ".join(sorted(config.vantages)) or "none declared"

@@ -259,7 +259,9 @@ class RedisOverrides:
 
     def __init__(self, url: str, overrides: Overrides, *, resync_interval_s: float,
                  namespace: str | None = None) -> None:
-        from gslb.health.redis import NAMESPACE, Outage, make_client, parse_url
+        from gslb.health.redis.client import make_client, parse_url
+        from gslb.health.redis.outage import Outage
+        from gslb.health.redis.schema import NAMESPACE
 
         self.target = parse_url(url)
         self.overrides = overrides
@@ -333,7 +335,8 @@ class RedisOverrides:
         return was
 
     async def _run(self) -> None:
-        from gslb.health.redis import Backoff, follow_channel
+        from gslb.health.redis.follow import follow_channel
+        from gslb.health.redis.outage import Backoff
 
         await follow_channel(self, self.channel, Backoff())
 
