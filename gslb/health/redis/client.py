@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import (
@@ -123,6 +123,36 @@ def parse_url(url: str, env: Mapping[str, str] | None = None) -> RedisTarget:
     def fail(why: str) -> RedisConfigError:
         return RedisConfigError(f"bad Redis URL {masked!r}: {why}")
 
+    kind, tls, parts = _split(url, fail)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    username, password, sentinel_username, sentinel_password = _credentials(userinfo, query)
+    db_text = query.pop("db", None)
+    path = unquote(parts.path)
+    hosts: tuple[tuple[str, int], ...] = ()
+    service = unix_path = None
+    if kind == "unix":
+        unix_path = _unix_path(hostlist, path, fail)
+    else:
+        hosts = _hosts(kind, hostlist, fail)
+        service, path_db = _service_and_db(kind, path, fail)
+        if db_text is None:
+            db_text = path_db
+    return RedisTarget(
+        kind=kind, tls=tls, masked=masked, hosts=hosts, path=unix_path, service=service,
+        db=_database(db_text, fail), username=username,
+        password=password or env.get(PASSWORD_ENV) or None,
+        sentinel_username=sentinel_username,
+        sentinel_password=sentinel_password or env.get(SENTINEL_PASSWORD_ENV) or None,
+        options=MappingProxyType(_options(query, tls, fail)))
+
+
+_Fail = Callable[[str], RedisConfigError]
+"""Makes the error of a bad URL from why it is bad (the URL masked)."""
+
+
+def _split(url: str, fail: _Fail) -> tuple[Literal["tcp", "unix", "sentinel"], bool, SplitResult]:
+    """The kind and TLS flag of ``url``'s scheme, and the rest split."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
         raise fail(f"the scheme must be one of {', '.join(s + '://' for s in _SCHEMES)}")
@@ -133,51 +163,69 @@ def parse_url(url: str, env: Mapping[str, str] | None = None) -> RedisTarget:
         raise fail(str(exc)) from None
     if parts.fragment:
         raise fail("a URL fragment ('#...') is not allowed")
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    return kind, tls, parts
+
+
+def _credentials(userinfo: str,
+                 query: dict[str, str]) -> tuple[str | None, str | None, str | None, str | None]:
+    """``(username, password, sentinel_username, sentinel_password)``: the
+    user info wins over the query; each is taken out of ``query``; empty is
+    None."""
     user, _, pw = userinfo.partition(":")
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        query[key] = value
-    username = unquote(user) or query.pop("username", None) or None
-    password = unquote(pw) or query.pop("password", None) or None
-    query.pop("username", None)
-    query.pop("password", None)
-    sentinel_username = query.pop("sentinel_username", None) or None
-    sentinel_password = query.pop("sentinel_password", None) or None
-    db_text = query.pop("db", None)
-    path = unquote(parts.path)
-    hosts: tuple[tuple[str, int], ...] = ()
-    service = unix_path = None
-    if kind == "unix":
-        if hostlist:
-            raise fail("write unix:///path/to.sock (three slashes: no host)")
-        if not path or path == "/":
-            raise fail("the socket path is missing")
-        unix_path = path
-    else:
-        default = DEFAULT_SENTINEL_PORT if kind == "sentinel" else DEFAULT_PORT
-        items = hostlist.split(",") if hostlist else ([] if kind == "sentinel" else [""])
-        hosts = tuple(_host_port(item, default, fail) for item in items)
-        if kind == "tcp" and len(hosts) != 1:
-            raise fail("exactly one host is allowed (a Sentinel URL lists several)")
-        if not hosts:
-            raise fail("no sentinel host is given")
-        segments = [s for s in path.split("/") if s]
-        if kind == "sentinel":
-            if not segments:
-                raise fail("the Sentinel service (master) name is missing: "
-                           "redis+sentinel://host:26379/SERVICE[/db]")
-            service = segments.pop(0)
-        if len(segments) > 1:
-            raise fail(f"unexpected path {path!r}")
-        if segments and db_text is None:
-            db_text = segments[0]
+    query_user, query_pw = query.pop("username", None), query.pop("password", None)
+    return (unquote(user) or query_user or None, unquote(pw) or query_pw or None,
+            query.pop("sentinel_username", None) or None,
+            query.pop("sentinel_password", None) or None)
+
+
+def _unix_path(hostlist: str, path: str, fail: _Fail) -> str:
+    if hostlist:
+        raise fail("write unix:///path/to.sock (three slashes: no host)")
+    if not path or path == "/":
+        raise fail("the socket path is missing")
+    return path
+
+
+def _hosts(kind: str, hostlist: str, fail: _Fail) -> tuple[tuple[str, int], ...]:
+    """The one server (``tcp``) or the sentinels, default ports filled in."""
+    default = DEFAULT_SENTINEL_PORT if kind == "sentinel" else DEFAULT_PORT
+    items = hostlist.split(",") if hostlist else ([] if kind == "sentinel" else [""])
+    hosts = tuple(_host_port(item, default, fail) for item in items)
+    if kind == "tcp" and len(hosts) != 1:
+        raise fail("exactly one host is allowed (a Sentinel URL lists several)")
+    if not hosts:
+        raise fail("no sentinel host is given")
+    return hosts
+
+
+def _service_and_db(kind: str, path: str, fail: _Fail) -> tuple[str | None, str | None]:
+    """From the path: the Sentinel service (None for ``tcp``) and the
+    database text (None when the path gives none)."""
+    segments = [s for s in path.split("/") if s]
+    service = None
+    if kind == "sentinel":
+        if not segments:
+            raise fail("the Sentinel service (master) name is missing: "
+                       "redis+sentinel://host:26379/SERVICE[/db]")
+        service = segments.pop(0)
+    if len(segments) > 1:
+        raise fail(f"unexpected path {path!r}")
+    return service, segments[0] if segments else None
+
+
+def _database(db_text: str | None, fail: _Fail) -> int:
     try:
         db = int(db_text) if db_text is not None else 0
         if db < 0:
             raise ValueError
     except ValueError:
         raise fail(f"the database must be a number from 0, not {db_text!r}") from None
+    return db
+
+
+def _options(query: Mapping[str, str], tls: bool, fail: _Fail) -> dict[str, Any]:
+    """The rest of the query as connection keywords, converted as redis-py
+    does; an unknown option (or a TLS one without TLS) fails."""
     allowed = _OPTIONS | (_TLS_OPTIONS if tls else frozenset())
     options: dict[str, Any] = {}
     for key, value in query.items():
@@ -189,15 +237,10 @@ def parse_url(url: str, env: Mapping[str, str] | None = None) -> RedisTarget:
             options[key] = parser(value) if parser else value
         except (TypeError, ValueError):
             raise fail(f"bad value {value!r} for option {key!r}") from None
-    return RedisTarget(
-        kind=kind, tls=tls, masked=masked, hosts=hosts, path=unix_path, service=service,
-        db=db, username=username, password=password or env.get(PASSWORD_ENV) or None,
-        sentinel_username=sentinel_username,
-        sentinel_password=sentinel_password or env.get(SENTINEL_PASSWORD_ENV) or None,
-        options=MappingProxyType(options))
+    return options
 
 
-def _host_port(text: str, default: int, fail: Any) -> tuple[str, int]:
+def _host_port(text: str, default: int, fail: _Fail) -> tuple[str, int]:
     host, port_text = text, ""
     if text.startswith("["):
         host, bracket, after = text[1:].partition("]")

@@ -9,8 +9,11 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from gslb import __version__
 from gslb.errors import cancel_and_wait, raise_if_cancelling
@@ -137,57 +140,89 @@ class RedisSink:
         ttl = max(1, round(self.key_ttl_s))
         touch = time.monotonic() >= self._next_touch
         batch = dict(pending)
-        refreshed: list[tuple[int, str]] = []  # (result index, vantage) of each refresh
-        created: list[str] = []
         try:
             pipe = client.pipeline(transaction=True)
-            for vantage, at in beats.items():
-                key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
-                if vantage in self._registered:
-                    refreshed.append((len(pipe.command_stack), vantage))
-                    pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl,
-                              *(x for kv in meta.items() for x in kv))
-                else:  # (re)create the vantage hash with all its reports, atomically
-                    created.append(vantage)
-                    pipe.hset(key, mapping=meta)
-                    pipe.expire(key, ttl)
-                    for (v, origin), report in self._latest.items():
-                        if v == vantage:
-                            batch[(v, origin)] = (batch.get((v, origin), (report, True))[0],
-                                                  True)
-                pipe.publish(self.keys.channel, dumps({"type": "heartbeat", "vantage": vantage,
-                                                        "at": at}))
-            for (vantage, origin), (report, notify) in batch.items():
-                key = self.keys.report(vantage, origin)
-                if report is None:
-                    pipe.delete(key)
-                    pipe.publish(self.keys.channel, dumps(
-                        {"type": "forget", "vantage": vantage, "origin": origin}))
-                    continue
-                fields = report.to_fields()
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl)
-                if notify:
-                    pipe.publish(self.keys.channel, dumps(
-                        {"type": "report", "vantage": vantage, "origin": origin,
-                         "fields": fields}))
+            refreshed, created = self._queue_heartbeats(pipe, beats, batch, ttl)
+            self._queue_reports(pipe, batch, ttl)
             if touch:
                 for vantage, origin in self._latest.keys() - batch.keys():
                     pipe.expire(self.keys.report(vantage, origin), ttl)
             results = await pipe.execute()
         except BaseException:
-            for key, (report, notify) in pending.items():
-                newer = self._pending.get(key)
-                if newer is None:
-                    self._pending[key] = (report, notify)
-                elif newer[0] is not None:
-                    self._pending[key] = (newer[0], newer[1] or notify)
-            for vantage, at in beats.items():
-                self._beats[vantage] = max(at, self._beats.get(vantage, 0.0))
+            self._put_back(pending, beats)
             raise
         if touch:
             self._next_touch = time.monotonic() + self.key_ttl_s / 3
         self._registered.update(created)
+        self._rewrite_missing(refreshed, results, beats)
+
+    def _queue_heartbeats(self, pipe: Pipeline, beats: Mapping[str, float],
+                          batch: dict[tuple[str, str], _Pending],
+                          ttl: int) -> tuple[list[tuple[int, str]], list[str]]:
+        """Queue each heartbeat in ``beats`` (vantage: epoch seconds) and its
+        message. A known vantage's hash is refreshed only if it still exists;
+        any other is (re)created, and every latest report of the vantage
+        joins ``batch``, announced, so both land in one transaction. Returns
+        ``(refreshed, created)``: the (result index, vantage) of each
+        refresh, and the vantages created."""
+        refreshed: list[tuple[int, str]] = []
+        created: list[str] = []
+        for vantage, at in beats.items():
+            key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
+            if vantage in self._registered:
+                refreshed.append((len(pipe.command_stack), vantage))
+                pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl,
+                          *(x for kv in meta.items() for x in kv))
+            else:  # (re)create the vantage hash with all its reports, atomically
+                created.append(vantage)
+                pipe.hset(key, mapping=meta)
+                pipe.expire(key, ttl)
+                for (v, origin), report in self._latest.items():
+                    if v == vantage:
+                        batch[(v, origin)] = (batch.get((v, origin), (report, True))[0],
+                                              True)
+            pipe.publish(self.keys.channel, dumps({"type": "heartbeat", "vantage": vantage,
+                                                   "at": at}))
+        return refreshed, created
+
+    def _queue_reports(self, pipe: Pipeline, batch: Mapping[tuple[str, str], _Pending],
+                       ttl: int) -> None:
+        """Queue each report of ``batch`` (hash, TTL, message when notified)
+        and each forget (delete, message)."""
+        for (vantage, origin), (report, notify) in batch.items():
+            key = self.keys.report(vantage, origin)
+            if report is None:
+                pipe.delete(key)
+                pipe.publish(self.keys.channel, dumps(
+                    {"type": "forget", "vantage": vantage, "origin": origin}))
+                continue
+            fields = report.to_fields()
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, ttl)
+            if notify:
+                pipe.publish(self.keys.channel, dumps(
+                    {"type": "report", "vantage": vantage, "origin": origin,
+                     "fields": fields}))
+
+    def _put_back(self, pending: Mapping[tuple[str, str], _Pending],
+                  beats: Mapping[str, float]) -> None:
+        """After a failed flush: pending again what was not superseded
+        meanwhile (a newer report keeps ``notify`` if either had it; a
+        forget since wins), and the latest heartbeat of each vantage."""
+        for key, (report, notify) in pending.items():
+            newer = self._pending.get(key)
+            if newer is None:
+                self._pending[key] = (report, notify)
+            elif newer[0] is not None:
+                self._pending[key] = (newer[0], newer[1] or notify)
+        for vantage, at in beats.items():
+            self._beats[vantage] = max(at, self._beats.get(vantage, 0.0))
+
+    def _rewrite_missing(self, refreshed: list[tuple[int, str]], results: list[Any],
+                         beats: Mapping[str, float]) -> None:
+        """For each refreshed vantage whose hash was gone: forget it was
+        registered and beat again, so the next flush recreates its hash and
+        writes all its reports again."""
         for index, vantage in refreshed:
             if not results[index]:  # the hash was gone: Redis restarted empty or was flushed
                 log.info("vantage %s missing in Redis (restarted or flushed?); writing its "
