@@ -25,11 +25,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gslb.errors import cancel_and_wait
 from gslb.health.changes import Changes
+from gslb.health.redis.schema import NAMESPACE, dumps, hash_items
 from gslb.health.view import AllUpExcept, HealthView
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 log = logging.getLogger("gslb.overrides")
 
@@ -261,7 +266,6 @@ class RedisOverrides:
                  namespace: str | None = None) -> None:
         from gslb.health.redis.client import make_client, parse_url
         from gslb.health.redis.outage import Outage
-        from gslb.health.redis.schema import NAMESPACE
 
         self.target = parse_url(url)
         self.overrides = overrides
@@ -270,7 +274,7 @@ class RedisOverrides:
         self.channel = f"{self.namespace}overrides"
         self.connected = False
         self._make_client = make_client
-        self._client: Any = None
+        self._client: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         self._outage = Outage("override watcher", self.target, "keeping the drains known")
@@ -308,12 +312,12 @@ class RedisOverrides:
         key = self.key(drain.origin)
         message = {"type": "drain", "origin": drain.origin, "fields": drain.to_fields()}
         try:
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.delete(key)
-            pipe.hset(key, mapping=drain.to_fields())
+            pipe.hset(key, items=hash_items(drain.to_fields()))
             if drain.expires_at is not None:
                 pipe.pexpireat(key, int(drain.expires_at * 1000))
-            pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            pipe.publish(self.channel, dumps(message))
             await pipe.execute()
         except Exception as exc:
             raise OverrideError(f"Redis at {self.target} unreachable: {exc}") from exc
@@ -325,14 +329,21 @@ class RedisOverrides:
         message = {"type": "undrain", "origin": origin, "who": who, "reason": reason}
         was = self.overrides.is_drained(origin)  # our own watcher may hear it first
         try:
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.delete(self.key(origin))
-            pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            pipe.publish(self.channel, dumps(message))
             await pipe.execute()
         except Exception as exc:
             raise OverrideError(f"Redis at {self.target} unreachable: {exc}") from exc
         self.overrides.lift(origin, who, reason)
         return was
+
+    def _transaction(self) -> Pipeline:
+        """A MULTI/EXEC pipeline on the client; ``RuntimeError`` before
+        ``start`` (the callers turn it into ``OverrideError``)."""
+        if self._client is None:
+            raise RuntimeError("the override watcher is not started")
+        return self._client.pipeline(transaction=True)
 
     async def _run(self) -> None:
         from gslb.health.redis.follow import follow_channel
@@ -340,7 +351,7 @@ class RedisOverrides:
 
         await follow_channel(self, self.channel, Backoff())
 
-    async def _load(self, client: Any) -> None:
+    async def _load(self, client: Redis) -> None:
         prefix = self.key("")
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
         pipe = client.pipeline(transaction=False)

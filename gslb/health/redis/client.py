@@ -261,14 +261,15 @@ def _host_port(text: str, default: int, fail: _Fail) -> tuple[str, int]:
 
 class _SentinelMaster(Redis):
     """The master client of a Sentinel URL; closing it closes the sentinel
-    connections too."""
+    connections of ``sentinels`` too. (Not named ``sentinel``: that is the
+    client's SENTINEL command.)"""
 
-    sentinel: Sentinel | None = None
+    sentinels: Sentinel | None = None
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await super().aclose(close_connection_pool)
-        if self.sentinel is not None:
-            for client in self.sentinel.sentinels:
+        if self.sentinels is not None:
+            for client in self.sentinels.sentinels:
                 await client.aclose()
 
 
@@ -291,11 +292,14 @@ def make_client(target: RedisTarget) -> Redis:
         sentinel_kwargs.update(username=target.sentinel_username,
                                password=target.sentinel_password, ssl=target.tls,
                                decode_responses=True)
-        sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
+        # redis-py's Sentinel.__init__ has no annotations
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts), sentinel_kwargs=sentinel_kwargs)
         assert target.service is not None
         client = sentinel.master_for(target.service, redis_class=_SentinelMaster,
                                      ssl=target.tls, **kwargs)
-        client.sentinel = sentinel
+        assert isinstance(client, _SentinelMaster)  # master_for returns an instance of it
+        client.sentinels = sentinel
         return client
     if target.kind == "unix":
         kwargs.update(connection_class=UnixDomainSocketConnection, path=target.path)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Protocol
+from typing import Protocol
+
+from redis.asyncio import Redis
 
 from gslb.errors import raise_if_cancelling
 from gslb.health.redis.client import RedisTarget, make_client
@@ -24,7 +26,7 @@ class ChannelFollower(Protocol):
     resync_interval_s: float
     _outage: Outage
 
-    async def _load(self, client: Any) -> None: ...
+    async def _load(self, client: Redis) -> None: ...
 
     def _on_message(self, data: str) -> None: ...
 

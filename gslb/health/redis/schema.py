@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 NAMESPACE = "gslb:v1:"
 """Prefix of every key and channel (versioned: see docs/redis.md)."""
@@ -31,6 +31,12 @@ class Keys:
         return f"{self.namespace}events"
 
 
-def dumps(message: dict[str, Any]) -> str:
+def dumps(message: Mapping[str, object]) -> str:
     """``message`` as compact JSON, as published on the channel."""
     return json.dumps(message, separators=(",", ":"))
+
+
+def hash_items(fields: Mapping[str, str]) -> list[str]:
+    """``fields`` flattened to ``field, value, field, value...``: the
+    arguments of HSET (``hset(key, items=...)``) and of a script's HSET."""
+    return [x for kv in fields.items() for x in kv]

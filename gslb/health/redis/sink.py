@@ -19,7 +19,7 @@ from gslb import __version__
 from gslb.errors import cancel_and_wait, raise_if_cancelling
 from gslb.health.redis.client import make_client, parse_url
 from gslb.health.redis.outage import Backoff, Outage
-from gslb.health.redis.schema import NAMESPACE, Keys, dumps
+from gslb.health.redis.schema import NAMESPACE, Keys, dumps, hash_items
 from gslb.health.state import VantageReport
 
 log = logging.getLogger("gslb.health.redis")  # one logger for every module of the package
@@ -171,11 +171,10 @@ class RedisSink:
             key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
             if vantage in self._registered:
                 refreshed.append((len(pipe.command_stack), vantage))
-                pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl,
-                          *(x for kv in meta.items() for x in kv))
+                pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl, *hash_items(meta))
             else:  # (re)create the vantage hash with all its reports, atomically
                 created.append(vantage)
-                pipe.hset(key, mapping=meta)
+                pipe.hset(key, items=hash_items(meta))
                 pipe.expire(key, ttl)
                 for (v, origin), report in self._latest.items():
                     if v == vantage:
@@ -197,7 +196,7 @@ class RedisSink:
                     {"type": "forget", "vantage": vantage, "origin": origin}))
                 continue
             fields = report.to_fields()
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, items=hash_items(fields))
             pipe.expire(key, ttl)
             if notify:
                 pipe.publish(self.keys.channel, dumps(
