@@ -19,7 +19,7 @@ The modules, one concern each:
 * ``client``: Redis URLs (``parse_url``, ``mask_url``) and clients
   (``make_client``);
 * ``schema``: the key schema and the message encoding (``NAMESPACE``,
-  ``Keys``, ``dumps``);
+  ``Keys``, ``dumps``, ``hash_items``);
 * ``outage``: ``Backoff`` and ``Outage`` (one log line per outage);
 * ``follow``: ``follow_channel``, a subscription plus full loads, riding
   out outages;

@@ -1,5 +1,6 @@
-"""The key schema and the message encoding shared by ``RedisSink`` and
-``RedisWatcher`` (docs/redis.md)."""
+"""The key schema and the message encoding shared by ``RedisSink``,
+``RedisWatcher`` and ``RedisOverrides`` (docs/redis.md). Imports no Redis
+client: ``gslb.health.overrides`` uses it without loading redis-py."""
 
 from __future__ import annotations
 
