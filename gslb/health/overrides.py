@@ -25,10 +25,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gslb.errors import cancel_and_wait
+from gslb.health.changes import Changes
+from gslb.health.redis.schema import NAMESPACE, dumps, hash_items
 from gslb.health.view import AllUpExcept, HealthView
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 log = logging.getLogger("gslb.overrides")
 
@@ -80,7 +86,7 @@ class Overrides:
         self.on_change: Callable[[Override, bool], None] | None = None
         self._drains: dict[str, Override] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._changed = asyncio.Event()
+        self._changes = Changes()
 
     # -- reading (query path) ----------------------------------------------------
 
@@ -102,10 +108,9 @@ class Overrides:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Return once ``predicate()`` is true, re-testing it after every
-        change; raises ``TimeoutError`` after ``timeout`` seconds."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
+        change (``Changes.wait_for``). ``timeout`` in seconds; raises
+        ``TimeoutError`` when it passes first."""
+        await self._changes.wait_for(predicate, timeout)
 
     # -- changes ---------------------------------------------------------------------
 
@@ -156,15 +161,6 @@ class Overrides:
             changed += self.apply(drain)
         return changed
 
-    def expire(self) -> int:
-        """Lift every drain past its expiry now (the timers do this too)."""
-        now = self.clock()
-        due = [o for o, d in self._drains.items() if d.expires_at is not None
-               and d.expires_at <= now]
-        for origin in due:
-            self._expired(origin)
-        return len(due)
-
     def load_file(self) -> int:
         """Read the drains from ``path`` (missing file: none); expired ones
         are dropped. Returns how many were loaded. Raises ``OSError`` or
@@ -206,8 +202,7 @@ class Overrides:
         self._save()
         if self.on_change is not None:
             self.on_change(drain, drained)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changes.wake()
 
     def _save(self) -> None:
         if self.path is None:
@@ -269,7 +264,8 @@ class RedisOverrides:
 
     def __init__(self, url: str, overrides: Overrides, *, resync_interval_s: float,
                  namespace: str | None = None) -> None:
-        from gslb.health.redis import NAMESPACE, Outage, make_client, parse_url
+        from gslb.health.redis.client import make_client, parse_url
+        from gslb.health.redis.outage import Outage
 
         self.target = parse_url(url)
         self.overrides = overrides
@@ -278,7 +274,7 @@ class RedisOverrides:
         self.channel = f"{self.namespace}overrides"
         self.connected = False
         self._make_client = make_client
-        self._client: Any = None
+        self._client: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         self._outage = Outage("override watcher", self.target, "keeping the drains known")
@@ -316,12 +312,12 @@ class RedisOverrides:
         key = self.key(drain.origin)
         message = {"type": "drain", "origin": drain.origin, "fields": drain.to_fields()}
         try:
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.delete(key)
-            pipe.hset(key, mapping=drain.to_fields())
+            pipe.hset(key, items=hash_items(drain.to_fields()))
             if drain.expires_at is not None:
                 pipe.pexpireat(key, int(drain.expires_at * 1000))
-            pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            pipe.publish(self.channel, dumps(message))
             await pipe.execute()
         except Exception as exc:
             raise OverrideError(f"Redis at {self.target} unreachable: {exc}") from exc
@@ -333,21 +329,29 @@ class RedisOverrides:
         message = {"type": "undrain", "origin": origin, "who": who, "reason": reason}
         was = self.overrides.is_drained(origin)  # our own watcher may hear it first
         try:
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.delete(self.key(origin))
-            pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            pipe.publish(self.channel, dumps(message))
             await pipe.execute()
         except Exception as exc:
             raise OverrideError(f"Redis at {self.target} unreachable: {exc}") from exc
         self.overrides.lift(origin, who, reason)
         return was
 
+    def _transaction(self) -> Pipeline:
+        """A MULTI/EXEC pipeline on the client; ``RuntimeError`` before
+        ``start`` (the callers turn it into ``OverrideError``)."""
+        if self._client is None:
+            raise RuntimeError("the override watcher is not started")
+        return self._client.pipeline(transaction=True)
+
     async def _run(self) -> None:
-        from gslb.health.redis import Backoff, follow_channel
+        from gslb.health.redis.follow import follow_channel
+        from gslb.health.redis.outage import Backoff
 
         await follow_channel(self, self.channel, Backoff())
 
-    async def _load(self, client: Any) -> None:
+    async def _load(self, client: Redis) -> None:
         prefix = self.key("")
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
         pipe = client.pipeline(transaction=False)

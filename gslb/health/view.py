@@ -21,7 +21,6 @@ then (the service does, every ``stale_after_s / 4`` seconds at most).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
+from gslb.health.changes import Changes
 from gslb.health.state import VantageReport
 
 log = logging.getLogger("gslb.health")
@@ -76,7 +76,9 @@ class ReportSink(Protocol):
 
     * ``report(report, notify)``: the latest state of (origin, vantage);
       ``notify`` is True when others should hear of it at once (state
-      changed, or smoothed RTT moved).
+      changed, or smoothed RTT moved: ``ProbeState.observe`` decides). A
+      sink that ships reports to other processes announces only those; a
+      sink that is itself the view (``QuorumView``) ignores it.
     * ``heartbeat(vantage, now)``: the vantage is alive at ``now`` (epoch s).
     * ``forget(origin, vantage)``: drop that state (check removed/changed).
     """
@@ -123,7 +125,7 @@ class QuorumView:
         self._down: set[str] = set()
         self._held: set[str] = set()  # origins whose state is held (no fresh vantage)
         self._generation = 0
-        self._changed = asyncio.Event()
+        self._changes = Changes()
 
     # -- HealthView ----------------------------------------------------------
 
@@ -143,13 +145,16 @@ class QuorumView:
 
     # -- ReportSink -----------------------------------------------------------
 
-    def report(self, report: VantageReport, notify: bool = True) -> None:
+    def report(self, report: VantageReport, notify: bool) -> None:
+        """Apply ``report`` at once (``apply``). ``notify`` is ignored: this
+        view is where the report is read, so there is no one else to tell;
+        a sink that ships reports elsewhere (``RedisSink``) publishes by it."""
         self.apply(report)
 
     def heartbeat(self, vantage: str, now: float) -> None:
         if now > self._seen.get(vantage, 0.0):
             self._seen[vantage] = now
-            self._wake()
+            self._changes.wake()
 
     def forget(self, origin: str, vantage: str) -> None:
         reports = self._reports.get(origin)
@@ -232,10 +237,9 @@ class QuorumView:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Return once ``predicate()`` is true, re-testing it after every
-        update. ``timeout`` in seconds; raises ``TimeoutError`` first."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
+        update (``Changes.wait_for``). ``timeout`` in seconds; raises
+        ``TimeoutError`` when it passes first."""
+        await self._changes.wait_for(predicate, timeout)
 
     # -- internals ----------------------------------------------------------------
 
@@ -273,10 +277,5 @@ class QuorumView:
                     "origin %s %s: %d of %d fresh vantage(s) up, quorum %d", origin,
                     "UP" if up else "DOWN", sum(r.up for r in fresh), len(fresh),
                     self._need(len(fresh)))
-        self._wake()
+        self._changes.wake()
         return changed
-
-    def _wake(self) -> None:
-        """Wake ``wait_for`` callers to re-test their predicates."""
-        self._changed.set()
-        self._changed = asyncio.Event()

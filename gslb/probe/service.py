@@ -7,7 +7,7 @@ import logging
 import random
 
 from gslb.config.model import Config
-from gslb.health.redis import RedisSink
+from gslb.health.redis.sink import RedisSink
 from gslb.probe.worker import Prober
 
 log = logging.getLogger("gslb.service")

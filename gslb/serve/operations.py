@@ -14,7 +14,7 @@ from typing import Any
 
 from gslb.config.model import Origin
 from gslb.health.overrides import Override, Overrides, RedisOverrides
-from gslb.health.redis import RedisWatcher
+from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.view import QuorumView
 
 

@@ -32,7 +32,7 @@ from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
 from gslb.geo import GeoDB
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
-from gslb.health.redis import RedisWatcher
+from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
 from gslb.serve.metrics import make_registry
@@ -66,7 +66,7 @@ class Service:
     clients cannot be located: geo pools answer from their ``default``).
     ``redis_url``: None for the embedded prober, else the Redis to read the
     shared health state (and share drains) through
-    (``gslb.health.redis.parse_url`` forms).
+    (``gslb.health.redis.client.parse_url`` forms).
 
     Operations (docs/admin.md): ``admin`` is the ``(address, port)`` of the
     admin HTTP server (None: none; port 0: any free port, see

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gslb.health.redis import RedisSink, RedisWatcher
+from gslb.health.redis.sink import RedisSink
+from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
 

@@ -15,7 +15,8 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from gslb.config import load
-from gslb.health.redis import RedisSink, RedisWatcher
+from gslb.health.redis.sink import RedisSink
+from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
 from gslb.serve.service import Service

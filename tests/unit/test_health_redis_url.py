@@ -1,4 +1,4 @@
-"""Redis URL parsing (``gslb.health.redis.parse_url``): every form, password
+"""Redis URL parsing (``gslb.health.redis.client.parse_url``): every form, password
 masking, the environment password, and clear errors for bad URLs."""
 
 from __future__ import annotations
@@ -6,14 +6,9 @@ from __future__ import annotations
 import pytest
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 
-from gslb.health.redis import (
-    RedisConfigError,
-    RedisSink,
-    RedisWatcher,
-    make_client,
-    mask_url,
-    parse_url,
-)
+from gslb.health.redis.client import RedisConfigError, make_client, mask_url, parse_url
+from gslb.health.redis.sink import RedisSink
+from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.view import QuorumView
 
 

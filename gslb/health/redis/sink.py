@@ -1,0 +1,243 @@
+"""The probe side: ``RedisSink`` writes each vantage's reports and
+heartbeats to Redis (``gslb probe``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from gslb import __version__
+from gslb.errors import cancel_and_wait, raise_if_cancelling
+from gslb.health.redis.client import make_client, parse_url
+from gslb.health.redis.outage import Backoff, Outage
+from gslb.health.redis.schema import NAMESPACE, Keys, dumps, hash_items
+from gslb.health.state import VantageReport
+
+log = logging.getLogger("gslb.health.redis")  # one logger for every module of the package
+
+_Pending = tuple[VantageReport | None, bool]  # (report, notify); None: forget
+
+
+class RedisSink:
+    """A ``ReportSink`` writing to Redis (``gslb probe``).
+
+    ``report``/``heartbeat``/``forget`` never block and never raise: they
+    record the latest pending state per key (a newer report replaces an
+    unsent one, keeping ``notify`` if either had it) and wake the writer
+    task, which ships everything pending in one MULTI/EXEC: ``HSET`` +
+    ``EXPIRE`` per report, ``PUBLISH`` when notified; ``DEL`` + ``PUBLISH``
+    per forget; the vantage hash + ``PUBLISH`` per heartbeat. Every key gets
+    a TTL of ``key_ttl_s`` seconds, refreshed on each write and, for the
+    report keys, every ``key_ttl_s / 3`` seconds while the vantage lives.
+
+    When a heartbeat finds the vantage hash missing (Redis restarted empty,
+    or was flushed) every latest report is written and announced again. On
+    Redis errors the pending state is kept and retried with capped
+    exponential backoff (``backoff_cap_s`` seconds). ``connected`` is True
+    after the last write succeeded. Raises ``RedisConfigError`` for a bad
+    ``url``.
+    """
+
+    def __init__(self, url: str, *, key_ttl_s: float, namespace: str = NAMESPACE,
+                 backoff_cap_s: float = 5.0) -> None:
+        self.target = parse_url(url)
+        self.key_ttl_s = key_ttl_s
+        self.keys = Keys(namespace)
+        self.connected = False
+        self._backoff_cap_s = backoff_cap_s
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._beats: dict[str, float] = {}
+        self._latest: dict[tuple[str, str], VantageReport] = {}
+        self._registered: set[str] = set()  # vantages whose hash we know exists
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: Redis | None = None
+        self._next_touch = 0.0
+        self._outage = Outage("probe writer", self.target,
+                               "probing goes on; the latest state is written when it returns")
+        self._meta = {"version": __version__, "pid": str(os.getpid()),
+                      "host": socket.gethostname()}
+
+    # -- ReportSink ----------------------------------------------------------------
+
+    def report(self, report: VantageReport, notify: bool) -> None:
+        key = (report.vantage, report.origin)
+        old = self._pending.get(key)
+        self._pending[key] = (report, notify or (old is not None and old[1]))
+        self._latest[key] = report
+        self._wake.set()
+
+    def heartbeat(self, vantage: str, now: float) -> None:
+        self._beats[vantage] = max(now, self._beats.get(vantage, 0.0))
+        self._wake.set()
+
+    def forget(self, origin: str, vantage: str) -> None:
+        self._pending[(vantage, origin)] = (None, True)
+        self._latest.pop((vantage, origin), None)
+        self._wake.set()
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer task; returns at once (Redis may be down)."""
+        if self._task is None:
+            self._client = make_client(self.target)
+            self._task = asyncio.create_task(self._run(), name="gslb-redis-sink")
+
+    async def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the writer, try once more to write what is pending (bounded
+        by ``timeout_s`` seconds; given up silently), close the client."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        client, self._client = self._client, None
+        assert client is not None
+        if self._pending or self._beats:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(timeout_s):
+                    await self._flush(client)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                await client.aclose()
+
+    # -- writer ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._client is not None
+        backoff = Backoff(cap_s=self._backoff_cap_s)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while self._pending or self._beats:
+                    await self._flush(self._client)
+            except Exception as exc:
+                raise_if_cancelling()
+                self.connected = False
+                self._outage.failed(exc)
+                await asyncio.sleep(backoff.next())
+                self._wake.set()
+                continue
+            self.connected = True
+            self._outage.succeeded()
+            backoff.attempt = 0
+
+    async def _flush(self, client: Redis) -> None:
+        """Ship everything pending in one MULTI/EXEC; on any failure (or
+        cancellation) put back what was not superseded meanwhile."""
+        pending, self._pending = self._pending, {}
+        beats, self._beats = self._beats, {}
+        ttl = max(1, round(self.key_ttl_s))
+        touch = time.monotonic() >= self._next_touch
+        batch = dict(pending)
+        try:
+            pipe = client.pipeline(transaction=True)
+            refreshed, created = self._queue_heartbeats(pipe, beats, batch, ttl)
+            self._queue_reports(pipe, batch, ttl)
+            if touch:
+                for vantage, origin in self._latest.keys() - batch.keys():
+                    pipe.expire(self.keys.report(vantage, origin), ttl)
+            results = await pipe.execute()
+        except BaseException:
+            self._put_back(pending, beats)
+            raise
+        if touch:
+            self._next_touch = time.monotonic() + self.key_ttl_s / 3
+        self._registered.update(created)
+        self._rewrite_missing(refreshed, results, beats)
+
+    def _queue_heartbeats(self, pipe: Pipeline, beats: Mapping[str, float],
+                          batch: dict[tuple[str, str], _Pending],
+                          ttl: int) -> tuple[list[tuple[int, str]], list[str]]:
+        """Queue each heartbeat in ``beats`` (vantage: epoch seconds) and its
+        message. A known vantage's hash is refreshed only if it still exists;
+        any other is (re)created, and every latest report of the vantage
+        joins ``batch``, announced, so both land in one transaction. Returns
+        ``(refreshed, created)``: the (result index, vantage) of each
+        refresh, and the vantages created."""
+        refreshed: list[tuple[int, str]] = []
+        created: list[str] = []
+        for vantage, at in beats.items():
+            key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
+            if vantage in self._registered:
+                refreshed.append((len(pipe.command_stack), vantage))
+                pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl, *hash_items(meta))
+            else:  # (re)create the vantage hash with all its reports, atomically
+                created.append(vantage)
+                pipe.hset(key, items=hash_items(meta))
+                pipe.expire(key, ttl)
+                for (v, origin), report in self._latest.items():
+                    if v == vantage:
+                        batch[(v, origin)] = (batch.get((v, origin), (report, True))[0],
+                                              True)
+            pipe.publish(self.keys.channel, dumps({"type": "heartbeat", "vantage": vantage,
+                                                   "at": at}))
+        return refreshed, created
+
+    def _queue_reports(self, pipe: Pipeline, batch: Mapping[tuple[str, str], _Pending],
+                       ttl: int) -> None:
+        """Queue each report of ``batch`` (hash, TTL, message when notified)
+        and each forget (delete, message)."""
+        for (vantage, origin), (report, notify) in batch.items():
+            key = self.keys.report(vantage, origin)
+            if report is None:
+                pipe.delete(key)
+                pipe.publish(self.keys.channel, dumps(
+                    {"type": "forget", "vantage": vantage, "origin": origin}))
+                continue
+            fields = report.to_fields()
+            pipe.hset(key, items=hash_items(fields))
+            pipe.expire(key, ttl)
+            if notify:
+                pipe.publish(self.keys.channel, dumps(
+                    {"type": "report", "vantage": vantage, "origin": origin,
+                     "fields": fields}))
+
+    def _put_back(self, pending: Mapping[tuple[str, str], _Pending],
+                  beats: Mapping[str, float]) -> None:
+        """After a failed flush: pending again what was not superseded
+        meanwhile (a newer report keeps ``notify`` if either had it; a
+        forget since wins), and the latest heartbeat of each vantage."""
+        for key, (report, notify) in pending.items():
+            newer = self._pending.get(key)
+            if newer is None:
+                self._pending[key] = (report, notify)
+            elif newer[0] is not None:
+                self._pending[key] = (newer[0], newer[1] or notify)
+        for vantage, at in beats.items():
+            self._beats[vantage] = max(at, self._beats.get(vantage, 0.0))
+
+    def _rewrite_missing(self, refreshed: list[tuple[int, str]], results: list[Any],
+                         beats: Mapping[str, float]) -> None:
+        """For each refreshed vantage whose hash was gone: forget it was
+        registered and beat again, so the next flush recreates its hash and
+        writes all its reports again."""
+        for index, vantage in refreshed:
+            if not results[index]:  # the hash was gone: Redis restarted empty or was flushed
+                log.info("vantage %s missing in Redis (restarted or flushed?); writing its "
+                         "%d report(s) again", vantage,
+                         sum(v == vantage for v, _ in self._latest))
+                self._registered.discard(vantage)
+                self._beats[vantage] = max(beats[vantage], self._beats.get(vantage, 0.0))
+
+
+_REFRESH_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+"""Heartbeat of a known vantage: refresh its hash only if it still exists
+(returns 0 otherwise, and the sink then recreates the hash together with
+every report of the vantage in one transaction, so a watcher never sees a
+vantage without its reports)."""

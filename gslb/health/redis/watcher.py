@@ -1,0 +1,164 @@
+"""The nameserver side: ``RedisWatcher`` keeps a ``QuorumView`` in step
+with the reports in Redis (``gslb serve --redis``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from redis.asyncio import Redis
+
+from gslb.errors import cancel_and_wait
+from gslb.health.redis.client import parse_url
+from gslb.health.redis.follow import follow_channel
+from gslb.health.redis.outage import Backoff, Outage
+from gslb.health.redis.schema import NAMESPACE, Keys
+from gslb.health.state import VantageReport
+from gslb.health.view import QuorumView
+
+log = logging.getLogger("gslb.health.redis")  # one logger for every module of the package
+
+
+class RedisWatcher:
+    """Keeps ``view`` in step with the reports in Redis (``gslb serve``).
+
+    A background task connects, SUBSCRIBEs to the events channel, loads
+    every report and vantage heartbeat (``view.replace``), then applies each
+    message as it arrives (``view.apply``/``heartbeat``/``forget``) and loads
+    everything again every ``resync_interval_s`` seconds, repairing any
+    missed message. A full load keeps the reports of a vantage whose hash is
+    missing but that was heard from within ``hold_s`` seconds (default
+    ``max(60, 6 × view.stale_after_s)``, the probes' key TTL): Redis more
+    likely lost it than the vantage went away.
+
+    On any Redis error the view keeps the last known state; the task logs
+    once per outage, retries with capped exponential backoff
+    (``backoff_cap_s`` seconds), resyncs and logs the recovery. Malformed
+    records and messages are skipped with a rate-limited warning.
+    ``connected``: subscribed and loaded; ``last_sync``: epoch seconds of the
+    last full load, None before. Raises ``RedisConfigError`` for a bad
+    ``url``.
+    """
+
+    def __init__(self, url: str, view: QuorumView, *, resync_interval_s: float,
+                 namespace: str = NAMESPACE, hold_s: float | None = None,
+                 backoff_cap_s: float = 5.0) -> None:
+        self.target = parse_url(url)
+        self.view = view
+        self.resync_interval_s = resync_interval_s
+        self.keys = Keys(namespace)
+        self.hold_s = max(60.0, 6 * view.stale_after_s) if hold_s is None else hold_s
+        self.connected = False
+        self.last_sync: float | None = None
+        self._backoff_cap_s = backoff_cap_s
+        self._synced = asyncio.Event()
+        self._seen: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._outage = Outage("health watcher", self.target,
+                               "serving the last known health view")
+        self._skipped = _Skipped()
+
+    async def start(self) -> None:
+        """Start the watcher task; returns at once (the first load happens in
+        the background: see ``wait_synced``)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gslb-redis-watcher")
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Return once a full load has completed (since ``start``); raises
+        ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
+
+    async def stop(self) -> None:
+        """Stop the task and close its connections."""
+        if self._task is not None:
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
+        self.connected = False
+
+    async def _run(self) -> None:
+        await follow_channel(self, self.keys.channel, Backoff(cap_s=self._backoff_cap_s))
+
+    async def _load(self, client: Redis) -> None:
+        ns = self.keys.namespace
+        # vantages first: a sink writes a vantage hash together with its reports
+        vantage_keys = [k async for k in client.scan_iter(match=f"{ns}vantage:*", count=1000)]
+        report_keys = [k async for k in client.scan_iter(match=f"{ns}report:*", count=1000)]
+        pipe = client.pipeline(transaction=False)
+        for key in (*vantage_keys, *report_keys):
+            pipe.hgetall(key)
+        values = await pipe.execute(raise_on_error=False)
+        seen: dict[str, float] = {}
+        for key, value in zip(vantage_keys, values, strict=False):
+            try:
+                if isinstance(value, Exception):
+                    raise value
+                seen[key[len(ns) + len("vantage:"):]] = float(value["at"])
+            except Exception as exc:
+                self._skipped(f"vantage record {key}", exc)
+        reports: list[VantageReport] = []
+        for key, value in zip(report_keys, values[len(vantage_keys):], strict=False):
+            vantage, _, origin = key[len(ns) + len("report:"):].partition(":")
+            try:
+                if isinstance(value, Exception):
+                    raise value
+                if value:  # expired between SCAN and HGETALL
+                    reports.append(VantageReport.from_fields(origin, vantage, value))
+            except Exception as exc:
+                self._skipped(f"report record {key}", exc)
+        now = time.time()
+        for vantage, at in seen.items():
+            self._seen[vantage] = max(at, self._seen.get(vantage, 0.0))
+        held = {v for v, at in self._seen.items()
+                if v not in seen and now - at <= self.hold_s}
+        if held:
+            reports.extend(r for status in self.view.snapshot().values()
+                           for v, r in status.reports.items() if v in held)
+            log.debug("vantage(s) %s missing in Redis: holding their reports", sorted(held))
+        self._seen = {v: at for v, at in self._seen.items() if v in seen or v in held}
+        changed = self.view.replace(reports, seen)
+        self.last_sync = now
+        self._synced.set()
+        log.debug("loaded %d report(s) from %d vantage(s) in Redis; %d origin(s) changed",
+                  len(reports), len(seen), changed)
+
+    def _on_message(self, data: str) -> None:
+        try:
+            msg = json.loads(data)
+            kind, vantage = msg["type"], msg["vantage"]
+            if kind == "report":
+                self.view.apply(VantageReport.from_fields(msg["origin"], vantage, msg["fields"]))
+                self._saw(vantage, float(msg["fields"]["checked_at"]))
+            elif kind == "heartbeat":
+                at = float(msg["at"])
+                self.view.heartbeat(vantage, at)
+                self._saw(vantage, at)
+            elif kind == "forget":
+                self.view.forget(msg["origin"], vantage)
+            else:
+                raise ValueError(f"unknown type {kind!r}")
+        except Exception as exc:
+            self._skipped("message", exc)
+
+    def _saw(self, vantage: str, at: float) -> None:
+        if at > self._seen.get(vantage, 0.0):
+            self._seen[vantage] = at
+
+
+class _Skipped:
+    """Rate-limited warning for malformed records and messages (one line per
+    ``every_s`` seconds, counting what was skipped in between)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s, self.count, self.last = every_s, 0, -float("inf")
+
+    def __call__(self, what: str, exc: BaseException) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            log.warning("skipped malformed %s (%s: %s); %d skipped since the last warning",
+                        what, type(exc).__name__, exc, self.count)
+            self.last, self.count = now, 0
