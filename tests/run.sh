@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian packages when
-# missing, the virtualenv with the test extras) and runs ruff and pytest.
+# missing, the virtualenv with the test extras) and runs ruff, mypy --strict
+# (settings in pyproject.toml) and pytest.
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k ecs -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,5 @@ if command -v systemctl >/dev/null 2>&1; then
     done
 fi
 .venv/bin/ruff check gslb tests
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"
