@@ -53,6 +53,19 @@ class HealthView(Protocol):
     def srtt_ms(self, origin: str, vantage: str) -> float | None: ...
 
 
+class Generational(Protocol):
+    """Anything with a ``generation`` that moves on every change."""
+
+    @property
+    def generation(self) -> int: ...
+
+
+def generation_moved(view: Generational, generation: int) -> Callable[[], bool]:
+    """A ``wait_for`` predicate: true once ``view.generation`` is no longer
+    ``generation``."""
+    return lambda: view.generation != generation
+
+
 class AllUpExcept:
     """A :class:`HealthView` in which every origin is up but those in
     ``out``, no RTT is known and ``generation`` is fixed: what ``fallback:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import TYPE_CHECKING
 
 from gslb.config.model import Config
-from gslb.health.redis.sink import RedisSink
 from gslb.probe.worker import Prober
+
+if TYPE_CHECKING:
+    from gslb.health.redis.sink import RedisSink
 
 log = logging.getLogger("gslb.service")
 
@@ -28,13 +31,16 @@ class ProbeService:
 
     def __init__(self, config: Config, vantage: str, redis_url: str,
                  rng: random.Random | None = None) -> None:
+        # redis-py only where it is used: gslb serve, check and status never load it
+        from gslb.health.redis.sink import RedisSink
+
         if vantage not in config.vantages:
             declared = ", ".join(sorted(config.vantages)) or "none declared"
             raise ValueError(f"vantage {vantage!r} is not in the config's vantages "
                              f"({declared})")
         self.config = config
         self.vantage = vantage
-        self.sink = RedisSink(redis_url, key_ttl_s=key_ttl_s(config))
+        self.sink: RedisSink = RedisSink(redis_url, key_ttl_s=key_ttl_s(config))
         self.prober = Prober(config.origins, self.sink, vantage, rng=rng,
                              heartbeat_interval_s=config.health.heartbeat_interval_s)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gslb.config.model import Origin
 from gslb.health.overrides import Override, Overrides, RedisOverrides
-from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.view import QuorumView
+
+if TYPE_CHECKING:  # redis-py is loaded only by a nameserver that uses Redis
+    from gslb.health.redis.watcher import RedisWatcher
 
 
 class Drains:

@@ -32,7 +32,6 @@ from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
 from gslb.geo import GeoDB
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
-from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
 from gslb.serve.metrics import make_registry
@@ -145,6 +144,9 @@ class Service:
                 config.origins, self.quorum, LOCAL_VANTAGE,
                 heartbeat_interval_s=config.health.heartbeat_interval_s)
         else:
+            # redis-py only where it is used (the embedded default never loads it)
+            from gslb.health.redis.watcher import RedisWatcher
+
             watcher = RedisWatcher(redis_url, self.quorum,
                                    resync_interval_s=config.health.resync_interval_s)
             shared = RedisOverrides(redis_url, self.overrides,

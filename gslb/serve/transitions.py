@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gslb.errors import raise_if_cancelling
 from gslb.health.overrides import Override
-from gslb.health.view import HealthView, QuorumView
+from gslb.health.view import QuorumView, generation_moved
 from gslb.stats import QueryStats
 
 #: How many recent transitions a :class:`Transitions` keeps.
@@ -58,7 +58,7 @@ class Transitions:
         down, seen = down_now(), health.generation
         while True:
             with contextlib.suppress(TimeoutError):
-                await health.wait_for(moved_from(health, seen), 3600)
+                await health.wait_for(generation_moved(health, seen), 3600)
             raise_if_cancelling()
             seen = health.generation
             now = down_now()
@@ -68,8 +68,3 @@ class Transitions:
                 self.record(origin, "up", "health checks")
             down = now
 
-
-def moved_from(view: HealthView, generation: int) -> Callable[[], bool]:
-    """A ``wait_for`` predicate: true once ``view.generation`` is no longer
-    ``generation``."""
-    return lambda: view.generation != generation

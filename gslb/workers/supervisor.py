@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from gslb.answering import AnswerSettings
 from gslb.dns.server import bind_udp_tcp
 from gslb.errors import raise_if_cancelling
+from gslb.health.view import generation_moved
 from gslb.logs import JsonFormatter
 from gslb.stats import QueryStats
 from gslb.workers.messages import (
@@ -294,7 +295,7 @@ class WorkerPool:
         while not self._stopping:
             seen = self._sent.generation if self._sent is not None else -1
             with contextlib.suppress(TimeoutError):
-                await view.wait_for(_moved_from(view, seen), SNAPSHOT_INTERVAL_S)
+                await view.wait_for(generation_moved(view, seen), SNAPSHOT_INTERVAL_S)
             raise_if_cancelling()  # a stop that came out as the TimeoutError
             now = view.snapshot()
             if now != self._sent:
@@ -333,10 +334,6 @@ def _reserve(listen: Sequence[tuple[str, int]]) -> list[tuple[str, socket.socket
 
 def _send(conn: Connection, message: ToWorker) -> None:
     conn.send(message)
-
-
-def _moved_from(view: ViewSource, generation: int) -> Callable[[], bool]:
-    return lambda: view.generation != generation
 
 
 def _json_logs() -> bool:
