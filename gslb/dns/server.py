@@ -140,9 +140,9 @@ def _bind_tcp(tcp: socket.socket, host: str, port: int, fixed: bool) -> bool:
 
 class _Udp:
     """A UDP listener read with ``loop.add_reader``, draining up to
-    ``UDP_BATCH`` datagrams per wake-up (about five times the queries per
-    second of asyncio's ``DatagramProtocol`` path, which reads one datagram
-    per selector round). Responses are sent with a non-blocking ``sendto``;
+    ``UDP_BATCH`` datagrams per wake-up, where asyncio's ``DatagramProtocol``
+    path reads one datagram per selector round (the measured difference:
+    docs/performance.md). Responses are sent with a non-blocking ``sendto``;
     when the socket buffer is full the response is dropped, as UDP may."""
 
     def __init__(self, sock: socket.socket, handler: Handler) -> None:

@@ -117,7 +117,6 @@ class Service:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.started_at: float | None = None
-        self.redis_url = redis_url
         self.settings = AnswerSettings(answer_cache, query_log_sample, server_id)
         self.quorum = QuorumView(config.health.quorum, config.health.stale_after_s)
         """Health as the vantages report it (before drains)."""
