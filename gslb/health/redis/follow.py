@@ -55,6 +55,10 @@ async def follow_channel(follower: ChannelFollower, channel: str, backoff: Backo
                     next_load = loop.time() + follower.resync_interval_s
                     continue
                 message = await pubsub.get_message(timeout=wait)
+                # redis-py returns None when its read timeout and a cancellation
+                # land together (the CancelledError became its TimeoutError):
+                # without this check a stop would wait out the next read
+                raise_if_cancelling()
                 if message is not None and message.get("type") == "message":
                     follower._on_message(message["data"])
         except Exception as exc:
