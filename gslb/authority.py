@@ -34,7 +34,7 @@ from gslb.dns.wire import (
 )
 from gslb.health.view import HealthView
 from gslb.steering import Choice, Steering
-from gslb.steering.base import Client, Locator
+from gslb.steering.base import Basis, Client, Locator
 
 #: Longest CNAME chain followed inside our zones before giving up.
 MAX_CNAME_CHAIN = 8
@@ -331,9 +331,12 @@ class Authority:
         client = self.client_for(query, who)
         choice = self.steering.choose(record.pool, family, client, self.health, self.rng)
         answer.ecs_scope = max(answer.ecs_scope, choice.scope)
-        reusable, per_client = self.steering.traits(record.pool)
-        answer.reusable = answer.reusable and reusable
-        answer.per_client = answer.per_client or per_client
+        # reuse follows from what this choice depended on (Basis), not from
+        # which policies the pool has
+        if choice.basis & (Basis.DRAW | Basis.RTT):
+            answer.reusable = False
+        if choice.basis & Basis.CLIENT:
+            answer.per_client = True
         chosen = ((owner, record.pool, choice),)
         if self._on_choice is not None:
             self._on_choice(owner, record.pool, choice)

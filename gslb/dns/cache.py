@@ -15,12 +15,14 @@ asked (the case echo of 0x20, draft-vixie-dnsext-dns0x20): the question is
 the same length in both, and names in the answer point at it (offset 12).
 
 What may be stored is the authority's call (``Answer.reusable``,
-``Answer.per_client``): answers from a random draw (``weighted``) or from
-RTTs (``latency``) are never stored; answers that depend on where the
-client is are keyed by the packet's source address too when the query has
-no ECS address to go by. Every entry belongs to one health ``generation``:
-the first lookup that sees another generation empties the cache, so a
-state change or drain shows in the very next answer.
+``Answer.per_client``), made from what each steering choice reports it
+depended on (:class:`gslb.steering.base.Basis`): an answer that came from a
+random draw between two or more origins, or from RTTs, is never stored;
+one that depends on where the client is, is keyed by the packet's source
+address too when the query has no ECS address to go by. Every entry
+belongs to one health ``generation``: the first lookup that sees another
+generation empties the cache, so a state change or drain shows in the very
+next answer.
 
 Observers (metrics, query log) hear of a reused answer with the query and
 answer it was built for: the query log shows the qname in lower case and

@@ -124,7 +124,6 @@ class Steering:
                 plan.p4 = make(pool, plan.v4, finder, logger=logger)
                 plan.p6 = make(pool, plan.v6, finder, logger=logger)
             self._plans[name] = plan
-        self._traits = {name: _traits(name, pools) for name in pools}
         self._reads_rtt = any(p.p4.reads_rtt or p.p6.reads_rtt for p in self._plans.values())
 
     @property
@@ -133,15 +132,6 @@ class Steering:
         object's ``reads_rtt``, as ``latency``'s): only then do answers read
         ``HealthView.srtt_ms``, and a worker process needs those RTTs."""
         return self._reads_rtt
-
-    def traits(self, pool_name: str) -> tuple[bool, bool]:
-        """``(reusable, per_client)`` for answers of ``pool_name``, over its
-        fallback chain: ``reusable`` when the same client gets the same
-        answer while the health view's ``generation`` holds (no ``weighted``
-        draw, no ``latency`` RTT in the chain); ``per_client`` when the
-        answer may depend on where the client is (``geo`` or ``latency`` in
-        the chain). Raises KeyError for an unknown pool."""
-        return self._traits[pool_name]
 
     @property
     def in_fallback(self) -> frozenset[tuple[str, int]]:
@@ -191,25 +181,8 @@ class Steering:
         if sel.origins:
             self._log.healthy(pool_name, family)
             return Choice("answer", addresses_of(sel.origins, family), sel.scope, pool_name,
-                          False, sel.reason)
+                          False, sel.reason, sel.basis)
         return fall_back(plan.pool, family, policy, candidates, client, health, rng,
-                         scope=sel.scope, depth=depth, choose=self._choose, flog=self._log)
-
-
-#: Policies whose answer may differ between two identical queries under
-#: the same health generation (a random draw; RTTs and anti-flap memory).
-UNREUSABLE_POLICIES = frozenset({"weighted", "latency"})
-#: Policies whose answer may depend on where the client is.
-PER_CLIENT_POLICIES = frozenset({"geo", "latency"})
-
-
-def _traits(name: str, pools: Mapping[str, Pool]) -> tuple[bool, bool]:
-    reusable, per_client, seen = True, False, set()
-    pool: Pool | None = pools.get(name)
-    while pool is not None and pool.name not in seen:
-        seen.add(pool.name)
-        reusable &= pool.policy not in UNREUSABLE_POLICIES
-        per_client |= pool.policy in PER_CLIENT_POLICIES
-        pool = None if pool.fallback in ("all", "none") else pools.get(pool.fallback)
-    return reusable, per_client
+                         scope=sel.scope, basis=sel.basis, depth=depth, choose=self._choose,
+                         flog=self._log)
 

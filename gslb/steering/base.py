@@ -7,6 +7,7 @@ most once per query (``Client.location``).
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,36 @@ class Client:
         return min(self.ecs_source, ECS_SCOPE_CAP.get(self.ecs_version, 0))
 
 
+class Basis(enum.IntFlag):
+    """What a selection depended on, as it happened (flags, combined with
+    ``|`` along a fallback chain or a tree of pools). What may be reused of
+    an answer follows from it alone (:mod:`gslb.dns.cache`), never from a
+    policy's name:
+
+    * ``DRAW``: a random draw decided between two or more candidates (their
+      choice, or their order): the next query may get another answer, so it
+      is never reused;
+    * ``CLIENT``: where the client is (its network or its location) decided;
+      the ECS scope says for how wide a network (RFC 7871 section 7.2.1), and
+      without ECS the answer is reused only for the same source address;
+    * ``RTT``: smoothed RTTs (and the anti-flap memory over them) decided:
+      they move without the health generation moving, so never reused;
+    * ``NONE``: nothing but health: the same for everyone until the health
+      generation moves.
+    """
+
+    NONE = 0
+    DRAW = 1
+    CLIENT = 2
+    RTT = 4
+
+
+def drawn(candidates: int) -> Basis:
+    """``Basis.DRAW`` when a weighted draw picks among ``candidates`` (2 or
+    more: which one, or in which order), else ``Basis.NONE``."""
+    return Basis.DRAW if candidates > 1 else Basis.NONE
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """What a policy chose.
@@ -86,11 +117,13 @@ class Selection:
     * ``scope``: ECS scope prefix-length to return (RFC 7871 section 7.2.1):
       0 when the choice does not depend on the client.
     * ``reason``: a short human-readable explanation (for logs and status).
+    * ``basis``: what the choice depended on (:class:`Basis`).
     """
 
     origins: tuple[Origin, ...]
     scope: int = 0
     reason: str = ""
+    basis: Basis = Basis.NONE
 
 
 class Policy(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from gslb.config.model import Origin, Pool, Tiers
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Selection
+from gslb.steering.base import Client, Selection, drawn
 from gslb.steering.weighted import pick_weighted
 
 
@@ -33,7 +33,8 @@ def first_healthy_tier(
 class FailoverPolicy:
     """Walk ``pool.tiers`` in order; in the first tier with a healthy
     candidate, pick ``pool.max_answers`` of them by weight. The answer does
-    not depend on the client: ECS scope 0."""
+    not depend on the client: ECS scope 0; it was drawn (``Basis.DRAW``)
+    when that tier had two or more healthy candidates."""
 
     reads_rtt = False
 
@@ -49,4 +50,5 @@ class FailoverPolicy:
         tier, up = first_healthy_tier(pool.tiers, {o.name: o for o in candidates}, health)
         if not up:
             return Selection((), 0, "no healthy origin in any tier")
-        return Selection(pick_weighted(up, pool.max_answers, rng), 0, f"tier {tier}")
+        return Selection(pick_weighted(up, pool.max_answers, rng), 0, f"tier {tier}",
+                         drawn(len(up)))

@@ -17,7 +17,7 @@ from typing import Literal
 
 from gslb.config.model import Origin, Pool
 from gslb.health.view import AllUpExcept, HealthView
-from gslb.steering.base import Client, Policy
+from gslb.steering.base import Basis, Client, Policy
 
 log = logging.getLogger("gslb.steering")
 
@@ -42,6 +42,9 @@ class Choice:
     * ``pool``: the pool that answered, after any fallback.
     * ``fallback``: True when the pool's fallback produced this outcome.
     * ``reason``: human-readable chain of decisions (logs, status, explain).
+    * ``basis``: what the outcome depended on, over every selection made
+      for it (:class:`gslb.steering.base.Basis`): what the answer cache may
+      reuse follows from it.
     """
 
     kind: ChoiceKind
@@ -50,6 +53,7 @@ class Choice:
     pool: str
     fallback: bool
     reason: str
+    basis: Basis = Basis.NONE
 
 
 def addresses_of(origins: Iterable[Origin], family: int) -> tuple[str, ...]:
@@ -137,6 +141,7 @@ def fall_back(
     rng: random.Random,
     *,
     scope: int,
+    basis: Basis,
     depth: int,
     choose: ChooseFn,
     flog: FallbackLog,
@@ -144,8 +149,9 @@ def fall_back(
     """The outcome for ``pool`` (whose ``policy`` found no healthy one among
     ``candidates``) according to ``pool.fallback``.
 
-    ``scope`` is the ECS scope of the empty selection; the result keeps the
-    most specific of it and the fallback's scope. ``choose`` runs another
+    ``scope`` and ``basis`` are the ECS scope and the basis of the empty
+    selection; the result keeps the most specific of it and the fallback's
+    scope, and what both depended on. ``choose`` runs another
     pool; past ``MAX_FALLBACK_DEPTH`` pool fallbacks the answer is SERVFAIL.
     """
     mode = pool.fallback
@@ -153,7 +159,7 @@ def fall_back(
     flog.down(pool.name, family, target)
     why = f"no healthy origin in pool {pool.name}; fallback to {target}"
     if mode == "none":
-        return Choice("servfail", (), 0, pool.name, True, why)
+        return Choice("servfail", (), 0, pool.name, True, why, basis)
     if mode == "all":
         sel = policy.select(pool, candidates, client, everyone_up(health), rng)
         if not sel.origins:
@@ -161,13 +167,15 @@ def fall_back(
             # pool on its own, so answer as if all were up.
             sel = policy.select(pool, candidates, client, ALL_UP, rng)
         if not sel.origins:
-            return Choice("servfail", (), 0, pool.name, True, f"{why}: nothing to answer")
+            return Choice("servfail", (), 0, pool.name, True, f"{why}: nothing to answer",
+                          basis | sel.basis)
         return Choice("answer", addresses_of(sel.origins, family), max(scope, sel.scope),
-                      pool.name, True, f"{why}: {sel.reason}")
+                      pool.name, True, f"{why}: {sel.reason}", basis | sel.basis)
     if depth >= MAX_FALLBACK_DEPTH:
         flog.error(f"pool {pool.name}: fallback chain longer than {MAX_FALLBACK_DEPTH} pools"
                    " (a cycle?), answering SERVFAIL")
-        return Choice("servfail", (), 0, pool.name, True, f"{why}: chain too long")
+        return Choice("servfail", (), 0, pool.name, True, f"{why}: chain too long", basis)
     then = choose(mode, family, client, health, rng, depth + 1)
     return replace(then, fallback=True, reason=f"{why}: {then.reason}",
-                   scope=max(scope, then.scope) if then.kind == "answer" else then.scope)
+                   scope=max(scope, then.scope) if then.kind == "answer" else then.scope,
+                   basis=basis | then.basis)

@@ -11,6 +11,10 @@ Order of rules, first that yields a healthy candidate wins:
 3. ``pool.default`` tiers (for clients that cannot be located at all);
 4. any healthy candidate, by weight.
 
+Every geo answer depends on the client (``Basis.CLIENT``), and on a draw
+(``Basis.DRAW``) when a tier or the "any" rule had two or more healthy
+candidates to pick from.
+
 ECS scope: ``client.geo_scope`` on every geo answer, even when the client
 could not be located. Being unlocatable is itself a fact about the client's
 subnet: with scope 0 a resolver would reuse the default answer for located
@@ -28,7 +32,7 @@ from collections.abc import Sequence
 from gslb.config.model import Origin, Pool
 from gslb.geo import distance_km
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Selection
+from gslb.steering.base import Basis, Client, Selection, drawn
 from gslb.steering.failover import first_healthy_tier
 from gslb.steering.weighted import pick_weighted
 
@@ -68,7 +72,8 @@ class GeoPolicy:
             if rule:
                 tier, up = first_healthy_tier(tiers, by_name, health)
                 if up:
-                    return Selection(pick_weighted(up, k, rng), scope, f"{rule} tier {tier}")
+                    return Selection(pick_weighted(up, k, rng), scope, f"{rule} tier {tier}",
+                                     Basis.CLIENT | drawn(len(up)))
                 notes.append(f"{rule} down")
             if loc.lat is not None and loc.lon is not None:
                 lat, lon = loc.lat, loc.lon
@@ -81,7 +86,8 @@ class GeoPolicy:
                     near = heapq.nsmallest(k, located, key=lambda d_o: d_o[0])
                     what = ", ".join(f"{o.name} {d:.0f} km" for d, o in near)
                     notes.append(f"nearest to ({lat:.1f}, {lon:.1f}): {what}")
-                    return Selection(tuple(o for _, o in near), scope, "; ".join(notes))
+                    return Selection(tuple(o for _, o in near), scope, "; ".join(notes),
+                                     Basis.CLIENT)
                 notes.append("no healthy origin with a location")
             else:
                 notes.append("client has no coordinates")
@@ -91,4 +97,5 @@ class GeoPolicy:
         else:
             up = [o for o in candidates if health.is_up(o.name)]
             notes.append("any healthy" if up else "no healthy origin")
-        return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes))
+        return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
+                         Basis.CLIENT | drawn(len(up)))

@@ -29,6 +29,11 @@ family): a config reload starts afresh. It moves only when queries come.
 A switch is logged at INFO (``gslb.steering``), unless the policy was built
 with ``logger=None``.
 
+**What it depended on**: every answer reports ``Basis.RTT`` (even one the
+geo fallback gave: RTT data arriving would change it, and RTTs move without
+the health generation moving), ``Basis.CLIENT`` when the vantage or the geo
+fallback depends on where the client is, and the geo fallback's draw.
+
 **ECS scope** (RFC 7871 section 7.2.1): ``client.geo_scope`` (the deciding
 prefix, as for ``geo``) when the answer depends on where the client is;
 0 when it cannot: one vantage stands for every client and it answered from
@@ -50,7 +55,7 @@ from operator import itemgetter
 from gslb.config.model import LOCAL_VANTAGE, Origin, Pool, Vantage
 from gslb.geo import distance_km
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Policy, Selection
+from gslb.steering.base import Basis, Client, Policy, Selection
 from gslb.steering.geo import GeoPolicy
 
 log = logging.getLogger("gslb.steering")
@@ -162,13 +167,18 @@ class LatencyPolicy:
                 note = self._stick(vantage, measured, pool.max_answers)
                 return Selection(self._current[vantage],
                                  client.geo_scope if self.dependent else 0,
-                                 f"vantage {vantage} ({how}): {note}")
+                                 f"vantage {vantage} ({how}): {note}",
+                                 Basis.RTT | (Basis.CLIENT if self.dependent else Basis.NONE))
             why = f"vantage {vantage} ({how}) has no RTT data"
         else:
             why = f"no vantage: {how}"
         sel = self.geo.select(pool, candidates, client, health, rng)
-        scope = sel.scope if self.dependent or self.geo_dependent else 0
-        return Selection(sel.origins, scope, f"{why}; geo: {sel.reason}")
+        client_bound = self.dependent or self.geo_dependent
+        basis = Basis.RTT | (sel.basis & Basis.DRAW)
+        if client_bound:
+            basis |= Basis.CLIENT
+        return Selection(sel.origins, sel.scope if client_bound else 0,
+                         f"{why}; geo: {sel.reason}", basis)
 
     def _better(self, new_ms: float, cur_ms: float) -> bool:
         gain = cur_ms - new_ms

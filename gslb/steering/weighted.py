@@ -13,7 +13,7 @@ from itertools import accumulate
 
 from gslb.config.model import Origin, Pool
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Selection
+from gslb.steering.base import Client, Selection, drawn
 
 
 def pick_weighted(origins: Sequence[Origin], k: int, rng: random.Random) -> tuple[Origin, ...]:
@@ -47,7 +47,8 @@ def pick_weighted(origins: Sequence[Origin], k: int, rng: random.Random) -> tupl
 
 class WeightedPolicy:
     """Pick ``pool.max_answers`` distinct healthy candidates in proportion to
-    weight. The answer does not depend on the client: ECS scope 0.
+    weight. The answer does not depend on the client: ECS scope 0; it was
+    drawn (``Basis.DRAW``) when two or more candidates were healthy.
 
     The healthy candidates and their cumulative weights are remembered for
     the last ``(candidates, health view, generation)`` seen, so a query to a
@@ -88,4 +89,4 @@ class WeightedPolicy:
                                                           rng.randrange(cumulative[-1]))],)
         else:
             chosen = pick_weighted(up, pool.max_answers, rng)
-        return Selection(chosen, 0, f"weighted among {len(up)} healthy")
+        return Selection(chosen, 0, f"weighted among {len(up)} healthy", drawn(len(up)))

@@ -11,6 +11,7 @@ import pytest
 from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
 from gslb.steering import POLICIES, Choice, Client, Steering
+from gslb.steering.base import Basis
 from tests.unit.fakes import Health
 
 ORIGINS = {
@@ -55,11 +56,15 @@ def test_registry_is_explicit() -> None:
 @pytest.mark.parametrize(
     ("pool", "family", "down", "expect"),
     [
-        ("web", 4, (), Choice("answer", ("192.0.2.12",), 24, "web", False, "country SE tier 1")),
+        ("web", 4, (), Choice("answer", ("192.0.2.12",), 24, "web", False, "country SE tier 1",
+                              Basis.CLIENT)),
         ("web", 6, (), Choice("answer", ("2001:db8::12",), 24, "web", False,
-                              "country SE tier 1")),
+                              "country SE tier 1", Basis.CLIENT)),
         ("db", 4, (), Choice("answer", ("192.0.2.11", "192.0.2.111"), 0, "db", False, "tier 1")),
         ("db", 6, ("london",), Choice("answer", ("2001:db8::12",), 0, "db", False, "tier 2")),
+        # Two healthy IPv4 members in tier 2: the answer was drawn.
+        ("db", 4, ("london",), Choice("answer", ("192.0.2.13",), 0, "db", False, "tier 2",
+                                      Basis.DRAW)),
         # Duplicate addresses across origins appear once (RFC 2181 section 5).
         ("everyone", 4, ("stockholm",), Choice(
             "answer", ("192.0.2.11", "192.0.2.111", "192.0.2.13", "192.0.2.14"), 0, "everyone",

@@ -12,6 +12,7 @@ import pytest
 from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
 from gslb.steering import Choice, Client, Steering
+from gslb.steering.base import Basis
 from gslb.steering.fallback import MAX_FALLBACK_DEPTH
 from tests.unit.fakes import Health
 
@@ -59,7 +60,7 @@ SE_CLIENT = Client("198.51.100.1", "81.2.69.0", 24, 4,
         # all keeps the geo answer and its scope.
         ("web", 4, ALL_DOWN, Choice(
             "answer", ("192.0.2.12",), 24, "web", True,
-            "no healthy origin in pool web; fallback to all: country SE tier 1")),
+            "no healthy origin in pool web; fallback to all: country SE tier 1", Basis.CLIENT)),
         # none: SERVFAIL.
         ("db", 4, ALL_DOWN, Choice(
             "servfail", (), 0, "db", True, "no healthy origin in pool db; fallback to none")),
