@@ -122,6 +122,18 @@ def test_a_health_change_shows_in_the_next_answer(tmp_path, geodb):
     assert authority.cache.hits == 1
 
 
+def test_a_draw_inside_a_failover_tier_is_never_reused(tmp_path, geodb):
+    # tier 2 holds two healthy origins of equal weight: each answer is a
+    # draw, so the cache must not freeze one (it did while reuse was decided
+    # from the pool's policy name)
+    authority, view = build(tmp_path, geodb)
+    down(view, "gb")
+    data = query("fail.example.test.")
+    seen = [addresses(respond(authority, data, GB_RESOLVER, True))[0] for _ in range(400)]
+    assert authority.cache.hits == 0 and len(authority.cache) == 0
+    assert 140 <= seen.count("192.0.2.2") <= 260 and 140 <= seen.count("192.0.2.3") <= 260
+
+
 def test_weighted_draws_are_never_reused(tmp_path, geodb):
     authority, _ = build(tmp_path, geodb)
     data = query("coin.example.test.")
