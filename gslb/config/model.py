@@ -95,9 +95,12 @@ Tiers = tuple[tuple[str, ...], ...]
 
 @dataclass(frozen=True, slots=True)
 class Pool:
-    """A set of origins and the policy that picks among them.
+    """A set of members (origins, or other pools: a tree) and the policy that
+    picks among them.
 
-    * ``origins``: every member, in declaration order.
+    * ``origins``: every member's name, in declaration order: an origin's or
+      another pool's (the config validator keeps the two apart, refuses
+      cycles and trees deeper than ``gslb.steering.MAX_TREE_DEPTH``).
     * ``tiers``: for ``failover``, the priority tiers; for other policies one
       tier holding every member.
     * ``countries``/``continents``/``default``: the ``geo`` map, each value
@@ -114,6 +117,13 @@ class Pool:
     * ``max_answers``: records per answer (``all`` ignores it).
     * ``fallback``: when no member is healthy: ``"all"`` (answer as if every
       member were up), ``"none"`` (SERVFAIL), or the name of another pool.
+    * ``weight``: the pool's weight as a member of another pool (a positive
+      integer, like ``Origin.weight``).
+    * ``min_healthy``, ``min_healthy_pct``: the pool counts as down (to a
+      parent pool, and for its own ``fallback``) while fewer of its members
+      (of the queried address family) are healthy than ``min_healthy`` (a
+      count, at least 1) or than ``min_healthy_pct`` percent of them (None:
+      no percentage), whichever asks more.
     """
 
     name: str
@@ -129,6 +139,9 @@ class Pool:
     vantage_continents: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     switch_margin_pct: float = DEFAULT_SWITCH_MARGIN_PCT
     switch_margin_ms: float = DEFAULT_SWITCH_MARGIN_MS
+    weight: int = 1
+    min_healthy: int = 1
+    min_healthy_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,15 @@ state) and calls :meth:`Steering.choose` per query.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from gslb.config.model import Origin, Pool, Vantage
 from gslb.health.view import HealthView
 from gslb.steering.all import AllPolicy
-from gslb.steering.base import Client, Policy, Selection
+from gslb.steering.base import Basis, Client, Member, Policy, PoolMember, Selection
 from gslb.steering.failover import FailoverPolicy
 from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
 from gslb.steering.fallback import log as steering_log
@@ -41,7 +42,7 @@ class BoundPolicy(Protocol):
     ``(pool, candidates of one family, the config's vantages, *, logger)``;
     ``logger`` is where the policy logs its decisions, None for nowhere."""
 
-    def __call__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder, *,
+    def __call__(self, pool: Pool, candidates: Sequence[Member], finder: VantageFinder, *,
                  logger: logging.Logger | None) -> Policy: ...
 
 
@@ -53,26 +54,81 @@ family): these keep state (or precompute per pool), so each Steering holds
 its own."""
 
 
+#: Deepest tree of pools (a pool, its member pools, theirs, ...): the config
+#: validator refuses deeper trees and cycles (docs/steering.md).
+MAX_TREE_DEPTH = 8
+
+
 class _Plan:
-    """What a query needs of one pool, computed once per config: candidates
-    and the policy object per address family."""
+    """What a query needs of one pool, computed once per config: its
+    members per address family (the origins with an address of the family
+    and the member pools with some origin of it), the policy object per
+    family, and whether any member is a pool (``nested``)."""
 
-    __slots__ = ("p4", "p6", "pool", "v4", "v6")
+    __slots__ = ("nested", "p4", "p6", "pool", "v4", "v6")
 
-    def __init__(self, pool: Pool, members: tuple[Origin, ...]) -> None:
+    def __init__(self, pool: Pool, v4: tuple[Member, ...], v6: tuple[Member, ...]) -> None:
         self.pool = pool
-        self.v4 = tuple(o for o in members if o.ipv4)
-        self.v6 = tuple(o for o in members if o.ipv6)
+        self.v4 = v4
+        self.v6 = v6
+        self.nested = any(isinstance(m, PoolMember) for m in (*v4, *v6))
         self.p4: Policy
         self.p6: Policy
 
+    def need(self, members: int) -> int:
+        """Healthy members below which the pool counts as down (at least 1):
+        ``min_healthy``, or ``min_healthy_pct`` percent of ``members``."""
+        pool = self.pool
+        need = pool.min_healthy
+        if pool.min_healthy_pct is not None:
+            need = max(need, math.ceil(pool.min_healthy_pct * members / 100 - 1e-9))
+        return max(1, need)
+
+
+class _TreeView:
+    """The health view a tree pool's policy reads: origins as ``base`` says;
+    a member pool is up while it has at least its ``min_healthy`` healthy
+    members (recursively), and its smoothed RTT from a vantage is the lowest
+    of its healthy members'. ``generation`` is the base view's."""
+
+    __slots__ = ("base", "family", "steering")
+
+    def __init__(self, steering: Steering, base: HealthView, family: int) -> None:
+        self.steering = steering
+        self.base = base
+        self.family = family
+
+    @property
+    def generation(self) -> int:
+        return self.base.generation
+
+    def is_up(self, name: str) -> bool:
+        if name in self.steering._origins:  # a name is an origin's before a pool's
+            return self.base.is_up(name)
+        return self.steering._pool_up(name, self.family, self.base)
+
+    def srtt_ms(self, name: str, vantage: str) -> float | None:
+        if name in self.steering._origins:
+            return self.base.srtt_ms(name, vantage)
+        plan = self.steering._plans[name]
+        found = [ms for m in (plan.v4 if self.family == 4 else plan.v6)
+                 if self.is_up(m.name) and (ms := self.srtt_ms(m.name, vantage)) is not None]
+        return min(found, default=None)
+
 
 class Steering:
-    """Steering for one loaded config: per-pool candidate lists per address
+    """Steering for one loaded config: per-pool member lists per address
     family are computed here, so a query does little more than ask the
     policy. Holds the fallback log state (:class:`FallbackLog`) and the
     ``latency`` anti-flap memory (per pool, family and vantage: a new
     Steering, as on reload, starts afresh); answers are not cached here.
+
+    A pool's members may be pools (a tree, at most ``MAX_TREE_DEPTH``
+    deep): a member pool is up while at least its ``min_healthy`` members
+    are; when chosen, it answers with its own policy, and the answer keeps
+    the most specific ECS scope, everything each choice depended on and
+    every reason along the path. A pool below its own ``min_healthy``
+    follows its ``fallback``.
 
     ``vantages``: the config's probe vantages (``Config.vantages``), which
     ``latency`` pools steer by; none means only the embedded prober's
@@ -82,8 +138,9 @@ class Steering:
     previews answers (status pages) beside the one that serves them, whose
     log alone tells what clients got. ``in_fallback`` is kept either way.
 
-    Raises ValueError when a pool names an unknown origin, policy or
-    fallback pool (the config validator should have caught it).
+    Raises ValueError when a pool names an unknown origin or pool, policy
+    or fallback pool, or its members form a cycle or a tree deeper than
+    ``MAX_TREE_DEPTH`` (the config validator should have caught it).
     """
 
     def __init__(
@@ -101,19 +158,27 @@ class Steering:
         logger = None if quiet else steering_log
         self._log = FallbackLog(logger)
         self._plans: dict[str, _Plan] = {}
+        self._origins = frozenset(origins)
+        self._up: dict[tuple[str, int], tuple[HealthView, int, bool]] = {}
         finder = VantageFinder(vantages or {})
         self.vantages: tuple[str, ...] = finder.names
         """The vantage names ``latency`` pools steer by (``("local",)`` when
         none were given)."""
+        families = _families(pools, origins)
         for name, pool in pools.items():
-            unknown = [n for n in pool.origins if n not in origins]
-            if unknown:
-                raise ValueError(f"pool {name}: unknown origins {unknown}")
             if pool.policy not in policies and pool.policy not in bound:
                 raise ValueError(f"pool {name}: unknown policy {pool.policy!r}")
             if pool.fallback not in ("all", "none") and pool.fallback not in pools:
                 raise ValueError(f"pool {name}: unknown fallback pool {pool.fallback!r}")
-            plan = _Plan(pool, tuple(origins[n] for n in pool.origins))
+            members: list[tuple[Member, frozenset[int]]] = []
+            for n in pool.origins:
+                if n in origins:  # a name is an origin's before a pool's
+                    o = origins[n]
+                    members.append((o, frozenset(f for f, a in ((4, o.ipv4), (6, o.ipv6)) if a)))
+                else:
+                    members.append((PoolMember(n, pools[n].weight), families[n]))
+            plan = _Plan(pool, tuple(m for m, f in members if 4 in f),
+                         tuple(m for m, f in members if 6 in f))
             if isinstance(policies.get(pool.policy), WeightedPolicy):
                 # its memo of healthy candidates belongs to one (pool, family)
                 plan.p4, plan.p6 = WeightedPolicy(), WeightedPolicy()
@@ -151,9 +216,10 @@ class Steering:
         defaults to this object's own generator.
 
         NODATA when the pool has no member with an address of the family;
-        when no member is healthy, the pool's fallback decides (see
-        :mod:`gslb.steering.fallback`). Raises KeyError for an unknown pool
-        and ValueError for a family other than 4 or 6.
+        when no member is healthy (or fewer than ``min_healthy``), the pool's
+        fallback decides (see :mod:`gslb.steering.fallback`). Raises
+        KeyError for an unknown pool and ValueError for a family other than
+        4 or 6.
         """
         if family != 4 and family != 6:
             raise ValueError(f"family must be 4 or 6, not {family!r}")
@@ -170,19 +236,112 @@ class Steering:
         depth: int,
     ) -> Choice:
         plan = self._plans[pool_name]
-        if family == 4:
-            candidates, policy = plan.v4, plan.p4
-        else:
-            candidates, policy = plan.v6, plan.p6
+        candidates = plan.v4 if family == 4 else plan.v6
         if not candidates:
             return Choice("nodata", (), 0, pool_name, False,
                           f"no IPv{family} origin in pool {pool_name}")
-        sel = policy.select(plan.pool, candidates, client, health, rng)
-        if sel.origins:
-            self._log.healthy(pool_name, family)
-            return Choice("answer", addresses_of(sel.origins, family), sel.scope, pool_name,
-                          False, sel.reason, sel.basis)
-        return fall_back(plan.pool, family, policy, candidates, client, health, rng,
-                         scope=sel.scope, basis=sel.basis, depth=depth, choose=self._choose,
-                         flog=self._log)
+        if not plan.nested and plan.pool.min_healthy == 1 and plan.pool.min_healthy_pct is None:
+            # a flat pool: no view to wrap, no member to expand
+            policy = plan.p4 if family == 4 else plan.p6
+            sel = policy.select(plan.pool, candidates, client, health, rng)
+            if sel.members:
+                self._log.healthy(pool_name, family)
+                # a flat pool's members are origins
+                chosen = cast("tuple[Origin, ...]", sel.members)
+                return Choice("answer", addresses_of(chosen, family), sel.scope, pool_name,
+                              False, sel.reason, sel.basis)
+            scope, basis = sel.scope, sel.basis
+        else:
+            if self._pool_up(pool_name, family, health):
+                done = self._answer(plan, family, client, health, rng, depth)
+                if done.kind == "answer":
+                    self._log.healthy(pool_name, family)
+                    return done
+                scope, basis = done.scope, done.basis
+            else:
+                scope, basis = 0, Basis.NONE
+        return fall_back(plan.pool, family, client, health, rng, scope=scope, basis=basis,
+                         depth=depth, choose=self._choose, flog=self._log,
+                         answer=lambda view: self._answer(plan, family, client, view, rng,
+                                                          depth))
 
+    def _answer(self, plan: _Plan, family: int, client: Client, health: HealthView,
+                rng: random.Random, depth: int) -> Choice:
+        """The pool's own answer under ``health`` (no fallback): its policy's
+        selection, each chosen member pool answering in turn."""
+        candidates = plan.v4 if family == 4 else plan.v6
+        policy = plan.p4 if family == 4 else plan.p6
+        view: HealthView = _TreeView(self, health, family) if plan.nested else health
+        sel = policy.select(plan.pool, candidates, client, view, rng)
+        name = plan.pool.name
+        if not sel.members:
+            return Choice("nodata", (), sel.scope, name, False, sel.reason, sel.basis)
+        addresses: list[str] = []
+        leaves: list[str] = []
+        scope, basis, reasons = sel.scope, sel.basis, [sel.reason]
+        for member in sel.members:
+            if isinstance(member, PoolMember):
+                if depth >= MAX_TREE_DEPTH:
+                    self._log.error(f"pool {name}: tree deeper than {MAX_TREE_DEPTH} pools "
+                                    "(a cycle?), answering SERVFAIL")
+                    return Choice("servfail", (), 0, name, False, "tree too deep", basis)
+                sub = self._choose(member.name, family, client, health, rng, depth + 1)
+                scope, basis = max(scope, sub.scope), basis | sub.basis
+                reasons.append(f"pool {member.name}: {sub.reason}")
+                for i, address in enumerate(sub.addresses):
+                    addresses.append(address)
+                    leaves.append(sub.leaves[i] if sub.leaves else sub.pool)
+            elif isinstance(member, Origin):
+                for address in (member.ipv4 if family == 4 else member.ipv6):
+                    addresses.append(address)
+                    leaves.append(name)
+        unique = dict(zip(addresses, leaves, strict=True))  # RFC 2181 section 5: no duplicates
+        if not unique:
+            return Choice("nodata", (), scope, name, False, "; ".join(reasons), basis)
+        return Choice("answer", tuple(unique), scope, name, False, " → ".join(reasons), basis,
+                      tuple(unique.values()) if plan.nested else ())
+
+    def _pool_up(self, name: str, family: int, health: HealthView) -> bool:
+        """Whether pool ``name`` has at least its ``min_healthy`` healthy
+        members of ``family`` under ``health`` (remembered per generation)."""
+        generation = health.generation
+        memo = self._up.get((name, family))
+        if memo is not None and memo[0] is health and memo[1] == generation:
+            return memo[2]
+        plan = self._plans[name]
+        members = plan.v4 if family == 4 else plan.v6
+        view: HealthView = _TreeView(self, health, family) if plan.nested else health
+        up = sum(1 for m in members if view.is_up(m.name)) >= plan.need(len(members))
+        self._up[(name, family)] = (health, generation, up)
+        return up
+
+
+def _families(pools: Mapping[str, Pool],
+              origins: Mapping[str, Origin]) -> dict[str, frozenset[int]]:
+    """Per pool, the address families (4, 6) some origin of its tree has.
+    Raises ValueError for an unknown member, a cycle or a tree deeper than
+    ``MAX_TREE_DEPTH``."""
+    found: dict[str, frozenset[int]] = {}
+
+    def walk(name: str, path: tuple[str, ...]) -> frozenset[int]:
+        if name in found:
+            return found[name]
+        if name in path:
+            raise ValueError(f"pool cycle: {' -> '.join((*path, name))}")
+        if len(path) >= MAX_TREE_DEPTH:
+            raise ValueError(f"pool {path[0]}: tree deeper than {MAX_TREE_DEPTH} pools")
+        families: set[int] = set()
+        for member in pools[name].origins:
+            if member in origins:  # a name is an origin's before a pool's
+                families |= {f for f, a in ((4, origins[member].ipv4),
+                                            (6, origins[member].ipv6)) if a}
+            elif member in pools:
+                families |= walk(member, (*path, name))
+            else:
+                raise ValueError(f"pool {name}: unknown origin or pool {member!r}")
+        found[name] = frozenset(families)
+        return found[name]
+
+    for name in pools:
+        walk(name, ())
+    return found

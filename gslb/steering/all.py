@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from gslb.config.model import Origin, Pool
+from gslb.config.model import Pool
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Selection
+from gslb.steering.base import Client, Member, Selection
 
 
 class AllPolicy:
@@ -20,7 +20,7 @@ class AllPolicy:
     def select(
         self,
         pool: Pool,
-        candidates: Sequence[Origin],
+        candidates: Sequence[Member],
         client: Client,
         health: HealthView,
         rng: random.Random,

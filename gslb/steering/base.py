@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gslb.config.model import Origin, Pool
+from gslb.config.model import Location, Pool
 from gslb.geo import GeoLocation
 from gslb.health.view import HealthView
 
@@ -108,19 +108,48 @@ def drawn(candidates: int) -> Basis:
     return Basis.DRAW if candidates > 1 else Basis.NONE
 
 
+class Member(Protocol):
+    """What a pool chooses among: an origin (:class:`gslb.config.model.Origin`)
+    or another pool (:class:`PoolMember`). ``weight`` is the member's share
+    in weighted draws (a positive integer); ``location`` (None: none) is
+    where it is, for nearest-by-distance steering."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def weight(self) -> int: ...
+
+    @property
+    def location(self) -> Location | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMember:
+    """A pool as a member of another pool (a tree of pools): its ``name``,
+    its ``weight`` in the parent's draws (``Pool.weight``); it has no
+    ``location`` of its own. It is up when it has at least its
+    ``min_healthy`` healthy members (:class:`gslb.steering.Steering`)."""
+
+    name: str
+    weight: int = 1
+    location: Location | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """What a policy chose.
 
-    * ``origins``: chosen origins in answer order; empty means "none healthy"
-      (the caller applies the pool's fallback).
+    * ``members``: chosen members (origins, or pools of a tree) in answer
+      order; empty means "none healthy" (the caller applies the pool's
+      fallback).
     * ``scope``: ECS scope prefix-length to return (RFC 7871 section 7.2.1):
       0 when the choice does not depend on the client.
     * ``reason``: a short human-readable explanation (for logs and status).
     * ``basis``: what the choice depended on (:class:`Basis`).
     """
 
-    origins: tuple[Origin, ...]
+    members: tuple[Member, ...]
     scope: int = 0
     reason: str = ""
     basis: Basis = Basis.NONE
@@ -140,7 +169,7 @@ class Policy(Protocol):
     def select(
         self,
         pool: Pool,
-        candidates: Sequence[Origin],
+        candidates: Sequence[Member],
         client: Client,
         health: HealthView,
         rng: random.Random,

@@ -9,15 +9,15 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from gslb.config.model import Origin, Pool, Tiers
+from gslb.config.model import Pool, Tiers
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Selection, drawn
+from gslb.steering.base import Client, Member, Selection, drawn
 from gslb.steering.weighted import pick_weighted
 
 
 def first_healthy_tier(
-    tiers: Tiers, by_name: Mapping[str, Origin], health: HealthView
-) -> tuple[int, list[Origin]]:
+    tiers: Tiers, by_name: Mapping[str, Member], health: HealthView
+) -> tuple[int, list[Member]]:
     """The 1-based index and healthy members of the first tier that has a
     healthy member in ``by_name`` (the candidates, keyed by origin name);
     ``(0, [])`` when no tier has one. Members that are not candidates (no
@@ -41,7 +41,7 @@ class FailoverPolicy:
     def select(
         self,
         pool: Pool,
-        candidates: Sequence[Origin],
+        candidates: Sequence[Member],
         client: Client,
         health: HealthView,
         rng: random.Random,

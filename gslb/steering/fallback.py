@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from gslb.config.model import Origin, Pool
 from gslb.health.view import AllUpExcept, HealthView
-from gslb.steering.base import Basis, Client, Policy
+from gslb.steering.base import Basis, Client
 
 log = logging.getLogger("gslb.steering")
 
@@ -45,6 +45,9 @@ class Choice:
     * ``basis``: what the outcome depended on, over every selection made
       for it (:class:`gslb.steering.base.Basis`): what the answer cache may
       reuse follows from it.
+    * ``leaves``: in a tree of pools, the pool each address came from (in
+      the order of ``addresses``); empty when every address came from
+      ``pool`` itself.
     """
 
     kind: ChoiceKind
@@ -54,6 +57,7 @@ class Choice:
     fallback: bool
     reason: str
     basis: Basis = Basis.NONE
+    leaves: tuple[str, ...] = ()
 
 
 def addresses_of(origins: Iterable[Origin], family: int) -> tuple[str, ...]:
@@ -130,12 +134,14 @@ ChooseFn = Callable[[str, int, Client, HealthView, random.Random, int], Choice]
 """``(pool_name, family, client, health, rng, depth) -> Choice``: choose from
 another pool (``depth`` counts fallbacks followed so far)."""
 
+AnswerFn = Callable[[HealthView], Choice]
+"""The pool's own answer as the given view sees its members (no fallback):
+``kind`` ``"answer"``, or anything else when the view has none up."""
+
 
 def fall_back(
     pool: Pool,
     family: int,
-    policy: Policy,
-    candidates: Sequence[Origin],
     client: Client,
     health: HealthView,
     rng: random.Random,
@@ -144,15 +150,17 @@ def fall_back(
     basis: Basis,
     depth: int,
     choose: ChooseFn,
+    answer: AnswerFn,
     flog: FallbackLog,
 ) -> Choice:
-    """The outcome for ``pool`` (whose ``policy`` found no healthy one among
-    ``candidates``) according to ``pool.fallback``.
+    """The outcome for ``pool`` (which found no healthy member, or fewer
+    than its ``min_healthy``) according to ``pool.fallback``.
 
     ``scope`` and ``basis`` are the ECS scope and the basis of the empty
     selection; the result keeps the most specific of it and the fallback's
-    scope, and what both depended on. ``choose`` runs another
-    pool; past ``MAX_FALLBACK_DEPTH`` pool fallbacks the answer is SERVFAIL.
+    scope, and what both depended on. ``answer`` gives the pool's own answer
+    under another view (``fallback: all``); ``choose`` runs another pool;
+    past ``MAX_FALLBACK_DEPTH`` pool fallbacks the answer is SERVFAIL.
     """
     mode = pool.fallback
     target = mode if mode in ("all", "none") else f"pool {mode}"
@@ -161,16 +169,16 @@ def fall_back(
     if mode == "none":
         return Choice("servfail", (), 0, pool.name, True, why, basis)
     if mode == "all":
-        sel = policy.select(pool, candidates, client, everyone_up(health), rng)
-        if not sel.origins:
+        done = answer(everyone_up(health))
+        if done.kind != "answer":
             # Every member drained as well as down: a drain never empties a
             # pool on its own, so answer as if all were up.
-            sel = policy.select(pool, candidates, client, ALL_UP, rng)
-        if not sel.origins:
+            done = answer(ALL_UP)
+        if done.kind != "answer":
             return Choice("servfail", (), 0, pool.name, True, f"{why}: nothing to answer",
-                          basis | sel.basis)
-        return Choice("answer", addresses_of(sel.origins, family), max(scope, sel.scope),
-                      pool.name, True, f"{why}: {sel.reason}", basis | sel.basis)
+                          basis | done.basis)
+        return replace(done, fallback=True, reason=f"{why}: {done.reason}",
+                       scope=max(scope, done.scope), basis=basis | done.basis)
     if depth >= MAX_FALLBACK_DEPTH:
         flog.error(f"pool {pool.name}: fallback chain longer than {MAX_FALLBACK_DEPTH} pools"
                    " (a cycle?), answering SERVFAIL")

@@ -29,10 +29,10 @@ import heapq
 import random
 from collections.abc import Sequence
 
-from gslb.config.model import Origin, Pool
+from gslb.config.model import Pool
 from gslb.geo import distance_km
 from gslb.health.view import HealthView
-from gslb.steering.base import Basis, Client, Selection, drawn
+from gslb.steering.base import Basis, Client, Member, Selection, drawn
 from gslb.steering.failover import first_healthy_tier
 from gslb.steering.weighted import pick_weighted
 
@@ -48,7 +48,7 @@ class GeoPolicy:
     def select(
         self,
         pool: Pool,
-        candidates: Sequence[Origin],
+        candidates: Sequence[Member],
         client: Client,
         health: HealthView,
         rng: random.Random,

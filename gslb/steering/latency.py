@@ -52,10 +52,10 @@ import random
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 
-from gslb.config.model import LOCAL_VANTAGE, Origin, Pool, Vantage
+from gslb.config.model import LOCAL_VANTAGE, Pool, Vantage
 from gslb.geo import distance_km
 from gslb.health.view import HealthView
-from gslb.steering.base import Basis, Client, Policy, Selection
+from gslb.steering.base import Basis, Client, Member, Policy, Selection
 from gslb.steering.geo import GeoPolicy
 
 log = logging.getLogger("gslb.steering")
@@ -103,7 +103,7 @@ class LatencyPolicy:
 
     reads_rtt = True
 
-    def __init__(self, pool: Pool, candidates: Sequence[Origin], finder: VantageFinder,
+    def __init__(self, pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
                  geo: Policy | None = None, *, logger: logging.Logger | None = log) -> None:
         self.pool = pool
         self._logger = logger
@@ -122,7 +122,7 @@ class LatencyPolicy:
         """Whether the geo fallback can answer clients differently."""
         self._rel = pool.switch_margin_pct / 100.0
         self._abs_ms = pool.switch_margin_ms
-        self._current: dict[str, tuple[Origin, ...]] = {}
+        self._current: dict[str, tuple[Member, ...]] = {}
 
     def vantage_for(self, client: Client) -> tuple[str | None, str]:
         """The vantage standing for ``client`` (None when there is none) and
@@ -147,7 +147,7 @@ class LatencyPolicy:
     def select(
         self,
         pool: Pool,
-        candidates: Sequence[Origin],
+        candidates: Sequence[Member],
         client: Client,
         health: HealthView,
         rng: random.Random,
@@ -157,7 +157,7 @@ class LatencyPolicy:
         no candidate is healthy."""
         vantage, how = self.vantage_for(client)
         if vantage is not None:
-            measured: list[tuple[float, Origin]] = []
+            measured: list[tuple[float, Member]] = []
             for o in candidates:
                 if health.is_up(o.name):
                     rtt = health.srtt_ms(o.name, vantage)
@@ -177,14 +177,14 @@ class LatencyPolicy:
         basis = Basis.RTT | (sel.basis & Basis.DRAW)
         if client_bound:
             basis |= Basis.CLIENT
-        return Selection(sel.origins, sel.scope if client_bound else 0,
+        return Selection(sel.members, sel.scope if client_bound else 0,
                          f"{why}; geo: {sel.reason}", basis)
 
     def _better(self, new_ms: float, cur_ms: float) -> bool:
         gain = cur_ms - new_ms
         return gain > self._abs_ms and gain > cur_ms * self._rel
 
-    def _stick(self, vantage: str, measured: list[tuple[float, Origin]], k: int) -> str:
+    def _stick(self, vantage: str, measured: list[tuple[float, Member]], k: int) -> str:
         """Update the memory for ``vantage`` from ``measured`` ((srtt ms,
         origin) of the eligible candidates) and say what happened."""
         measured.sort(key=itemgetter(0))  # stable: declaration order on ties

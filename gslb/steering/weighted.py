@@ -10,15 +10,18 @@ import random
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
+from typing import TypeVar
 
-from gslb.config.model import Origin, Pool
+from gslb.config.model import Pool
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Selection, drawn
+from gslb.steering.base import Client, Member, Selection, drawn
+
+M = TypeVar("M", bound=Member)
 
 
-def pick_weighted(origins: Sequence[Origin], k: int, rng: random.Random) -> tuple[Origin, ...]:
+def pick_weighted(origins: Sequence[M], k: int, rng: random.Random) -> tuple[M, ...]:
     """Up to ``k`` distinct origins drawn from ``origins`` in proportion to
-    ``Origin.weight`` (weighted random sampling without replacement: each
+    their ``weight`` (weighted random sampling without replacement: each
     draw picks among those left with probability weight / remaining total).
 
     Returns every origin (in drawn order) when ``k >= len(origins)``; an empty
@@ -33,7 +36,7 @@ def pick_weighted(origins: Sequence[Origin], k: int, rng: random.Random) -> tupl
     left = list(origins)
     weights = [o.weight for o in left]
     total = sum(weights)
-    chosen: list[Origin] = []
+    chosen: list[M] = []
     for _ in range(min(k, n)):
         r = rng.randrange(total)
         i = 0
@@ -63,12 +66,12 @@ class WeightedPolicy:
     reads_rtt = False
 
     def __init__(self) -> None:
-        self._memo: tuple[object, object, int, tuple[Origin, ...], list[int]] | None = None
+        self._memo: tuple[object, object, int, tuple[Member, ...], list[int]] | None = None
 
     def select(
         self,
         pool: Pool,
-        candidates: Sequence[Origin],
+        candidates: Sequence[Member],
         client: Client,
         health: HealthView,
         rng: random.Random,
@@ -85,7 +88,7 @@ class WeightedPolicy:
         if not up:
             return Selection((), 0, "no healthy origin")
         if pool.max_answers == 1 and len(up) > 1:
-            chosen: tuple[Origin, ...] = (up[bisect_right(cumulative,
+            chosen: tuple[Member, ...] = (up[bisect_right(cumulative,
                                                           rng.randrange(cumulative[-1]))],)
         else:
             chosen = pick_weighted(up, pool.max_answers, rng)

@@ -28,5 +28,5 @@ def test_every_healthy_in_order(down: tuple[str, ...], expect: list[str]) -> Non
     client = Client("198.51.100.1", "2001:db8:1::", 64, 6)
     sel = AllPolicy().select(POOL, CANDIDATES, client, Health(**dict.fromkeys(down, False)),
                              random.Random(0))
-    assert [o.name for o in sel.origins] == expect  # max_answers ignored
+    assert [o.name for o in sel.members] == expect  # max_answers ignored
     assert sel.scope == 0

@@ -119,7 +119,7 @@ def test_errors() -> None:
         steering.choose("web", 5, client(), Health())
     with pytest.raises(KeyError):
         steering.choose("nope", 4, client(), Health())
-    with pytest.raises(ValueError, match="pool bad: unknown origins"):
+    with pytest.raises(ValueError, match="pool bad: unknown origin or pool 'ghost'"):
         Steering({"bad": mk("bad", "all", ("ghost",))}, ORIGINS)
     with pytest.raises(ValueError, match="unknown fallback pool 'ghost'"):
         Steering({"bad": mk("bad", "all", ("london",), fallback="ghost")}, ORIGINS)

@@ -51,12 +51,12 @@ def test_tiers(
         sel = FailoverPolicy().select(pool(max_answers), candidates, CLIENT, health, rng)
         assert sel.scope == 0
         assert sel.reason == reason
-        seen.append({o.name for o in sel.origins})
+        seen.append({o.name for o in sel.members})
     assert {frozenset(s) for s in seen} == {frozenset(e) for e in expect}
 
 
 def test_tier_of_only_non_candidates_is_skipped() -> None:
     p = Pool("db", "failover", ("virginia", "london"), (("virginia",), ("london",)))
     sel = FailoverPolicy().select(p, V6, CLIENT, Health(), random.Random(0))
-    assert [o.name for o in sel.origins] == ["london"]
+    assert [o.name for o in sel.members] == ["london"]
     assert sel.reason == "tier 2"

@@ -82,15 +82,15 @@ def select(pool: Pool, loc: GeoLocation | None, down: tuple[str, ...] = (),
 def test_rules(loc: GeoLocation | None, down: tuple[str, ...], expect: str | None,
                reason: str) -> None:
     sel = select(web(), loc, down)
-    assert len(sel.origins) == 1
+    assert len(sel.members) == 1
     if expect is not None:
-        assert sel.origins[0].name == expect
-    assert sel.origins[0].name not in down
+        assert sel.members[0].name == expect
+    assert sel.members[0].name not in down
     assert sel.reason.startswith(reason)
 
 
 def test_continent_tier_is_weighted() -> None:
-    names = [select(web(), GB, seed=s).origins[0].name for s in range(400)]
+    names = [select(web(), GB, seed=s).members[0].name for s in range(400)]
     assert names.count("london") / 400 == pytest.approx(0.75, abs=0.07)  # weights 3:1
 
 
@@ -100,34 +100,34 @@ def test_nearest_by_real_coordinates() -> None:
     assert distance_km(10, 20, 10, 20) == 0
     bare = web(countries=MappingProxyType({}), continents=MappingProxyType({}))
     sel = select(bare, SE)
-    assert [o.name for o in sel.origins] == ["stockholm"]  # Sweden picks stockholm over london
+    assert [o.name for o in sel.members] == ["stockholm"]  # Sweden picks stockholm over london
     assert sel.reason == "nearest to (59.3, 18.1): stockholm 4 km"
-    assert [o.name for o in select(bare, GB).origins] == ["london"]
+    assert [o.name for o in select(bare, GB).members] == ["london"]
 
 
 def test_nearest_takes_n_nearest_in_distance_order() -> None:
     bare = web(countries=MappingProxyType({}), continents=MappingProxyType({}), max_answers=3)
-    assert [o.name for o in select(bare, SE).origins] == ["stockholm", "london", "virginia"]
-    assert [o.name for o in select(bare, JP).origins] == ["singapore", "stockholm", "london"]
+    assert [o.name for o in select(bare, SE).members] == ["stockholm", "london", "virginia"]
+    assert [o.name for o in select(bare, JP).members] == ["singapore", "stockholm", "london"]
 
 
 def test_no_located_candidate_goes_to_default() -> None:
     unlocated = tuple(Origin(o.name, o.ipv4, o.ipv6) for o in V4)
     sel = select(web(countries=MappingProxyType({})), BR, candidates=unlocated)
-    assert [o.name for o in sel.origins] == ["virginia"]
+    assert [o.name for o in sel.members] == ["virginia"]
     assert sel.reason == "no healthy origin with a location; default tier 1"
 
 
 def test_family_filtering_skips_non_candidates() -> None:
     # AAAA for a US client: virginia has no IPv6, so the NA tier is empty.
     sel = select(web(), US, candidates=V6)
-    assert [o.name for o in sel.origins] == ["london"]
+    assert [o.name for o in sel.members] == ["london"]
     assert "nearest" in sel.reason
 
 
 def test_all_down_is_empty_with_geo_scope() -> None:
     sel = select(web(), SE, down=tuple(ORIGINS))
-    assert sel.origins == ()
+    assert sel.members == ()
     assert sel.scope == 24
     assert sel.reason.endswith("no healthy origin")
 

@@ -43,7 +43,7 @@ def test_up_down_and_max_answers(
     rng = random.Random(7)
     for _ in range(50):
         sel = WeightedPolicy().select(pool(max_answers), CANDIDATES, ECS_CLIENT, health, rng)
-        names = [o.name for o in sel.origins]
+        names = [o.name for o in sel.members]
         assert len(names) == count == len(set(names))
         assert set(names) <= possible
         assert sel.scope == 0  # weighted answers do not depend on the client
@@ -53,7 +53,7 @@ def test_proportions_follow_weight() -> None:
     rng = random.Random(1)
     p = pool()
     picks = Counter(
-        WeightedPolicy().select(p, CANDIDATES, ECS_CLIENT, Health(), rng).origins[0].name
+        WeightedPolicy().select(p, CANDIDATES, ECS_CLIENT, Health(), rng).members[0].name
         for _ in range(10_000)
     )
     for name, weight in (("london", 3), ("virginia", 1), ("stockholm", 2)):
@@ -64,7 +64,7 @@ def test_proportions_among_healthy_only() -> None:
     rng = random.Random(2)
     health = Health(stockholm=False)
     picks = Counter(
-        WeightedPolicy().select(pool(), CANDIDATES, ECS_CLIENT, health, rng).origins[0].name
+        WeightedPolicy().select(pool(), CANDIDATES, ECS_CLIENT, health, rng).members[0].name
         for _ in range(10_000)
     )
     assert set(picks) == {"london", "virginia"}
@@ -93,7 +93,7 @@ def test_seeded_rng_is_deterministic() -> None:
     def run(seed: int) -> list[str]:
         rng = random.Random(seed)
         return [WeightedPolicy().select(pool(), CANDIDATES, ECS_CLIENT, Health(), rng)
-                .origins[0].name for _ in range(20)]
+                .members[0].name for _ in range(20)]
 
     assert run(42) == run(42)
 
@@ -111,9 +111,9 @@ def test_remembered_healthy_set_draws_as_pick_weighted_and_follows_the_generatio
     policy = WeightedPolicy()
     mine, ref = random.Random(9), random.Random(9)
     for _ in range(2000):  # the same draws as the plain sampler, one for one
-        got = policy.select(big, many, ECS_CLIENT, view, mine).origins
+        got = policy.select(big, many, ECS_CLIENT, view, mine).members
         assert got == pick_weighted(many, 1, ref)
     view.apply(VantageReport("o99", "local", False, 3, False, None, None, "down", time.time()))
-    drawn = {policy.select(big, many, ECS_CLIENT, view, mine).origins[0].name
+    drawn = {policy.select(big, many, ECS_CLIENT, view, mine).members[0].name
              for _ in range(3000)}
     assert "o99" not in drawn and len(drawn) > 90
