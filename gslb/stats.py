@@ -46,7 +46,8 @@ class QueryStats:
     * ``buckets[i]``: answers that took at most ``LATENCY_BUCKETS_S[i]``
       seconds and more than the bound before (the last: beyond every bound),
       ``duration_sum_s``: their total, seconds;
-    * ``answers[(pool, address)]``, ``fallbacks[pool]``;
+    * ``answers[(pool, address)]`` (``pool``: the leaf pool the address
+      came from, in a tree of pools), ``fallbacks[pool]``;
     * ``transitions[(origin, state)]``, ``reloads[result]``.
     """
 
@@ -97,8 +98,9 @@ class QueryStats:
     def choice(self, owner: str, pool: str, choice: Choice) -> None:
         """Count one steering outcome (``Authority``'s ``on_choice``)."""
         answers = self.answers
-        for address in choice.addresses:
-            key = (choice.pool, address)
+        leaves = choice.leaves
+        for i, address in enumerate(choice.addresses):
+            key = (leaves[i] if leaves else choice.pool, address)  # the leaf pool of a tree
             answers[key] = answers.get(key, 0) + 1
         if choice.fallback:
             self.fallbacks[pool] = self.fallbacks.get(pool, 0) + 1

@@ -89,6 +89,11 @@ class Origin:
     check: Check | None = None
 
 
+#: Deepest tree of pools (a pool, its member pools, theirs, ...): the config
+#: validator refuses deeper trees, and cycles (docs/steering.md).
+MAX_TREE_DEPTH = 8
+
+
 Tiers = tuple[tuple[str, ...], ...]
 """Ordered tiers of origin names: the first tier with a healthy origin wins."""
 

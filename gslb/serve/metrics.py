@@ -15,7 +15,8 @@ Families (labels in braces):
   ``gslb_dns_answer_cache_entries``: the answer cache (every worker's);
   lookups count on across reloads and worker restarts;
 * ``gslb_steering_answers_total{pool,policy,origin}``: origins put in GSLB
-  answers (``pool`` is the pool that answered, after any fallback);
+  answers (``pool`` is the leaf pool the origin came from, after any
+  fallback: in a tree of pools, the pool that holds the origin);
 * ``gslb_steering_fallbacks_total{pool}``: answers given by a pool's
   all-down fallback; ``gslb_steering_pool_in_fallback{pool,family}``;
 * ``gslb_health_transitions_total{origin,state}``: overall state changes

@@ -16,7 +16,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Protocol, cast
 
-from gslb.config.model import Origin, Pool, Vantage
+from gslb.config.model import MAX_TREE_DEPTH, Origin, Pool, Vantage
 from gslb.health.view import HealthView
 from gslb.steering.all import AllPolicy
 from gslb.steering.base import Basis, Client, Member, Policy, PoolMember, Selection
@@ -52,11 +52,6 @@ BOUND_POLICIES: dict[str, BoundPolicy] = {
 """Policy name → how a :class:`Steering` builds its object for one (pool,
 family): these keep state (or precompute per pool), so each Steering holds
 its own."""
-
-
-#: Deepest tree of pools (a pool, its member pools, theirs, ...): the config
-#: validator refuses deeper trees and cycles (docs/steering.md).
-MAX_TREE_DEPTH = 8
 
 
 class _Plan:
@@ -281,11 +276,8 @@ class Steering:
         scope, basis, reasons = sel.scope, sel.basis, [sel.reason]
         for member in sel.members:
             if isinstance(member, PoolMember):
-                if depth >= MAX_TREE_DEPTH:
-                    self._log.error(f"pool {name}: tree deeper than {MAX_TREE_DEPTH} pools "
-                                    "(a cycle?), answering SERVFAIL")
-                    return Choice("servfail", (), 0, name, False, "tree too deep", basis)
-                sub = self._choose(member.name, family, client, health, rng, depth + 1)
+                # no cycle and a bounded depth: the constructor checked the tree
+                sub = self._choose(member.name, family, client, health, rng, depth)
                 scope, basis = max(scope, sub.scope), basis | sub.basis
                 reasons.append(f"pool {member.name}: {sub.reason}")
                 for i, address in enumerate(sub.addresses):

@@ -1,7 +1,8 @@
 """Shares over many queries through a real ``gslb serve`` (issue 13 item 1).
 
 Whatever the answer cache keeps, each origin of a tier that is drawn from
-gets its weight's share of the answers: for 2,000 identical queries (the
+(and of a tree of pools: geo, then failover, then weighted) gets its
+weight's share of the answers: for 2,000 identical queries (the
 case the answer cache sees most) and for 2,000 queries from as many source
 addresses in 127.0.0.0/8 (the case per-resolver keys see), with one
 answering process and with ``--workers 2``. Before answers reported what
@@ -39,6 +40,10 @@ origins:
   g1: {ipv4: [192.0.2.41]}
   g2: {ipv4: [192.0.2.42]}
   g3: {ipv4: [192.0.2.43]}
+  eu1: {ipv4: [192.0.2.51]}
+  eu2: {ipv4: [192.0.2.52]}
+  eu3: {ipv4: [192.0.2.53], weight: 2}
+  us1: {ipv4: [192.0.2.61]}
 pools:
   fo: {policy: failover, tiers: [[fo-a, fo-b], [fo-c]]}
   wt: {policy: weighted, origins: [w3, w1]}
@@ -47,6 +52,15 @@ pools:
     origins: [g1, g2, g3]
     countries: {GB: [g1]}
     default: [[g1, g2, g3]]
+  # a tree: geo -> failover -> weighted (clients on loopback are not located:
+  # the default, the failover pool, whose first tier is a 1:1:2 weighted pool)
+  eu-web: {policy: weighted, origins: [eu1, eu2, eu3]}
+  eu: {policy: failover, tiers: [eu-web, us1]}
+  tree:
+    policy: geo
+    origins: [eu, us1]
+    countries: {GB: us1}
+    default: eu
 zones:
   shares.test:
     records:
@@ -57,6 +71,7 @@ zones:
       fo: {gslb: fo}
       wt: {gslb: wt}
       geo3: {gslb: geo3}
+      tree: {gslb: tree}
 """
 
 #: name → {address: expected share}
@@ -64,6 +79,7 @@ EXPECTED = {
     "fo": {"192.0.2.1": 0.5, "192.0.2.2": 0.5},
     "wt": {"192.0.2.31": 0.75, "192.0.2.32": 0.25},
     "geo3": {"192.0.2.41": 1 / 3, "192.0.2.42": 1 / 3, "192.0.2.43": 1 / 3},
+    "tree": {"192.0.2.51": 0.25, "192.0.2.52": 0.25, "192.0.2.53": 0.5},
 }
 
 

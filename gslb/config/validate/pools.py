@@ -1,7 +1,9 @@
-"""The ``pools`` section: a policy over origins, with the keys of each policy
-(failover ``tiers``; geo and latency maps and ``default``; the latency keys
-naming vantages and the anti-flap margins), ``max_answers``, and
-``fallback`` (to ``all``, ``none`` or another pool, without cycles)."""
+"""The ``pools`` section: a policy over members (origins, or other pools: a
+tree), with the keys of each policy (failover ``tiers``; geo and latency
+maps and ``default``; the latency keys naming vantages and the anti-flap
+margins), ``max_answers``, ``weight`` and ``min_healthy`` (a pool as a
+member), and ``fallback`` (to ``all``, ``none`` or another pool, without
+cycles); trees without cycles, at most ``MAX_TREE_DEPTH`` pools deep."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ from types import MappingProxyType
 from typing import Any
 
 from gslb.config.loader import MarkedDict, MarkedList
-from gslb.config.model import PolicyName, Pool, Tiers
+from gslb.config.model import MAX_TREE_DEPTH, PolicyName, Pool, Tiers
 from gslb.config.validate.places import region
 from gslb.config.validate.reader import At, Reader
 
 POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "latency", "all")
-POOL_KEYS = ("policy", "origins", "max_answers", "fallback")
+POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy")
+
 GEO_KEYS = ("countries", "continents", "default")
 LATENCY_KEYS = ("vantage_countries", "vantage_continents", "switch_margin", "switch_margin_ms")
 POLICY_KEYS: dict[str, tuple[str, ...]] = {
@@ -24,7 +27,8 @@ POLICY_KEYS: dict[str, tuple[str, ...]] = {
 _EVERY_KEY = POOL_KEYS + tuple(dict.fromkeys(k for keys in POLICY_KEYS.values() for k in keys))
 
 Name = Callable[[object, At], str | None]
-"""Reads one origin name at a place: the name, or None after reporting."""
+"""Reads one member name (an origin's or a pool's) at a place: the name, or
+None after reporting."""
 
 
 def read_pools(r: Reader, defs: Mapping[str, tuple[Any, At]], origins: Mapping[str, object],
@@ -35,6 +39,7 @@ def read_pools(r: Reader, defs: Mapping[str, tuple[Any, At]], origins: Mapping[s
     found = {name: pool(r, name, v, at, origins, defs, vantages)
              for name, (v, at) in defs.items()}
     fallback_cycles(r, found, defs)
+    tree_cycles(r, found, defs, origins)
     return found
 
 
@@ -47,7 +52,7 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
         return None
     before = r.count
     policy = _policy(r, m, at)
-    names = _OriginNames(r, origins)
+    names = _OriginNames(r, origins, pools, name)
     members, tiers = _members(r, m, at, policy, names)
     names.members = members
     maps: dict[str, dict[str, Tiers]] = {"countries": {}, "continents": {}}
@@ -57,6 +62,8 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
     latency = _latency(r, m, at, vantages) if policy == "latency" else {}
     max_answers = (r.integer(m["max_answers"], at.key(m, "max_answers"), 1)
                    if "max_answers" in m else 1)
+    weight = r.integer(m["weight"], at.key(m, "weight"), 1) if "weight" in m else 1
+    healthy = _min_healthy(r, m, at)
     fallback = _fallback(r, m, at, name, pools)
     if r.count > before or policy is None:
         return None
@@ -64,7 +71,26 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
                 max_answers=max_answers or 1, fallback=fallback,
                 countries=MappingProxyType(maps["countries"]),
                 continents=MappingProxyType(maps["continents"]), default=default,
-                **latency)
+                weight=weight or 1, **healthy, **latency)
+
+
+def _min_healthy(r: Reader, m: MarkedDict, at: At) -> dict[str, Any]:
+    """``min_healthy`` as ``Pool`` keyword arguments: a count (1 or more) or
+    a percentage of the members, written ``"50%"`` (above 0, at most 100)."""
+    if "min_healthy" not in m:
+        return {}
+    value, where = m["min_healthy"], at.key(m, "min_healthy")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            pct = -1.0
+        if not 0 < pct <= 100:
+            r.report(where, f"expected a percentage above 0 and at most 100%, got {value!r}")
+            return {}
+        return {"min_healthy_pct": pct}
+    count = r.integer(value, where, 1)
+    return {} if count is None else {"min_healthy": count}
 
 
 def _policy(r: Reader, m: MarkedDict, at: At) -> PolicyName | None:
@@ -85,25 +111,36 @@ def _policy(r: Reader, m: MarkedDict, at: At) -> PolicyName | None:
 
 
 class _OriginNames:
-    """Reads the origin names of one pool: ``known`` (declared in ``origins``),
-    and ``member`` (in this pool's ``members``, once those are known)."""
+    """Reads the member names of one pool (``pool``): ``known`` (an origin
+    declared in ``origins``, else another pool declared in ``pools``: a name
+    is an origin's before a pool's), and ``member`` (in this pool's
+    ``members``, once those are known)."""
 
-    def __init__(self, r: Reader, origins: Mapping[str, object]) -> None:
+    def __init__(self, r: Reader, origins: Mapping[str, object], pools: Mapping[str, object],
+                 pool: str) -> None:
         self._r = r
         self._origins = origins
+        self._pools = pools
+        self._pool = pool
         self.members: tuple[str, ...] = ()
 
     def known(self, v: object, a: At) -> str | None:
-        """A declared origin's name."""
-        if (text := self._r.text(v, a)) is not None and text not in self._origins:
-            self._r.report(a, f"unknown origin {text!r}")
+        """A declared origin's name, or another pool's."""
+        text = self._r.text(v, a)
+        if text is None or text in self._origins:
+            return text
+        if text == self._pool:
+            self._r.report(a, "a pool cannot be a member of itself")
+            return None
+        if text not in self._pools:
+            self._r.report(a, f"unknown origin or pool {text!r}")
             return None
         return text
 
     def member(self, v: object, a: At) -> str | None:
-        """The name of an origin of this pool."""
+        """The name of a member of this pool."""
         if (text := self.known(v, a)) is not None and text not in self.members:
-            self._r.report(a, f"origin {text!r} is not a member of this pool "
+            self._r.report(a, f"{text!r} is not a member of this pool "
                               f"(origins: {', '.join(self.members)})")
             return None
         return text
@@ -242,3 +279,40 @@ def fallback_cycles(r: Reader, pools: Mapping[str, Pool | None],
             reported.update(chain)
             m, at = defs[start]
             r.report(at.key(m, "fallback"), f"fallback cycle: {' -> '.join([*chain, start])}")
+
+
+def tree_cycles(r: Reader, pools: Mapping[str, Pool | None], defs: Mapping[str, tuple[Any, At]],
+                origins: Mapping[str, object]) -> None:
+    """Report each cycle of member pools once (at its first pool's
+    ``origins`` or ``tiers``) and each pool whose tree is deeper than
+    ``MAX_TREE_DEPTH`` pools; ``origins`` are the declared origin names (a
+    name is an origin's before a pool's)."""
+    def children(name: str) -> list[str]:
+        found = pools.get(name)
+        return [] if found is None else [n for n in found.origins
+                                         if n not in origins and n in pools]
+
+    def where(name: str) -> At:
+        m, at = defs[name]
+        key = "tiers" if "tiers" in m else "origins"
+        return at.key(m, key) if key in m else at
+
+    reported: set[str] = set()
+    depth: dict[str, int] = {}
+
+    def walk(name: str, path: list[str]) -> int:
+        if name in depth:
+            return depth[name]
+        if name in path:
+            cycle = path[path.index(name):]
+            if not reported & set(cycle):
+                reported.update(cycle)
+                r.report(where(cycle[0]), f"pool cycle: {' -> '.join([*cycle, cycle[0]])}")
+            return 0
+        below = max((walk(c, [*path, name]) for c in children(name)), default=0)
+        depth[name] = below + 1
+        return depth[name]
+
+    for name in pools:
+        if walk(name, []) > MAX_TREE_DEPTH and name not in reported:
+            r.report(where(name), f"tree of pools {depth[name]} deep (at most {MAX_TREE_DEPTH})")
