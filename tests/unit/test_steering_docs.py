@@ -26,7 +26,7 @@ def load_block(i: int, tmp_path: Path) -> Config:
 
 
 def test_there_are_examples() -> None:
-    assert len(BLOCKS) == 6
+    assert len(BLOCKS) == 7
 
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
@@ -44,7 +44,11 @@ def test_example_loads(i: int, tmp_path: Path) -> None:
         (2, "web", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
         (2, "web", GeoLocation("BR", "SA", -15.8, -47.9), (), ("127.0.0.13",)),
         (4, "everyone", None, (), ("127.0.0.11", "127.0.0.12", "127.0.0.13")),
-        (5, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
+        (5, "app", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
+        # the tree: stockholm down, europe below min_healthy, europe-first's
+        # second tier answers Europe's clients
+        (5, "app", GeoLocation("GB", "EU", 51.5, -0.1), ("stockholm",), ("127.0.0.13",)),
+        (6, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
     ],
 )
 def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
@@ -55,3 +59,13 @@ def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
     got = Steering(cfg.pools, cfg.origins, vantages=cfg.vantages).choose(
         pool, 4, c, Health(**dict.fromkeys(down, False)), random.Random(0))
     assert got.addresses == expect
+
+
+def test_the_tree_example_keeps_its_weights(tmp_path: Path) -> None:
+    cfg = load_block(5, tmp_path)
+    gb = Client("198.51.100.1", "81.2.69.0", 24, 4,
+                locator=lambda _ip: GeoLocation("GB", "EU", 51.5, -0.1))
+    steering, rng = Steering(cfg.pools, cfg.origins), random.Random(0)
+    got = [steering.choose("app", 4, gb, Health(), rng).addresses[0] for _ in range(800)]
+    assert 540 <= got.count("127.0.0.11") <= 660 and got.count("127.0.0.12") == 800 - got.count(
+        "127.0.0.11")
