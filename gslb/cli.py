@@ -219,6 +219,9 @@ def render_status(st: dict[str, Any]) -> str:
         rows.append([p["name"], p["policy"], *shown,
                      "IN FALLBACK" if p["in_fallback"] else p["fallback"]])
     lines += [_table(rows), ""]
+    trees = _trees(st["pools"])
+    if trees:
+        lines += ["TREES (→ the branch answering A now)", *trees, ""]
     if st["overrides"]:
         rows = [["DRAINED", "WHO", "SINCE", "EXPIRES", "REASON"]]
         rows += [[d["origin"], d["who"], _ago(now, d["at"]),
@@ -233,6 +236,45 @@ def render_status(st: dict[str, Any]) -> str:
                  for t in st["transitions"][:10]]
         lines.append(_table(rows))
     return "\n".join(lines).rstrip()
+
+
+def _trees(pools: list[dict[str, Any]]) -> list[str]:
+    """Each tree of pools (a root: a pool with member pools that is no
+    member itself) drawn with indentation, the members answering A now
+    marked ``→``."""
+    by_name = {p["name"]: p for p in pools}
+    inner = {m["name"] for p in pools for m in p["members"] if m["kind"] == "pool"}
+    lines: list[str] = []
+
+    def draw(name: str, depth: int, answering: bool, a: dict[str, Any]) -> None:
+        pool = by_name[name]
+        used = set(a.get("leaves", []))
+        origins = {o for o, leaf in zip(a.get("origins", []), a.get("leaves", []), strict=False)
+                   if leaf == name}
+        healthy = f", min_healthy {pool['min_healthy']}" if pool["min_healthy"] != 1 else ""
+        lines.append(f"{'  ' * depth}{'→ ' if answering else '  '}{name} ({pool['policy']}"
+                     f"{healthy})")
+        for m in pool["members"]:
+            if m["kind"] == "pool":
+                draw(m["name"], depth + 1,
+                     answering and _answers_through(by_name, m["name"], used), a)
+            else:
+                mark = "→ " if answering and m["name"] in origins else "  "
+                lines.append(f"{'  ' * (depth + 1)}{mark}{m['name']}")
+
+    for pool in pools:
+        if pool["name"] not in inner and any(m["kind"] == "pool" for m in pool["members"]):
+            draw(pool["name"], 0, True, pool["answers"]["A"])
+    return lines
+
+
+def _answers_through(pools: dict[str, dict[str, Any]], name: str, used: set[str]) -> bool:
+    """Whether an answer from leaf pools and origins ``used`` came through
+    member pool ``name`` (it, or a pool below it, is among the leaves)."""
+    if name in used:
+        return True
+    return any(m["kind"] == "pool" and _answers_through(pools, m["name"], used)
+               for m in pools[name]["members"])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

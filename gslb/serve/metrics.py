@@ -144,7 +144,9 @@ class GslbCollector(Collector):
         owners: dict[tuple[str, str], str] = {}
         for pool_config in config.pools.values():
             for name in pool_config.origins:
-                origin = config.origins[name]
+                origin = config.origins.get(name)
+                if origin is None:  # a member pool: its addresses count at its own leaves
+                    continue
                 for address in (*origin.ipv4, *origin.ipv6):
                     owners.setdefault((pool_config.name, address), name)
         answers = CounterMetricFamily("gslb_steering_answers", "Origins put in GSLB answers",

@@ -55,9 +55,12 @@ def status_of(service: Serving) -> dict[str, Any]:
     ``fresh_vantages``), ``zones``, ``origins`` (each: ``state`` up | down |
     drained, ``drain``, and per vantage ``up``, ``fresh``, ``rtt_ms``,
     ``srtt_ms`` (milliseconds), ``detail``, ``checked_at``), ``pools`` (each
-    with the ``answers`` it would give now per family for a client of
-    unknown location, and ``in_fallback``), ``overrides`` and recent
-    ``transitions`` (newest first)."""
+    with its ``members`` (``name``, ``kind`` origin | pool: a tree of
+    pools), ``weight``, ``min_healthy``, the ``answers`` it would give now
+    per family for a client of unknown location (with the ``leaves``, the
+    pool each origin came from, and the ``reason`` along the path), and
+    ``in_fallback``), ``overrides`` and recent ``transitions`` (newest
+    first)."""
     loaded = service.reloader.loaded
     config, view = loaded.config, service.quorum
     not_ready = service.not_ready()
@@ -130,7 +133,12 @@ def _pools(service: Serving) -> list[dict[str, Any]]:
             choice = loaded.preview.choose(pool.name, family, Client(""), service.view,
                                            random.Random(0))
             answers[rrtype] = _choice(choice, by_address)
-        pools.append({"name": pool.name, "policy": pool.policy,
+        members = [{"name": n, "kind": "origin" if n in loaded.config.origins else "pool"}
+                   for n in pool.origins]
+        healthy: int | str = (f"{pool.min_healthy_pct:g}%" if pool.min_healthy_pct is not None
+                              else pool.min_healthy)
+        pools.append({"name": pool.name, "policy": pool.policy, "members": members,
+                      "weight": pool.weight, "min_healthy": healthy,
                       "origins": list(pool.origins), "tiers": [list(t) for t in pool.tiers],
                       "fallback": pool.fallback, "answers": answers,
                       "in_fallback": sorted(f"IPv{f}" for p, f in in_fallback
@@ -141,6 +149,7 @@ def _pools(service: Serving) -> list[dict[str, Any]]:
 def _choice(choice: Choice, by_address: dict[str, str]) -> dict[str, Any]:
     return {"kind": choice.kind, "addresses": list(choice.addresses),
             "origins": [by_address.get(a, a) for a in choice.addresses],
+            "leaves": list(choice.leaves) or [choice.pool] * len(choice.addresses),
             "pool": choice.pool, "fallback": choice.fallback, "reason": choice.reason}
 
 

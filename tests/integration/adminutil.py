@@ -23,7 +23,9 @@ TOKEN = "s3cret-token"
 def config_text(up_port: int, down_port: int, www: str = "both") -> str:
     """Origins ``a`` (checked, on ``up_port``), ``b`` (checked, on
     ``down_port``: refused, so down after one failure) and ``c`` (no
-    check); ``www`` answers from pool ``www`` (``all`` of a, b, c)."""
+    check); ``www`` answers from pool ``www`` (``all`` of a, b, c); pool
+    ``tree`` is a tree of pools (failover between pools ``fo`` and
+    ``only-c``)."""
     check = ("{type: http, target: 127.0.0.1, port: %d, interval: 0.2, timeout: 0.2, "
              "fall: 1, rise: 1}")
     return f"""
@@ -35,9 +37,11 @@ pools:
   both: {{policy: all, origins: [a, b, c]}}
   only-c: {{policy: all, origins: [c]}}
   fo: {{policy: failover, tiers: [[a], [c]], fallback: none}}
+  tree: {{policy: failover, tiers: [fo, only-c]}}
 """ + BASE_ZONE.format(minimum=30) + f"""
       www: {{gslb: {www}}}
       db: {{gslb: fo}}
+      tree: {{gslb: tree}}
 """
 
 

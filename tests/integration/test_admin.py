@@ -58,6 +58,14 @@ async def test_healthz_readyz_and_status(running):
     assert {n: o["state"] for n, o in origins.items()} == {"a": "up", "b": "down", "c": "up"}
     assert origins["b"]["vantages"]["local"]["up"] is False
     assert "refused" in origins["b"]["vantages"]["local"]["detail"]
+    pools = {p["name"]: p for p in st["pools"]}
+    assert pools["tree"]["members"] == [{"name": "fo", "kind": "pool"},
+                                        {"name": "only-c", "kind": "pool"}]
+    assert pools["fo"]["members"] == [{"name": "a", "kind": "origin"},
+                                      {"name": "c", "kind": "origin"}]
+    answer = pools["tree"]["answers"]["A"]
+    assert (answer["origins"], answer["leaves"]) == (["a"], ["fo"])
+    assert answer["reason"] == "tier 1 → pool fo: tier 1"
     assert origins["a"]["vantages"]["local"]["srtt_ms"] > 0
     assert origins["c"]["vantages"] == {}
     pools = {p["name"]: p for p in st["pools"]}
@@ -140,6 +148,8 @@ async def test_metrics_count_real_queries(running):
         assert await ask(service) == ["192.0.2.1", "192.0.2.3"]
     for _ in range(3):
         await ask(service, "nope.gslb.example.test.")
+    for _ in range(4):  # a tree: counted at the leaf pool that holds the origin
+        assert await ask(service, "tree.gslb.example.test.") == ["192.0.2.1"]
     _, text = await call(service, "GET", "/metrics")
     old, new = samples(before), samples(text)
 
@@ -147,14 +157,17 @@ async def test_metrics_count_real_queries(running):
         key = (name, tuple(sorted(labels.items())))
         return new.get(key, 0.0) - old.get(key, 0.0)
 
-    assert moved("gslb_dns_queries_total", qtype="A", rcode="NOERROR") == n
+    assert moved("gslb_dns_queries_total", qtype="A", rcode="NOERROR") == n + 4
+    assert moved("gslb_steering_answers_total", pool="fo", policy="failover", origin="a") == 4
+    assert moved("gslb_steering_answers_total", pool="tree", policy="failover",
+                 origin="192.0.2.1") == 0
     assert moved("gslb_dns_queries_total", qtype="A", rcode="NXDOMAIN") == 3
     for origin in ("a", "c"):
         assert moved("gslb_steering_answers_total", pool="both", policy="all",
                      origin=origin) == n
     assert moved("gslb_steering_answers_total", pool="both", policy="all", origin="b") == 0
-    assert moved("gslb_dns_answer_duration_seconds_count") == n + 3
-    assert moved("gslb_dns_answer_duration_seconds_bucket", le="+Inf") == n + 3
+    assert moved("gslb_dns_answer_duration_seconds_count") == n + 3 + 4
+    assert moved("gslb_dns_answer_duration_seconds_bucket", le="+Inf") == n + 3 + 4
     assert 0 < moved("gslb_dns_answer_duration_seconds_sum") < 1
     assert new[("gslb_health_origin_up", (("origin", "b"),))] == 0
     assert new[("gslb_health_vantage_up", (("origin", "a"), ("vantage", "local")))] == 1
@@ -229,6 +242,10 @@ async def test_gslb_status_prints_tables(running):
     assert rows["c"][:2] == ["c", "DRAINED"]
     assert rows["both"][:3] == ["both", "all", "a"]
     assert "maintenance window" in text and "bob" in text
+    # the tree of pools, and the branch that answers now
+    tree = text[text.index("TREES"):].splitlines()
+    assert tree[1:6] == ["→ tree (failover)", "  → fo (failover)", "    → a", "      c",
+                         "    only-c (all)"], tree
     assert text.startswith("gslb ") and " (ns2.example): generation 1 " in text.splitlines()[0]
 
 

@@ -18,7 +18,7 @@ def check(*files: Path) -> subprocess.CompletedProcess[str]:
 def test_check_accepts_the_example_and_good_files() -> None:
     done = check(ROOT / "zones" / "example.yaml")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok: 1 zone(s), 4 pool(s), 4 origin(s)"
+    assert done.stdout.strip() == "ok: 1 zone(s), 7 pool(s), 4 origin(s)"
     assert check(DATA / "ok-minimal.yaml").returncode == 0
 
 

@@ -319,9 +319,11 @@ def test_norway_is_not_false(tmp_path: Path) -> None:
 
 def test_example_config() -> None:
     config = load([EXAMPLE])
-    assert set(config.pools) == {"web", "api", "db", "everyone"}
     assert {n: p.policy for n, p in config.pools.items()} == {
-        "web": "geo", "api": "weighted", "db": "failover", "everyone": "all"}
+        "web": "geo", "api": "weighted", "db": "failover", "everyone": "all",
+        "europe": "weighted", "europe-first": "failover", "app": "geo"}
+    assert config.pools["europe"].min_healthy == 2
+    assert config.pools["europe-first"].tiers == (("europe",), ("virginia",))
     web = config.pools["web"]
     assert web.countries["SE"] == (("stockholm",), ("london",))
     assert {n for tier in web.continents["EU"] for n in tier} == {"london", "stockholm"}

@@ -53,15 +53,25 @@ function drawMatrix(st) {
   }));
 }
 
-function answer(a) {
+function answer(p, a) {
   if (a.kind !== "answer") return el("span", {class: "muted"}, a.kind);
-  return el("span", {title: a.reason}, a.origins.join(", "), a.fallback ? " (fallback)" : "");
+  const via = [...new Set(a.leaves)].filter(leaf => leaf !== p.name);
+  return el("span", {title: a.reason}, a.origins.join(", "),
+    via.length ? ` via ${via.join(", ")}` : "", a.fallback ? " (fallback)" : "");
+}
+
+function members(p) {
+  // a tree of pools: member pools are marked with an arrow
+  return el("span", {}, ...p.members.flatMap((m, i) => [i ? ", " : "",
+    m.kind === "pool" ? el("b", {"data-member-pool": m.name}, `→ ${m.name}`) : m.name]),
+    p.min_healthy !== 1 ? ` (min_healthy ${p.min_healthy})` : "");
 }
 
 function drawPools(st) {
   fill(document.getElementById("pools"), st.pools.map(p => el("tr", {"data-pool": p.name},
-    el("th", {}, p.name), el("td", {}, p.policy), el("td", {}, answer(p.answers.A)),
-    el("td", {}, answer(p.answers.AAAA)),
+    el("th", {}, p.name), el("td", {}, p.policy), el("td", {}, members(p)),
+    el("td", {}, answer(p, p.answers.A)),
+    el("td", {}, answer(p, p.answers.AAAA)),
     el("td", {class: p.in_fallback.length ? "state-down" : null},
       p.in_fallback.length ? `in fallback (${p.in_fallback.join(", ")})` : p.fallback))));
 }
