@@ -8,8 +8,10 @@ constructs them except tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from types import MappingProxyType
 from typing import Literal
 
@@ -98,6 +100,61 @@ Tiers = tuple[tuple[str, ...], ...]
 """Ordered tiers of origin names: the first tier with a healthy origin wins."""
 
 
+class NetworkMap:
+    """A pool's ``networks`` map: CIDR networks (IPv4 and IPv6) → tiers,
+    looked up by longest prefix (gdnsd ``nets``, PowerDNS ``netmask()``,
+    Route 53 IP-based routing). Built once per config; a lookup costs one
+    dict probe per distinct prefix length the map holds.
+
+    ``entries``: ``(network, tiers)`` pairs, ``network`` an
+    ``ipaddress`` network; a network given twice keeps its last tiers.
+    """
+
+    __slots__ = ("_by_len", "entries")
+
+    def __init__(self, entries: Iterable[tuple[IPv4Network | IPv6Network, Tiers]] = ()) -> None:
+        self.entries: tuple[tuple[IPv4Network | IPv6Network, Tiers], ...] = tuple(entries)
+        by_len: dict[tuple[int, int], dict[int, tuple[IPv4Network | IPv6Network, Tiers]]] = {}
+        for network, tiers in self.entries:
+            key = (network.version, network.prefixlen)
+            by_len.setdefault(key, {})[int(network.network_address)] = (network, tiers)
+        # longest prefix first, per IP version
+        self._by_len = {v: tuple(((~0 << ((32 if v == 4 else 128) - length)), table)
+                                 for (version, length), table in sorted(
+                                     by_len.items(), key=lambda kv: -kv[0][1])
+                                 if version == v)
+                        for v in (4, 6)}
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NetworkMap) and other.entries == self.entries
+
+    def __hash__(self) -> int:
+        return hash(self.entries)
+
+    def __repr__(self) -> str:
+        return f"NetworkMap({len(self.entries)} networks)"
+
+    def lookup(self, address: str) -> tuple[IPv4Network | IPv6Network, Tiers] | None:
+        """``(network, tiers)`` of the longest network holding ``address``
+        (IPv4 or IPv6 text; IPv4-mapped IPv6 as IPv4), or None (no network
+        holds it, or it is not an address)."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        value = int(ip)
+        for mask, table in self._by_len[ip.version]:
+            found = table.get(value & mask)
+            if found is not None:
+                return found
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Pool:
     """A set of members (origins, or other pools: a tree) and the policy that
@@ -108,6 +165,8 @@ class Pool:
       cycles and trees deeper than ``gslb.steering.MAX_TREE_DEPTH``).
     * ``tiers``: for ``failover``, the priority tiers; for other policies one
       tier holding every member.
+    * ``networks``: ``geo`` and ``latency``: client networks → tiers
+      (:class:`NetworkMap`), consulted before the countries.
     * ``countries``/``continents``/``default``: the ``geo`` map, each value
       ordered tiers of origin names. Country codes are ISO 3166-1 alpha-2,
       continent codes those of ``CONTINENTS``. ``latency`` pools may carry
@@ -144,6 +203,7 @@ class Pool:
     vantage_continents: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     switch_margin_pct: float = DEFAULT_SWITCH_MARGIN_PCT
     switch_margin_ms: float = DEFAULT_SWITCH_MARGIN_MS
+    networks: NetworkMap = field(default_factory=NetworkMap)
     weight: int = 1
     min_healthy: int = 1
     min_healthy_pct: float | None = None

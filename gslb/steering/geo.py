@@ -2,6 +2,10 @@
 
 Order of rules, first that yields a healthy candidate wins:
 
+0. the longest network of ``pool.networks`` holding the client's address
+   (the ECS address, else the packet's source) → its tiers; such an answer
+   carries that network's prefix-length as its ECS scope, never more than
+   the query's source prefix-length (RFC 7871 section 7.2.1);
 1. the client's country in ``pool.countries`` → its tiers; else its
    continent in ``pool.continents`` → its tiers (a country match is not
    followed by the continent map: the country entry is the operator's word);
@@ -58,8 +62,19 @@ class GeoPolicy:
         scope = client.geo_scope
         by_name = {o.name: o for o in candidates}
         k = pool.max_answers
-        loc = client.location
         notes: list[str] = []
+        if pool.networks:
+            found = pool.networks.lookup(client.bestwho)
+            if found is not None:
+                network, tiers = found
+                tier, up = first_healthy_tier(tiers, by_name, health)
+                if up:
+                    source = client.ecs_source or 0
+                    return Selection(pick_weighted(up, k, rng), min(network.prefixlen, source),
+                                     f"network {network} tier {tier}",
+                                     Basis.CLIENT | drawn(len(up)))
+                notes.append(f"network {network} down")
+        loc = client.location
         if loc is None:
             notes.append("client not located")
         else:
@@ -72,7 +87,8 @@ class GeoPolicy:
             if rule:
                 tier, up = first_healthy_tier(tiers, by_name, health)
                 if up:
-                    return Selection(pick_weighted(up, k, rng), scope, f"{rule} tier {tier}",
+                    notes.append(f"{rule} tier {tier}")
+                    return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
                                      Basis.CLIENT | drawn(len(up)))
                 notes.append(f"{rule} down")
             if loc.lat is not None and loc.lon is not None:

@@ -122,3 +122,30 @@ async def test_sighup_reloads_a_running_gslb_serve_with_json_logs(tmp_path):
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_a_reload_reads_the_networks_file_again(tmp_path):
+    (tmp_path / "nets.txt").write_text("127.0.0.0/8 a\n")
+    text = """
+origins:
+  a: {ipv4: [192.0.2.1]}
+  b: {ipv4: [192.0.2.2]}
+pools:
+  nets: {policy: geo, origins: [a, b], networks_file: nets.txt, default: b}
+""" + BASE_ZONE.format(minimum=30) + """
+      www: {gslb: nets}
+"""
+    service = await start_service(tmp_path, text)
+    try:
+        assert await ask(service) == ["192.0.2.1"]  # asked from 127.0.0.1: in 127/8
+        (tmp_path / "nets.txt").write_text("127.0.0.0/8 b\n")
+        assert (await service.reloader.reload()).ok
+        assert await ask(service) == ["192.0.2.2"]
+        (tmp_path / "nets.txt").write_text("127.0.0.0/8 nobody\n")
+        result = await service.reloader.reload()
+        assert not result.ok and result.messages == (
+            f"{tmp_path / 'nets.txt'}:1: pools.nets.networks_file[1]: "
+            "unknown origin or pool 'nobody'",)
+        assert await ask(service) == ["192.0.2.2"]  # the old config still answers
+    finally:
+        await service.stop()

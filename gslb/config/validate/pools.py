@@ -7,19 +7,22 @@ cycles); trees without cycles, at most ``MAX_TREE_DEPTH`` pools deep."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gslb.config.loader import MarkedDict, MarkedList
-from gslb.config.model import MAX_TREE_DEPTH, PolicyName, Pool, Tiers
+from gslb.config.loader import Loc, MarkedDict, MarkedList
+from gslb.config.model import MAX_TREE_DEPTH, NetworkMap, PolicyName, Pool, Tiers
 from gslb.config.validate.places import region
 from gslb.config.validate.reader import At, Reader
 
 POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "latency", "all")
 POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy")
 
-GEO_KEYS = ("countries", "continents", "default")
+GEO_KEYS = ("networks", "networks_file", "countries", "continents", "default")
 LATENCY_KEYS = ("vantage_countries", "vantage_continents", "switch_margin", "switch_margin_ms")
 POLICY_KEYS: dict[str, tuple[str, ...]] = {
     "failover": ("tiers",), "geo": GEO_KEYS, "latency": GEO_KEYS + LATENCY_KEYS}
@@ -57,8 +60,10 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
     names.members = members
     maps: dict[str, dict[str, Tiers]] = {"countries": {}, "continents": {}}
     default: Tiers = ()
+    networks = NetworkMap()
     if policy in ("geo", "latency"):
         default = _geo(r, m, at, names.member, maps)
+        networks = _networks(r, m, at, names.member)
     latency = _latency(r, m, at, vantages) if policy == "latency" else {}
     max_answers = (r.integer(m["max_answers"], at.key(m, "max_answers"), 1)
                    if "max_answers" in m else 1)
@@ -71,7 +76,64 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
                 max_answers=max_answers or 1, fallback=fallback,
                 countries=MappingProxyType(maps["countries"]),
                 continents=MappingProxyType(maps["continents"]), default=default,
-                weight=weight or 1, **healthy, **latency)
+                networks=networks, weight=weight or 1, **healthy, **latency)
+
+
+def _networks(r: Reader, m: MarkedDict, at: At, member: Name) -> NetworkMap:
+    """The ``networks`` map (CIDR → targets) and the ``networks_file`` lines
+    (``CIDR target``; ``#`` starts a comment), the file named relative to
+    the config file: one :class:`NetworkMap`, longest prefix first. A
+    network given twice is reported (in the file: at its second line)."""
+    entries: list[tuple[IPv4Network | IPv6Network, Tiers, At]] = []
+    if "networks" in m and (table := r.mapping(m["networks"], at.key(m, "networks"))):
+        for cidr, targets in table.items():
+            where = At(f"{at.path}.networks", table.loc).key(table, cidr)
+            network = _cidr(r, cidr, where)
+            tiers = _targets(r, targets, where, member)
+            if network is not None and tiers:
+                entries.append((network, tiers, where))
+    if "networks_file" in m and (name := r.text(m["networks_file"],
+                                                at.key(m, "networks_file"))) is not None:
+        entries += _networks_file(r, name, at.key(m, "networks_file"), member)
+    seen: dict[IPv4Network | IPv6Network, At] = {}
+    for network, _tiers, where in entries:
+        if network in seen:
+            r.report(where, f"network {network} is mapped twice")
+        seen[network] = where
+    return NetworkMap((n, t) for n, t, _w in entries)
+
+
+def _cidr(r: Reader, value: object, at: At) -> IPv4Network | IPv6Network | None:
+    """A network in CIDR form (host bits zero), IPv4 or IPv6."""
+    try:
+        return ipaddress.ip_network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        r.report(at, f"not a CIDR network: {exc}")
+        return None
+
+
+def _networks_file(r: Reader, name: str, at: At,
+                   member: Name) -> list[tuple[IPv4Network | IPv6Network, Tiers, At]]:
+    path = Path(at.loc.file).parent / name
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        r.report(at, f"cannot read networks file {path}: {getattr(exc, 'strerror', exc)}")
+        return []
+    found: list[tuple[IPv4Network | IPv6Network, Tiers, At]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        where = At(f"{at.path}[{number}]", Loc(str(path), number, 1))
+        if len(words) != 2:
+            r.report(where, f"expected 'CIDR target', got {line.strip()!r}")
+            continue
+        network = _cidr(r, words[0], where)
+        target = member(words[1], where)
+        if network is not None and target is not None:
+            found.append((network, ((target,),), where))
+    return found
 
 
 def _min_healthy(r: Reader, m: MarkedDict, at: At) -> dict[str, Any]:
