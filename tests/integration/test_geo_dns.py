@@ -9,11 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import dns.edns
+import dns.message
 import pytest
 
+from gslb.dns import wire
+from gslb.geo import Asn
 from tests.integration.dnsutil import BASE_ZONE, addresses
 
 FAKE_MMDB = Path(__file__).parent.parent / "data" / "geoip" / "fake-country.mmdb"
+FAKE_ASN = Path(__file__).parent.parent / "data" / "geoip" / "fake-asn.mmdb"
 
 ZONE = """
 origins:
@@ -91,3 +95,28 @@ async def test_without_ecs_the_source_address_locates_the_client(server):
 async def test_client_independent_answer_has_scope_zero(server):
     msg = await server.query("spread.gslb.example.test.", "A", ecs=("81.2.69.0", 24))
     assert ecs_of(msg) == ("81.2.69.0", 24, 0)
+
+
+@pytest.mark.parametrize(("ecs", "who", "asn", "scope"), [
+    (("81.2.69.0", 24), "127.0.0.1", Asn(64496, 24), 24),
+    (("51.0.7.0", 24), "127.0.0.1", Asn(64497, 16), 16),
+    (("2001:4860::", 48), "127.0.0.1", Asn(64501, 32), 32),
+    (("8.8.8.0", 24), "127.0.0.1", Asn(None, 3), 3),  # outside every ASN network
+    (None, "81.2.70.200", Asn(64499, 25), 0),  # no ECS: the source address, no scope
+    (None, "2001:db8:3::1", Asn(None, 48), 0),
+])
+async def test_a_server_with_an_asn_database_gives_clients_their_as(
+        dns_server, ecs, who, asn, scope):
+    """``gslb serve --asn-db``: the Authority in force finds each client's AS
+    (``Client.asn``) by its ECS address, else the packet's source address."""
+    running = await dns_server(ZONE, geoip=FAKE_MMDB, asn_db=FAKE_ASN)
+    options = [dns.edns.ECSOption(*ecs)] if ecs else []
+    query = wire.decode(dns.message.make_query("www.gslb.example.test.", "A", use_edns=0,
+                                               options=options).to_wire())
+    client = running.service.answering.authority.client_for(query, who)
+    assert (client.asn, client.asn_scope) == (asn, scope)
+
+
+async def test_without_an_asn_database_clients_have_no_as(server):
+    query = wire.decode(dns.message.make_query("www.gslb.example.test.", "A").to_wire())
+    assert server.service.answering.authority.client_for(query, "81.2.69.1").asn is None
