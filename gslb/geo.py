@@ -62,8 +62,6 @@ _MAPPED_BITS = 96  # what an IPv4 prefix length grows by as an IPv4-mapped IPv6 
 
 _FINER = object()  # marks a cache block that holds networks finer than the block
 
-_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 
 @dataclass(frozen=True, slots=True)
 class GeoLocation:
@@ -123,7 +121,7 @@ class _Mmdb(Generic[_T]):
     (``kind``, for messages) and how (``_finder``)."""
 
     kind: ClassVar[str]
-    _find: Callable[[_IP], _T]
+    _find: Callable[[str], _T]
     _block: functools._lru_cache_wrapper[_T | None]  # by block prefix; None: finer networks
     _exact: functools._lru_cache_wrapper[_T]  # by address, in blocks of finer networks
 
@@ -152,7 +150,7 @@ class _Mmdb(Generic[_T]):
         log.info("opened %s database %s (%s, %d IPv%d nodes)", self.kind, self.path,
                  self.database_type, meta.node_count, meta.ip_version)
 
-    def _finder(self) -> Callable[[_IP], _T]:
+    def _finder(self) -> Callable[[str], _T]:
         """The lookup of one address (never None: an address without a
         record gets the empty network's prefix length). Raises
         ``GeoDBError`` when ``database_type`` is not one this reads."""
@@ -193,13 +191,16 @@ class _Mmdb(Generic[_T]):
         """The lookup of a whole block, by its first address; None when the
         database's network there is finer than the block."""
         size = 4 if len(prefix) == _BLOCK_BYTES[4] else 16
-        found = self._find(ipaddress.ip_address(prefix.ljust(size, b"\0")))
+        found = self._lookup_exact(prefix.ljust(size, b"\0"))
         if found.prefix_len is not None and found.prefix_len > len(prefix) * 8:
             return None
         return found
 
     def _lookup_exact(self, packed: bytes) -> _T:
-        return self._find(ipaddress.ip_address(packed))
+        # as text: geoip2 formats the address into its results and errors, and
+        # formatting an ipaddress object costs more than the lookup itself
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        return self._find(socket.inet_ntop(family, packed))
 
 
 class GeoDB(_Mmdb[GeoLocation]):
@@ -248,9 +249,9 @@ class GeoDB(_Mmdb[GeoLocation]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _finder(self) -> Callable[[_IP], GeoLocation]:
+    def _finder(self) -> Callable[[str], GeoLocation]:
         kind = self.database_type
-        read: Callable[[_IP], geoip2.models.Country]
+        read: Callable[[str], geoip2.models.Country]
         if "City" in kind:
             read = self._reader.city
         elif "Enterprise" in kind:
@@ -260,7 +261,7 @@ class GeoDB(_Mmdb[GeoLocation]):
         else:
             raise self._wrong_type("GeoIP2 Country, City or Enterprise")
 
-        def find(ip: _IP) -> GeoLocation:
+        def find(ip: str) -> GeoLocation:
             try:
                 model = read(ip)
             except geoip2.errors.AddressNotFoundError as exc:
@@ -302,8 +303,8 @@ class AsnDB(_Mmdb[Asn]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _finder(self) -> Callable[[_IP], Asn]:
-        read: Callable[[_IP], geoip2.models.ASN]
+    def _finder(self) -> Callable[[str], Asn]:
+        read: Callable[[str], geoip2.models.ASN]
         if "GeoLite2-ASN" in self.database_type:
             read = self._reader.asn
         elif "GeoIP2-ISP" in self.database_type:
@@ -311,7 +312,7 @@ class AsnDB(_Mmdb[Asn]):
         else:
             raise self._wrong_type("GeoLite2-ASN (or DB-IP ASN Lite, GeoIP2-ISP)")
 
-        def find(ip: _IP) -> Asn:
+        def find(ip: str) -> Asn:
             try:
                 model = read(ip)
             except geoip2.errors.AddressNotFoundError as exc:

@@ -167,6 +167,41 @@ def test_city_layout_and_fallbacks(tmp_path: Path) -> None:
         assert geodb.locate("198.51.101.1") == nowhere(24)
 
 
+@pytest.mark.parametrize(("database_type", "coordinates"), [
+    ("GeoLite2-City", True), ("GeoIP2-City", True), ("DBIP-City-Lite", True),
+    ("GeoIP2-Enterprise", True),  # read with Reader.enterprise(), a City model
+    ("GeoLite2-Country", False), ("GeoIP2-Country", False), ("DBIP-Country-Lite", False),
+])
+def test_each_database_type_is_read_by_its_geoip2_method(
+        tmp_path: Path, database_type: str, coordinates: bool) -> None:
+    """geoip2 reads a file only through the method its type names: City
+    (and Enterprise) records give their own coordinates, Country records the
+    country's point."""
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type)
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {
+        "continent": {"code": "NA"}, "country": {"iso_code": "US"},
+        "location": {"latitude": 38.95, "longitude": -77.45}})
+    path = tmp_path / "db.mmdb"
+    writer.to_db_file(str(path))
+    with GeoDB(path) as geodb:
+        assert geodb.database_type == database_type
+        expected = (GeoLocation("US", "NA", 38.95, -77.45, 24) if coordinates
+                    else at("US", "NA", 24))
+        assert geodb.locate("198.51.100.7") == expected
+        assert geodb.locate("198.51.101.7") == nowhere(24)
+
+
+@pytest.mark.parametrize("database_type", ["GeoLite2-ASN", "GeoIP2-ISP", "Test-Other"])
+def test_a_database_of_another_type_is_refused(tmp_path: Path, database_type: str) -> None:
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type)
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {"country": {"iso_code": "US"}})
+    path = tmp_path / "other.mmdb"
+    writer.to_db_file(str(path))
+    with pytest.raises(GeoDBError, match=rf"^{path}: not a GeoIP2 Country, City or Enterprise "
+                                         rf"database \(database_type '{database_type}'\)$"):
+        GeoDB(path)
+
+
 def test_ipv4_only_database(tmp_path: Path) -> None:
     writer = MMDBWriter(ip_version=4, database_type="Test-Country")
     writer.insert_network(IPSet(["198.51.100.0/24"]), {"country": {"iso_code": "GB"}})

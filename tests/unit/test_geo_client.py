@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 
 from gslb.geo import Asn, AsnDB, GeoDB, GeoDBError, GeoLocation
 from gslb.steering.base import Client
@@ -164,6 +166,32 @@ def test_no_asn_database() -> None:
     c = ecs_client("81.2.69.0", 24)
     assert c.asn is None
     assert c.asn_scope == 24  # the source, capped: nothing narrower is known
+
+
+@pytest.mark.parametrize("database_type", [
+    "GeoLite2-ASN", "DBIP-ASN-Lite (compat=GeoLite2-ASN)", "GeoIP2-ISP"])
+def test_each_asn_database_type(tmp_path: Path, database_type: str) -> None:
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type)
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {
+        "autonomous_system_number": 64510, "autonomous_system_organization": "Example"})
+    writer.insert_network(IPSet(["2001:db8::/32"]), {"autonomous_system_number": 4200000000})
+    path = tmp_path / "asn.mmdb"
+    writer.to_db_file(str(path))
+    with AsnDB(path) as db:
+        assert db.database_type == database_type
+        assert db.lookup("198.51.100.1") == Asn(64510, 24)
+        assert db.lookup("2001:db8:ffff::1") == Asn(4200000000, 32)
+        assert db.lookup("198.51.101.1") == Asn(None, 24)
+
+
+def test_ipv4_only_asn_database(tmp_path: Path) -> None:
+    writer = MMDBWriter(ip_version=4, database_type="GeoLite2-ASN")
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {"autonomous_system_number": 64510})
+    path = tmp_path / "v4.mmdb"
+    writer.to_db_file(str(path))
+    with AsnDB(path) as db:
+        assert db.lookup("198.51.100.1") == Asn(64510, 24)
+        assert db.lookup("2001:db8::1") == Asn(None, 0)  # no IPv6 at all: one empty network
 
 
 # -- opening the databases -----------------------------------------------------------
