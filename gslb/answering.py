@@ -19,7 +19,7 @@ from time import perf_counter
 from gslb.authority import Authority, respond
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
-from gslb.geo import GeoDB
+from gslb.geo import AsnDB, GeoDB
 from gslb.health.view import HealthView
 from gslb.logs import with_query_log
 from gslb.stats import QueryStats
@@ -40,15 +40,18 @@ class AnswerSettings:
 
 
 def build_authority(config: Config, view: HealthView, geo: GeoDB | None, stats: QueryStats,
-                    settings: AnswerSettings, rng: random.Random | None = None) -> Authority:
+                    settings: AnswerSettings, rng: random.Random | None = None,
+                    asn: AsnDB | None = None) -> Authority:
     """The :class:`Authority` that serves ``config``, reading health from
     ``view``, locating clients through ``geo`` (None: geo pools answer
-    from their ``default``) and counting steering outcomes into ``stats``.
+    from their ``default``), finding their AS through ``asn`` (None: no
+    ASN database) and counting steering outcomes into ``stats``.
     Raises ``ValueError`` for a bad ``settings.server_id`` or a config the
     validator should have refused."""
     return Authority(config, view, geo.locate if geo is not None else None, rng=rng,
                      on_choice=stats.choice, cache_entries=settings.answer_cache,
-                     server_id=settings.server_id)
+                     server_id=settings.server_id,
+                     asn_lookup=asn.lookup if asn is not None else None)
 
 
 class Answering:

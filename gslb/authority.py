@@ -32,6 +32,7 @@ from gslb.dns.wire import (
     Answer,
     Query,
 )
+from gslb.geo import AsnLookup
 from gslb.health.view import HealthView
 from gslb.steering import Choice, Steering
 from gslb.steering.base import Basis, Client, Locator
@@ -183,7 +184,8 @@ class Authority:
     sent in reply to an NSID option (RFC 5001) and to CHAOS TXT
     ``id.server``/``hostname.bind`` (RFC 4892); None: neither is answered
     (NSID is ignored, CHAOS gets REFUSED). Raises ``ValueError`` for a bad
-    ``server_id``.
+    ``server_id``. ``asn_lookup`` maps an address to its ``Asn`` (or None;
+    ``AsnDB.lookup``); a client is looked up in either only when a policy asks.
     """
 
     def __init__(
@@ -195,6 +197,7 @@ class Authority:
         on_choice: OnChoice | None = None,
         cache_entries: int = DEFAULT_ENTRIES,
         server_id: str | None = None,
+        asn_lookup: AsnLookup | None = None,
     ) -> None:
         self.config = config
         self.server_id = server_identity(server_id) if server_id is not None else None
@@ -203,6 +206,7 @@ class Authority:
             '"' + self.server_id.decode().replace("\\", "\\\\").replace('"', '\\"') + '"')
         self.health = health
         self.locator = locator
+        self.asn_lookup = asn_lookup
         self.rng = rng or random.Random()
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         shared: dict[tuple[str, str], wire.Rdata] = {}
@@ -234,8 +238,9 @@ class Authority:
         """
         ecs = query.ecs
         if ecs is None or ecs.source == 0:
-            return Client(who, locator=self.locator)
-        return Client(who, ecs.address, ecs.source, ecs.version, locator=self.locator)
+            return Client(who, locator=self.locator, asn_lookup=self.asn_lookup)
+        return Client(who, ecs.address, ecs.source, ecs.version, locator=self.locator,
+                      asn_lookup=self.asn_lookup)
 
     def lookup(self, query: Query, who: str) -> Lookup:
         """Answer ``query`` from packet source address ``who`` (text)."""

@@ -133,7 +133,7 @@ async def _serve(args: argparse.Namespace) -> int:
                           overrides_path=args.overrides_file,
                           query_log_sample=args.query_log_sample, config_paths=args.config,
                           answer_cache=args.answer_cache, workers=args.workers,
-                          server_id=args.server_id)
+                          server_id=args.server_id, asn_db=args.asn_db)
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(default {DEFAULT_LISTEN})")
     serve.add_argument("--geoip", type=Path, metavar="PATH",
                        help=f"GeoIP2/GeoLite2/DB-IP mmdb (default {DEFAULT_GEOIP} if present)")
+    serve.add_argument("--asn-db", type=Path, metavar="PATH",
+                       help="ASN mmdb (GeoLite2-ASN or DB-IP ASN Lite) giving each client's "
+                       "AS number, for pools with an `asns` map; default: none")
     serve.add_argument("--redis", metavar="URL",
                        help="read shared health state from Redis (redis://, rediss://, unix://, "
                        "redis+sentinel://; see docs/redis.md) instead of probing in-process")

@@ -30,7 +30,7 @@ from gslb.authority import Authority
 from gslb.config.model import LOCAL_VANTAGE, Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
-from gslb.geo import GeoDB
+from gslb.geo import AsnDB, GeoDB, GeoDBError
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
 from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
@@ -62,7 +62,9 @@ class Service:
 
     ``listen`` holds ``(address, port)`` pairs (port 0: any free port, see
     ``addresses`` after ``start``). ``geoip`` is an mmdb path or None (then
-    clients cannot be located: geo pools answer from their ``default``).
+    clients cannot be located: geo pools answer from their ``default``);
+    ``asn_db`` an ASN mmdb path (GeoLite2-ASN layout, :class:`gslb.geo.AsnDB`)
+    or None (then clients have no AS: ``Client.asn`` is None).
     ``redis_url``: None for the embedded prober, else the Redis to read the
     shared health state (and share drains) through
     (``gslb.health.redis.client.parse_url`` forms).
@@ -89,7 +91,7 @@ class Service:
     ``reloader.loaded``), ``drains``, ``transitions``, ``stats``,
     ``server`` (a ``DnsServer``, or the ``WorkerPool``).
 
-    Raises ``GslbError`` subclasses for a bad GeoIP file or Redis URL,
+    Raises ``GslbError`` subclasses for a bad GeoIP or ASN file or Redis URL,
     ``ValueError`` for a bad sample, ``OSError``/``ValueError`` for an
     unreadable overrides file or a bad ``server_id``.
     """
@@ -111,6 +113,7 @@ class Service:
         answer_cache: int = DEFAULT_ENTRIES,
         workers: int = 1,
         server_id: str | None = None,
+        asn_db: str | Path | None = None,
     ) -> None:
         if answer_cache < 0:
             raise ValueError(f"answer cache size must be 0 or more, not {answer_cache}")
@@ -128,6 +131,12 @@ class Service:
         self.transitions = Transitions(self.stats)
         self.overrides.on_change = self.transitions.on_override
         self.geo = GeoDB(geoip) if geoip is not None else None
+        try:
+            self.asn = AsnDB(asn_db) if asn_db is not None else None
+        except GeoDBError:
+            if self.geo is not None:
+                self.geo.close()
+            raise
         self._rng = rng
         paths = tuple(str(p) for p in (config_paths or config.files))
         authority, preview = self._build(config)
@@ -158,6 +167,7 @@ class Service:
             self.server = WorkerPool(workers, listen, view=_SupervisedView(self),
                                      paths=lambda: self.reloader.loaded.paths,
                                      geoip=str(geoip) if geoip is not None else None,
+                                     asn_db=str(asn_db) if asn_db is not None else None,
                                      settings=self.settings, stats=self.stats)
         else:
             self.server = DnsServer(self.answering.handle, listen)
@@ -178,7 +188,7 @@ class Service:
         """The authority answering from ``config``, and a separate, silent
         Steering for status previews (so they touch no live steering state)."""
         authority = build_authority(config, self.view, self.geo, self.stats, self.settings,
-                                    self._rng)
+                                    self._rng, self.asn)
         return authority, Steering(config.pools, config.origins, vantages=config.vantages,
                                    quiet=True)
 
@@ -289,6 +299,8 @@ class Service:
         await self.health_source.stop()
         if self.geo is not None:
             self.geo.close()
+        if self.asn is not None:
+            self.asn.close()
 
     async def _tick(self) -> None:
         """Re-evaluate staleness (it moves with time, not with messages)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gslb.config.model import Location, Pool
-from gslb.geo import GeoLocation
+from gslb.geo import Asn, AsnLookup, GeoLocation
 from gslb.health.view import HealthView
 
 Locator = Callable[[str], GeoLocation | None]
@@ -34,11 +34,13 @@ class Client:
 
     ``bestwho`` is the ECS address when present, else ``who`` (PowerDNS's
     names). ``location`` is looked up lazily, at most once, through the
-    ``locator`` given.
+    ``locator`` given (``GeoDB.locate``), and ``asn`` likewise through
+    ``asn_lookup`` (``AsnDB.lookup``): nothing is looked up unless a policy
+    asks.
     """
 
-    __slots__ = ("_located", "_location", "_locator", "ecs_address", "ecs_source", "ecs_version",
-                 "who")
+    __slots__ = ("_asn", "_asn_looked_up", "_asn_lookup", "_found", "_located", "_locator",
+                 "ecs_address", "ecs_source", "ecs_version", "who")
 
     def __init__(
         self,
@@ -47,35 +49,87 @@ class Client:
         ecs_source: int | None = None,
         ecs_version: int | None = None,
         locator: Locator | None = None,
+        asn_lookup: AsnLookup | None = None,
     ) -> None:
         self.who = who
         self.ecs_address = ecs_address
         self.ecs_source = ecs_source
         self.ecs_version = ecs_version
         self._locator = locator
-        self._location: GeoLocation | None = None
+        self._found: GeoLocation | None = None
         self._located = False
+        self._asn_lookup = asn_lookup
+        self._asn: Asn | None = None
+        self._asn_looked_up = False
 
     @property
     def bestwho(self) -> str:
         return self.ecs_address if self.ecs_address is not None else self.who
 
-    @property
-    def location(self) -> GeoLocation | None:
+    def _geo(self) -> GeoLocation | None:
+        """What the locator says of ``bestwho`` (looked up once), a location
+        that is not ``located`` included."""
         if not self._located:
             self._located = True
             if self._locator is not None:
-                self._location = self._locator(self.bestwho)
-        return self._location
+                self._found = self._locator(self.bestwho)
+        return self._found
+
+    @property
+    def location(self) -> GeoLocation | None:
+        """Where the client is; None when it cannot be located (no locator,
+        or the database has neither country nor continent for it)."""
+        found = self._geo()
+        return found if found is not None and found.located else None
 
     @property
     def geo_scope(self) -> int:
         """The ECS scope prefix-length for an answer that depends on where the
-        client is: the source prefix-length capped at /24 (IPv4) or /56
-        (IPv6); 0 when the query had no ECS option."""
+        client is (RFC 7871 section 7.2.1: the answer holds for every address
+        the scope covers): the least of the query's source prefix-length,
+        ``ECS_SCOPE_CAP`` (/24 for IPv4, /56 for IPv6, section 11.1) and the
+        prefix length of the GeoIP database network that holds the ECS
+        address (``GeoLocation.prefix_len``), so one resolver cache entry
+        serves a whole database block. An unlocatable client is bounded the
+        same way by the empty network it is in: every address there is
+        unlocatable too. 0 when the query had no ECS option. Looks the
+        client up when that is not done yet."""
         if self.ecs_source is None or self.ecs_version is None:
             return 0
-        return min(self.ecs_source, ECS_SCOPE_CAP.get(self.ecs_version, 0))
+        found = self._geo()
+        return self._scope(found.prefix_len if found is not None else None)
+
+    @property
+    def asn(self) -> Asn | None:
+        """The AS announcing the client (``bestwho``), looked up once:
+        ``Asn.number`` (None when the ASN database has no record for the
+        address) and ``Asn.prefix_len``, the database network's prefix
+        length. None when there is no ASN database (``gslb serve --asn-db``)."""
+        if not self._asn_looked_up:
+            self._asn_looked_up = True
+            if self._asn_lookup is not None:
+                self._asn = self._asn_lookup(self.bestwho)
+        return self._asn
+
+    @property
+    def asn_scope(self) -> int:
+        """The ECS scope prefix-length for an answer decided by the client's
+        AS number (RFC 7871 section 7.2.1), as ``geo_scope`` with the ASN
+        database's network: the least of the source prefix-length,
+        ``ECS_SCOPE_CAP`` and ``asn.prefix_len`` (a client without an AS
+        record by the empty network it is in); 0 without ECS. Looks the AS
+        up when that is not done yet."""
+        if self.ecs_source is None or self.ecs_version is None:
+            return 0
+        found = self.asn
+        return self._scope(found.prefix_len if found is not None else None)
+
+    def _scope(self, prefix_len: int | None) -> int:
+        """The ECS source prefix-length capped by ``ECS_SCOPE_CAP`` and by
+        ``prefix_len`` (None: no database bound); only with ECS."""
+        assert self.ecs_source is not None and self.ecs_version is not None
+        scope = min(self.ecs_source, ECS_SCOPE_CAP.get(self.ecs_version, 0))
+        return scope if prefix_len is None else min(scope, prefix_len)
 
 
 class Basis(enum.IntFlag):

@@ -52,13 +52,15 @@ def snapshot_of(view: HealthView, is_drained: Callable[[str], bool], origins: It
 class WorkerArgs:
     """What a worker is started with (pickled to the child): its
     ``index``, the config files, the ``listen`` addresses (ports already
-    chosen), the GeoIP database path, how to answer, and the logging set-up
+    chosen), the GeoIP and ASN database paths (None: none), how to answer,
+    and the logging set-up
     (``log_level`` as a ``logging`` number)."""
 
     index: int
     config_paths: tuple[str, ...]
     listen: tuple[tuple[str, int], ...]
     geoip: str | None
+    asn_db: str | None
     settings: AnswerSettings
     log_level: int
     log_json: bool

@@ -75,9 +75,9 @@ class WorkerPool:
     (port 0: one free port is chosen here for every worker).
 
     ``view`` is the health view the workers answer from; ``paths()`` the
-    config files in force (what a started worker loads); ``geoip`` the
-    mmdb path (None: none); ``settings`` how workers answer; the workers'
-    query counters are added to ``stats``.
+    config files in force (what a started worker loads); ``geoip`` and
+    ``asn_db`` the GeoIP and ASN mmdb paths (None: none); ``settings`` how
+    workers answer; the workers' query counters are added to ``stats``.
 
     Has ``start``/``stop``/``addresses`` like a
     :class:`gslb.dns.server.DnsServer`, so a ``Service`` runs either.
@@ -87,7 +87,8 @@ class WorkerPool:
 
     def __init__(self, n: int, listen: Sequence[tuple[str, int]], *, view: ViewSource,
                  paths: Callable[[], tuple[str, ...]], geoip: str | None,
-                 settings: AnswerSettings, stats: QueryStats) -> None:
+                 settings: AnswerSettings, stats: QueryStats,
+                 asn_db: str | None = None) -> None:
         if n < 2:
             raise ValueError(f"a worker pool needs at least 2 workers, not {n}")
         self.n = n
@@ -95,6 +96,7 @@ class WorkerPool:
         self.view = view
         self.paths = paths
         self.geoip = geoip
+        self.asn_db = asn_db
         self.settings = settings
         self.stats = stats
         self.addresses: list[tuple[str, int]] = []
@@ -128,7 +130,7 @@ class WorkerPool:
                      self.n, host, port)
 
     def _spawn(self, index: int) -> _Worker:
-        args = WorkerArgs(index, self.paths(), tuple(self.addresses), self.geoip,
+        args = WorkerArgs(index, self.paths(), tuple(self.addresses), self.geoip, self.asn_db,
                           self.settings, logging.getLogger().level, _json_logs())
         ctx = multiprocessing.get_context("spawn")
         here, there = ctx.Pipe(duplex=True)

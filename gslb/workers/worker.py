@@ -17,7 +17,7 @@ from gslb.authority import Authority
 from gslb.config import load
 from gslb.dns.server import DnsServer
 from gslb.errors import GslbError
-from gslb.geo import GeoDB
+from gslb.geo import AsnDB, GeoDB
 from gslb.health.view import AllUpExcept
 from gslb.logs import setup
 from gslb.stats import QueryStats
@@ -99,6 +99,7 @@ class _Worker:
         self.view = MirrorView(first.snapshot)
         self.stats = QueryStats()
         self.geo = GeoDB(self.args.geoip) if self.args.geoip else None
+        self.asn = AsnDB(self.args.asn_db) if self.args.asn_db else None
         self.answering = Answering(self._build(self.args.config_paths), self.stats,
                                    self.args.settings.query_log_sample)
         freeze_loaded()
@@ -120,10 +121,12 @@ class _Worker:
                 self._send_stats()
             if self.geo is not None:
                 self.geo.close()
+            if self.asn is not None:
+                self.asn.close()
 
     def _build(self, paths: Sequence[str]) -> Authority:
         return build_authority(load(list(paths)), self.view, self.geo, self.stats,
-                               self.args.settings)
+                               self.args.settings, asn=self.asn)
 
     def _readable(self) -> None:
         try:

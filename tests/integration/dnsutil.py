@@ -91,10 +91,11 @@ class Running:
 
 
 async def start(config_path: Path, geoip: Path | None = None, listen=None,
-                seed: int = 1, server_id: str | None = None) -> Running:
+                seed: int = 1, server_id: str | None = None,
+                asn_db: Path | None = None) -> Running:
     """Load ``config_path`` and start a Service on 127.0.0.1 port 0."""
     service = Service(load([config_path]), listen or [("127.0.0.1", 0)], geoip,
-                      rng=random.Random(seed), server_id=server_id)
+                      rng=random.Random(seed), server_id=server_id, asn_db=asn_db)
     await service.start()
     return Running(service)
 

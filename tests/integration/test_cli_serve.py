@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAKE_MMDB = ROOT / "tests" / "data" / "geoip" / "fake-country.mmdb"
+FAKE_ASN = ROOT / "tests" / "data" / "geoip" / "fake-asn.mmdb"
 BAD = ROOT / "tests" / "data" / "zones" / "bad-several.yaml"
 
 pytestmark = pytest.mark.skipif(shutil.which("dig") is None,
@@ -44,6 +45,7 @@ async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
         "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--geoip", str(FAKE_MMDB),
+        "--asn-db", str(FAKE_ASN),
         "--no-admin", "--workers", str(workers), "--server-id", "ns1.gslb-test",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     spawned: set[int] = set()
@@ -78,6 +80,12 @@ async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: 
             proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 10)
     assert rc == 0
+    # the ASN database is opened by the process that answers: each worker, and the
+    # supervisor (which builds every config's authority too)
+    log = (await proc.stderr.read()).decode()
+    opened = [line for line in log.splitlines() if "opened ASN database" in line]
+    assert len(opened) == (1 + workers if workers > 1 else 1), log
+    assert all(str(FAKE_ASN) in line and "GSLB-ASN" in line for line in opened)
     for _ in range(100):  # orphans exit with their parent, and are reaped
         left = {pid for pid in spawned if Path(f"/proc/{pid}").exists()}
         if not left:
@@ -105,6 +113,21 @@ async def test_serve_reports_a_missing_geoip_file():
     _out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 1
     assert "/nonexistent.mmdb" in err.decode()
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/nonexistent-asn.mmdb", "/nonexistent-asn.mmdb: cannot open ASN database: No such file"),
+    (str(FAKE_MMDB), f"{FAKE_MMDB}: not a GeoLite2-ASN (or DB-IP ASN Lite, GeoIP2-ISP) "
+                     "database (database_type 'GSLB-Country')"),
+])
+async def test_serve_reports_a_bad_asn_database(path: str, message: str):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        "--listen", "127.0.0.1:0", "--no-admin", "--geoip", str(FAKE_MMDB), "--asn-db", path,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 1
+    assert f"gslb serve: {message}" in err.decode()
 
 
 async def test_serve_refuses_a_server_id_that_is_not_one_txt_string():

@@ -8,7 +8,7 @@ from pathlib import Path
 import geoip2.database
 import pytest
 
-from gslb.geo import GeoDB
+from gslb.geo import GeoDB, GeoLocation
 from gslb.geoip_build import DEFAULT_V4, DEFAULT_V6, build
 
 pytestmark = [
@@ -32,5 +32,7 @@ def test_build_from_real_data(tmp_path: Path) -> None:
         for address, country in expected.items():
             located = db.locate(address)
             assert located is not None and located.country == country, address
-        assert db.locate("10.1.2.3") is None
-        assert db.locate("127.0.0.1") is None
+        # private and loopback: not located, for the whole reserved network
+        assert db.locate("10.1.2.3") == GeoLocation(None, None, prefix_len=8)
+        assert db.locate("127.0.0.1") == GeoLocation(None, None, prefix_len=8)
+        assert db.locate("192.168.7.1") == GeoLocation(None, None, prefix_len=16)

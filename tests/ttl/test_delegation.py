@@ -62,10 +62,11 @@ async def test_resolver_answer_is_recursive_with_our_ttl_and_scope(
         authoritatives: Authoritatives, resolver: StartResolver) -> None:
     """Through the resolver the answer is recursive (RA set, AA clear), holds
     stockholm for a Swedish subnet, carries TTL 30 (ours, fresh from our
-    servers) and echoes ECS scope /24 (the geo answer's deciding prefix)."""
+    servers) and echoes ECS scope /19 (the geo answer's deciding prefix: the
+    fake database's SE network, 89.160.0.0/19)."""
     unbound = await resolver()
     reply = await unbound.ask("www.gslb.example.test", ecs="89.160.20.0/24")
     assert reply.flags & dns.flags.RA and not reply.flags & dns.flags.AA
     assert addresses(reply) == [lab.STOCKHOLM]
     assert answer_ttl(reply) == 30
-    assert ecs_scope(reply) == 24
+    assert ecs_scope(reply) == 19

@@ -17,18 +17,19 @@ GB, SE, US = "81.2.69.0/24", "89.160.20.0/24", "8.8.8.0/24"
 
 async def test_geo_answer_is_cached_per_subnet(
         authoritatives: Authoritatives, resolver: StartResolver) -> None:
-    """A geo answer carries scope /24, so the resolver keeps one entry per
-    client /24: a GB client gets london and a SE client stockholm (2 queries
-    reach our servers, each with its own subnet, not the other's cached
-    answer); a second GB client in the same /24 is served london from the
-    cache (still 2 queries)."""
+    """A geo answer carries the scope of the database network that located
+    the client (capped at /24), so the resolver keeps one entry per network:
+    a GB client (a /24 in the fake database) gets london and a SE client (a
+    /19) stockholm (2 queries reach our servers, each with its own subnet,
+    not the other's cached answer); a second GB client in the same /24 is
+    served london from the cache (still 2 queries)."""
     unbound = await resolver()
     gb = await unbound.ask(WWW, ecs=GB)
     se = await unbound.ask(WWW, ecs=SE)
     again = await unbound.ask(WWW, ecs="81.2.69.77/32")
     assert (addresses(gb), addresses(se), addresses(again)) == (
         [lab.LONDON], [lab.STOCKHOLM], [lab.LONDON])
-    assert (ecs_scope(gb), ecs_scope(se)) == (24, 24)
+    assert (ecs_scope(gb), ecs_scope(se)) == (24, 19)
     assert [s.ecs for s in authoritatives.from_resolver(WWW)] == [GB, SE]
 
 
