@@ -167,6 +167,9 @@ class Pool:
       tier holding every member.
     * ``networks``: ``geo`` and ``latency``: client networks → tiers
       (:class:`NetworkMap`), consulted before the countries.
+    * ``asns``: ``geo`` and ``latency``: the client's autonomous system
+      number → tiers (an ASN database, ``gslb serve --asn-db``), consulted
+      after ``networks`` and before the countries.
     * ``countries``/``continents``/``default``: the ``geo`` map, each value
       ordered tiers of origin names. Country codes are ISO 3166-1 alpha-2,
       continent codes those of ``CONTINENTS``. ``latency`` pools may carry
@@ -204,6 +207,7 @@ class Pool:
     switch_margin_pct: float = DEFAULT_SWITCH_MARGIN_PCT
     switch_margin_ms: float = DEFAULT_SWITCH_MARGIN_MS
     networks: NetworkMap = field(default_factory=NetworkMap)
+    asns: Mapping[int, Tiers] = field(default_factory=lambda: MappingProxyType({}))
     weight: int = 1
     min_healthy: int = 1
     min_healthy_pct: float | None = None

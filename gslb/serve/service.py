@@ -30,6 +30,7 @@ from gslb.authority import Authority
 from gslb.config.model import LOCAL_VANTAGE, Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
+from gslb.errors import ConfigError
 from gslb.geo import AsnDB, GeoDB, GeoDBError
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
 from gslb.health.view import QuorumView
@@ -139,7 +140,13 @@ class Service:
             raise
         self._rng = rng
         paths = tuple(str(p) for p in (config_paths or config.files))
-        authority, preview = self._build(config)
+        try:
+            authority, preview = self._build(config)
+        except BaseException:
+            for db in (self.geo, self.asn):
+                if db is not None:
+                    db.close()
+            raise
         self.reloader = Reloader(Loaded(config, paths, 1, time.time(), authority, preview),
                                  self._build, self._apply, self.stats)
         self.answering = Answering(authority, self.stats, query_log_sample)
@@ -186,7 +193,13 @@ class Service:
 
     def _build(self, config: Config) -> tuple[Authority, Steering]:
         """The authority answering from ``config``, and a separate, silent
-        Steering for status previews (so they touch no live steering state)."""
+        Steering for status previews (so they touch no live steering state).
+        Raises ``ConfigError`` for ``asns`` maps without an ASN database."""
+        if self.asn is None:
+            needing = [name for name, pool in config.pools.items() if pool.asns]
+            if needing:
+                raise ConfigError([f"pools.{name}.asns: an asns map needs an ASN database: "
+                                   "gslb serve --asn-db PATH" for name in needing])
         authority = build_authority(config, self.view, self.geo, self.stats, self.settings,
                                     self._rng, self.asn)
         return authority, Steering(config.pools, config.origins, vantages=config.vantages,

@@ -5,7 +5,9 @@ Order of rules, first that yields a healthy candidate wins:
 0. the longest network of ``pool.networks`` holding the client's address
    (the ECS address, else the packet's source) → its tiers; such an answer
    carries that network's prefix-length as its ECS scope, never more than
-   the query's source prefix-length (RFC 7871 section 7.2.1);
+   the query's source prefix-length (RFC 7871 section 7.2.1); then the
+   client's autonomous system in ``pool.asns`` → its tiers, with the ASN
+   database network's prefix-length (``Client.asn_scope``);
 1. the client's country in ``pool.countries`` → its tiers; else its
    continent in ``pool.continents`` → its tiers (a country match is not
    followed by the continent map: the country entry is the operator's word);
@@ -74,6 +76,20 @@ class GeoPolicy:
                                      f"network {network} tier {tier}",
                                      Basis.CLIENT | drawn(len(up)))
                 notes.append(f"network {network} down")
+        if pool.asns:
+            asn = client.asn
+            number = asn.number if asn is not None else None
+            mapped = pool.asns.get(number) if number is not None else None
+            if mapped is not None:
+                tier, up = first_healthy_tier(mapped, by_name, health)
+                if up:
+                    notes.append(f"AS{number} tier {tier}")
+                    return Selection(pick_weighted(up, k, rng), client.asn_scope,
+                                     "; ".join(notes), Basis.CLIENT | drawn(len(up)))
+                notes.append(f"AS{number} down")
+            # what follows depended on the AS lookup too (no entry for the
+            # client's AS network): the more specific of the two scopes holds
+            scope = max(scope, client.asn_scope)
         loc = client.location
         if loc is None:
             notes.append("client not located")

@@ -22,7 +22,7 @@ from gslb.config.validate.reader import At, Reader
 POLICIES: tuple[PolicyName, ...] = ("failover", "weighted", "geo", "latency", "all")
 POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy")
 
-GEO_KEYS = ("networks", "networks_file", "countries", "continents", "default")
+GEO_KEYS = ("networks", "networks_file", "asns", "countries", "continents", "default")
 LATENCY_KEYS = ("vantage_countries", "vantage_continents", "switch_margin", "switch_margin_ms")
 POLICY_KEYS: dict[str, tuple[str, ...]] = {
     "failover": ("tiers",), "geo": GEO_KEYS, "latency": GEO_KEYS + LATENCY_KEYS}
@@ -61,9 +61,11 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
     maps: dict[str, dict[str, Tiers]] = {"countries": {}, "continents": {}}
     default: Tiers = ()
     networks = NetworkMap()
+    asns: dict[int, Tiers] = {}
     if policy in ("geo", "latency"):
         default = _geo(r, m, at, names.member, maps)
         networks = _networks(r, m, at, names.member)
+        asns = _asns(r, m, at, names.member)
     latency = _latency(r, m, at, vantages) if policy == "latency" else {}
     max_answers = (r.integer(m["max_answers"], at.key(m, "max_answers"), 1)
                    if "max_answers" in m else 1)
@@ -76,7 +78,30 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
                 max_answers=max_answers or 1, fallback=fallback,
                 countries=MappingProxyType(maps["countries"]),
                 continents=MappingProxyType(maps["continents"]), default=default,
-                networks=networks, weight=weight or 1, **healthy, **latency)
+                networks=networks, asns=MappingProxyType(asns), weight=weight or 1,
+                **healthy, **latency)
+
+
+def _asns(r: Reader, m: MarkedDict, at: At, member: Name) -> dict[int, Tiers]:
+    """The ``asns`` map: autonomous system number (1 to 4294967295, RFC 6793;
+    written ``64496`` or ``AS64496``) → targets."""
+    found: dict[int, Tiers] = {}
+    if "asns" not in m or (table := r.mapping(m["asns"], at.key(m, "asns"))) is None:
+        return found
+    for key, targets in table.items():
+        where = At(f"{at.path}.asns", table.loc).key(table, key)
+        text = str(key).strip().upper().removeprefix("AS")
+        number = int(text) if text.isdigit() else 0
+        if not 1 <= number <= 2**32 - 1:
+            r.report(where, f"not an AS number: {key!r} (1 to 4294967295, as 64496 or AS64496)")
+            continue
+        if number in found:
+            r.report(where, f"AS{number} is mapped twice")
+            continue
+        tiers = _targets(r, targets, where, member)
+        if tiers:
+            found[number] = tiers
+    return found
 
 
 def _networks(r: Reader, m: MarkedDict, at: At, member: Name) -> NetworkMap:
