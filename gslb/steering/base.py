@@ -18,7 +18,9 @@ from gslb.geo import Asn, AsnLookup, GeoLocation
 from gslb.health.view import HealthView
 
 Locator = Callable[[str], GeoLocation | None]
-"""Maps an IP address (text) to where it is, or None when unknown."""
+"""Maps an IP address (text) to where it is (a ``GeoLocation`` that is not
+``located`` when the database holds no record: it still says how wide the
+empty network is), or None for junk input."""
 
 #: Widest ECS scope we return for geo answers (RFC 7871 section 11.1 advises
 #: /24 for IPv4 and /56 for IPv6 as the most a resolver should reveal).

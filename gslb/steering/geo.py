@@ -21,12 +21,13 @@ Every geo answer depends on the client (``Basis.CLIENT``), and on a draw
 (``Basis.DRAW``) when a tier or the "any" rule had two or more healthy
 candidates to pick from.
 
-ECS scope: ``client.geo_scope`` on every geo answer, even when the client
-could not be located. Being unlocatable is itself a fact about the client's
-subnet: with scope 0 a resolver would reuse the default answer for located
-clients of other subnets. Returning the source prefix-length (capped at /24
-or /56) limits reuse to the subnet the decision was made for (RFC 7871
-section 7.2.1).
+ECS scope (RFC 7871 section 7.2.1): ``client.geo_scope`` on every answer
+the location decided, even when the client could not be located: the
+prefix-length of the database network that placed it (or of the empty
+network it is in), capped by the source prefix-length and /24 or /56. Being
+unlocatable is itself a fact about the client's network: with scope 0 a
+resolver would reuse the default answer for located clients elsewhere. A
+network or AS entry's answer carries that entry's prefix-length instead.
 """
 
 from __future__ import annotations
