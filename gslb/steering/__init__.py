@@ -60,13 +60,15 @@ class _Plan:
     and the member pools with some origin of it), the policy object per
     family, and whether any member is a pool (``nested``)."""
 
-    __slots__ = ("nested", "p4", "p6", "pool", "v4", "v6")
+    __slots__ = ("flat", "nested", "p4", "p6", "pool", "v4", "v6")
 
     def __init__(self, pool: Pool, v4: tuple[Member, ...], v6: tuple[Member, ...]) -> None:
         self.pool = pool
         self.v4 = v4
         self.v6 = v6
         self.nested = any(isinstance(m, PoolMember) for m in (*v4, *v6))
+        self.flat = not self.nested and pool.min_healthy == 1 and pool.min_healthy_pct is None
+        """Origins only, no threshold: the policy's selection is the answer."""
         self.p4: Policy
         self.p6: Policy
 
@@ -235,8 +237,8 @@ class Steering:
         if not candidates:
             return Choice("nodata", (), 0, pool_name, False,
                           f"no IPv{family} origin in pool {pool_name}")
-        if not plan.nested and plan.pool.min_healthy == 1 and plan.pool.min_healthy_pct is None:
-            # a flat pool: no view to wrap, no member to expand
+        why = None
+        if plan.flat:  # no view to wrap, no member to expand
             policy = plan.p4 if family == 4 else plan.p6
             sel = policy.select(plan.pool, candidates, client, health, rng)
             if sel.members:
@@ -246,16 +248,20 @@ class Steering:
                 return Choice("answer", addresses_of(chosen, family), sel.scope, pool_name,
                               False, sel.reason, sel.basis)
             scope, basis = sel.scope, sel.basis
+        elif self._pool_up(pool_name, family, health):
+            done = self._answer(plan, family, client, health, rng, depth)
+            if done.kind == "answer":
+                self._log.healthy(pool_name, family)
+                return done
+            scope, basis = done.scope, done.basis
         else:
-            if self._pool_up(pool_name, family, health):
-                done = self._answer(plan, family, client, health, rng, depth)
-                if done.kind == "answer":
-                    self._log.healthy(pool_name, family)
-                    return done
-                scope, basis = done.scope, done.basis
-            else:
-                scope, basis = 0, Basis.NONE
+            up, need = self._count(plan, family, health), plan.need(len(candidates))
+            scope, basis = 0, Basis.NONE
+            if up:
+                why = (f"{up} of {len(candidates)} healthy in pool {pool_name}, below "
+                       f"min_healthy {need}")
         return fall_back(plan.pool, family, client, health, rng, scope=scope, basis=basis,
+                         why=why,
                          depth=depth, choose=self._choose, flog=self._log,
                          answer=lambda view: self._answer(plan, family, client, view, rng,
                                                           depth))
@@ -302,10 +308,14 @@ class Steering:
             return memo[2]
         plan = self._plans[name]
         members = plan.v4 if family == 4 else plan.v6
-        view: HealthView = _TreeView(self, health, family) if plan.nested else health
-        up = sum(1 for m in members if view.is_up(m.name)) >= plan.need(len(members))
+        up = self._count(plan, family, health) >= plan.need(len(members))
         self._up[(name, family)] = (health, generation, up)
         return up
+
+    def _count(self, plan: _Plan, family: int, health: HealthView) -> int:
+        """How many members of ``family`` of ``plan``'s pool are up."""
+        view: HealthView = _TreeView(self, health, family) if plan.nested else health
+        return sum(1 for m in (plan.v4 if family == 4 else plan.v6) if view.is_up(m.name))
 
 
 def _families(pools: Mapping[str, Pool],

@@ -152,6 +152,7 @@ def fall_back(
     choose: ChooseFn,
     answer: AnswerFn,
     flog: FallbackLog,
+    why: str | None = None,
 ) -> Choice:
     """The outcome for ``pool`` (which found no healthy member, or fewer
     than its ``min_healthy``) according to ``pool.fallback``.
@@ -161,11 +162,12 @@ def fall_back(
     scope, and what both depended on. ``answer`` gives the pool's own answer
     under another view (``fallback: all``); ``choose`` runs another pool;
     past ``MAX_FALLBACK_DEPTH`` pool fallbacks the answer is SERVFAIL.
+    ``why`` says why the pool is down (default: it has no healthy member).
     """
     mode = pool.fallback
     target = mode if mode in ("all", "none") else f"pool {mode}"
     flog.down(pool.name, family, target)
-    why = f"no healthy origin in pool {pool.name}; fallback to {target}"
+    why = f"{why or f'no healthy origin in pool {pool.name}'}; fallback to {target}"
     if mode == "none":
         return Choice("servfail", (), 0, pool.name, True, why, basis)
     if mode == "all":

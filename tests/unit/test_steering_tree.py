@@ -161,3 +161,11 @@ def test_check_refuses_a_tree_deeper_than_the_bound(tmp_path: Path) -> None:
     cfg = config(tmp_path, TREE.replace("pools:\n", "pools:\n" + "\n".join(chain) + "\n"))
     assert Steering(cfg.pools, cfg.origins).choose(
         "p1", 4, client(GB), Health(), random.Random(1)).addresses == ("192.0.2.1",)
+
+
+def test_a_pool_below_its_min_healthy_says_so_and_falls_back(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    got = Steering(cfg.pools, cfg.origins).choose("london", 4, client(GB), Health(lon1=False),
+                                                  random.Random(1))
+    assert got.fallback and got.reason.startswith(
+        "1 of 2 healthy in pool london, below min_healthy 2; fallback to all: ")
