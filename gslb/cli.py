@@ -36,7 +36,7 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from gslb.config import load
+    from gslb.config.load import load
 
     try:
         config = load(args.config)
@@ -50,7 +50,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _load(paths: list[str]) -> Config | None:
     """The config, or None after printing every error."""
-    from gslb.config import load
+    from gslb.config.load import load
 
     try:
         return load(paths)

@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Literal
 
 CheckType = Literal["http", "https", "tcp"]
-PolicyName = Literal["failover", "weighted", "geo", "latency", "all"]
 
 #: Continent codes as used by MaxMind and GeoNames.
 CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
@@ -158,7 +157,7 @@ class NetworkMap:
 @dataclass(frozen=True, slots=True)
 class Pool:
     """A set of members (origins, or other pools: a tree) and the policy that
-    picks among them.
+    picks among them (``policy``: a name of ``gslb.steering.registry``).
 
     * ``origins``: every member's name, in declaration order: an origin's or
       another pool's (the config validator keeps the two apart, refuses
@@ -194,7 +193,7 @@ class Pool:
     """
 
     name: str
-    policy: PolicyName
+    policy: str
     origins: tuple[str, ...]
     tiers: Tiers
     max_answers: int = 1

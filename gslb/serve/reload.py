@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gslb.authority import Authority
-from gslb.config import load as load_config
+from gslb.config.load import load as load_config
 from gslb.config.model import Config
 from gslb.errors import ConfigError, GslbError
 from gslb.stats import QueryStats

@@ -17,6 +17,7 @@ from gslb.serve.operations import RedisClients
 from gslb.serve.reload import Reloader
 from gslb.serve.transitions import Transitions
 from gslb.steering import Choice, Client
+from gslb.steering.registry import REGISTRY
 
 #: How many recent transitions ``/api/v1/status`` returns (newest first).
 STATUS_TRANSITIONS = 50
@@ -55,7 +56,8 @@ def status_of(service: Serving) -> dict[str, Any]:
     ``fresh_vantages``), ``zones``, ``origins`` (each: ``state`` up | down |
     drained, ``drain``, and per vantage ``up``, ``fresh``, ``rtt_ms``,
     ``srtt_ms`` (milliseconds), ``detail``, ``checked_at``), ``pools`` (each
-    with its ``members`` (``name``, ``kind`` origin | pool: a tree of
+    with the fields its policy adds (``PolicySpec.status``: the geo maps,
+    the latency vantage keys), its ``members`` (``name``, ``kind`` origin | pool: a tree of
     pools), ``weight``, ``min_healthy``, the ``answers`` it would give now
     per family for a client of unknown location (with the ``leaves``, the
     pool each origin came from, and the ``reason`` along the path), and
@@ -137,7 +139,8 @@ def _pools(service: Serving) -> list[dict[str, Any]]:
                    for n in pool.origins]
         healthy: int | str = (f"{pool.min_healthy_pct:g}%" if pool.min_healthy_pct is not None
                               else pool.min_healthy)
-        pools.append({"name": pool.name, "policy": pool.policy, "members": members,
+        pools.append({**REGISTRY[pool.policy].status(pool),  # the policy's own fields
+                      "name": pool.name, "policy": pool.policy, "members": members,
                       "weight": pool.weight, "min_healthy": healthy,
                       "origins": list(pool.origins), "tiers": [list(t) for t in pool.tiers],
                       "fallback": pool.fallback, "answers": answers,

@@ -1,57 +1,37 @@
 """Steering: which origins answer a GSLB name for one client.
 
-``POLICIES`` (stateless policy objects) and ``BOUND_POLICIES`` (policies
-built per pool and address family, because they keep state: ``latency``'s
-anti-flap memory) are the explicit registry of policy names
-(``Pool.policy``): one place, no magic. The DNS side builds one
-:class:`Steering` per loaded config (rebuild it on reload, which resets that
-state) and calls :meth:`Steering.choose` per query.
+Policies are looked up by name (``Pool.policy``) in
+:data:`gslb.steering.registry.REGISTRY`, the one place that lists them;
+each policy's module holds its selection, its config keys and its status
+fields. The DNS side builds one :class:`Steering` per loaded config (rebuild
+it on reload, which resets the policies' state, such as ``latency``'s
+anti-flap memory) and calls :meth:`Steering.choose` per query.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
-from typing import Protocol, cast
+from collections.abc import Mapping
+from typing import cast
 
 from gslb.config.model import MAX_TREE_DEPTH, Origin, Pool, Vantage
 from gslb.health.view import HealthView
-from gslb.steering.all import AllPolicy
-from gslb.steering.base import Basis, Client, Member, Policy, PoolMember, Selection
-from gslb.steering.failover import FailoverPolicy
+from gslb.steering.base import (
+    Basis,
+    Client,
+    Member,
+    Policy,
+    PolicySpec,
+    PoolMember,
+    Selection,
+    VantageFinder,
+)
 from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
 from gslb.steering.fallback import log as steering_log
-from gslb.steering.geo import GeoPolicy
-from gslb.steering.latency import LatencyPolicy, VantageFinder
-from gslb.steering.weighted import WeightedPolicy
+from gslb.steering.registry import REGISTRY
 
-__all__ = ["BOUND_POLICIES", "POLICIES", "Choice", "Client", "Policy", "Selection", "Steering"]
-
-POLICIES: dict[str, Policy] = {
-    "failover": FailoverPolicy(),
-    "weighted": WeightedPolicy(),
-    "geo": GeoPolicy(),
-    "all": AllPolicy(),
-}
-"""Policy name (``Pool.policy``) → the stateless object that selects."""
-
-class BoundPolicy(Protocol):
-    """How a policy bound to one (pool, family) is built:
-    ``(pool, candidates of one family, the config's vantages, *, logger)``;
-    ``logger`` is where the policy logs its decisions, None for nowhere."""
-
-    def __call__(self, pool: Pool, candidates: Sequence[Member], finder: VantageFinder, *,
-                 logger: logging.Logger | None) -> Policy: ...
-
-
-BOUND_POLICIES: dict[str, BoundPolicy] = {
-    "latency": LatencyPolicy,
-}
-"""Policy name → how a :class:`Steering` builds its object for one (pool,
-family): these keep state (or precompute per pool), so each Steering holds
-its own."""
+__all__ = ["Choice", "Client", "Policy", "Selection", "Steering"]
 
 
 class _Plan:
@@ -129,7 +109,8 @@ class Steering:
 
     ``vantages``: the config's probe vantages (``Config.vantages``), which
     ``latency`` pools steer by; none means only the embedded prober's
-    ``local`` vantage. ``bound``: policies built per (pool, family).
+    ``local`` vantage. ``registry``: the policies by name (default
+    :data:`gslb.steering.registry.REGISTRY`).
     ``quiet``: log nothing, neither fallback transitions nor ``latency``
     switches (the ``gslb.steering`` logger otherwise): for a Steering that
     previews answers (status pages) beside the one that serves them, whose
@@ -144,10 +125,9 @@ class Steering:
         self,
         pools: Mapping[str, Pool],
         origins: Mapping[str, Origin],
-        policies: Mapping[str, Policy] = POLICIES,
         rng: random.Random | None = None,
         vantages: Mapping[str, Vantage] | None = None,
-        bound: Mapping[str, BoundPolicy] = BOUND_POLICIES,
+        registry: Mapping[str, PolicySpec] = REGISTRY,
         *,
         quiet: bool = False,
     ) -> None:
@@ -163,7 +143,7 @@ class Steering:
         none were given)."""
         families = _families(pools, origins)
         for name, pool in pools.items():
-            if pool.policy not in policies and pool.policy not in bound:
+            if pool.policy not in registry:
                 raise ValueError(f"pool {name}: unknown policy {pool.policy!r}")
             if pool.fallback not in ("all", "none") and pool.fallback not in pools:
                 raise ValueError(f"pool {name}: unknown fallback pool {pool.fallback!r}")
@@ -176,15 +156,9 @@ class Steering:
                     members.append((PoolMember(n, pools[n].weight), families[n]))
             plan = _Plan(pool, tuple(m for m, f in members if 4 in f),
                          tuple(m for m, f in members if 6 in f))
-            if isinstance(policies.get(pool.policy), WeightedPolicy):
-                # its memo of healthy candidates belongs to one (pool, family)
-                plan.p4, plan.p6 = WeightedPolicy(), WeightedPolicy()
-            elif pool.policy in policies:
-                plan.p4 = plan.p6 = policies[pool.policy]
-            else:
-                make = bound[pool.policy]
-                plan.p4 = make(pool, plan.v4, finder, logger=logger)
-                plan.p6 = make(pool, plan.v6, finder, logger=logger)
+            build = registry[pool.policy].build
+            plan.p4 = build(pool, plan.v4, finder, logger)
+            plan.p6 = build(pool, plan.v6, finder, logger)
             self._plans[name] = plan
         self._reads_rtt = any(p.p4.reads_rtt or p.p6.reads_rtt for p in self._plans.values())
 

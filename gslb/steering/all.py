@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 
 from gslb.config.model import Pool
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Member, Selection
+from gslb.steering.base import Client, Member, PolicySpec, Selection, VantageFinder
 
 
 class AllPolicy:
@@ -28,3 +29,14 @@ class AllPolicy:
         """See :class:`gslb.steering.base.Policy`; empty when none is healthy."""
         up = tuple(o for o in candidates if health.is_up(o.name))
         return Selection(up, 0, f"all {len(up)} healthy" if up else "no healthy origin")
+
+
+SHARED = AllPolicy()
+
+
+def _build(pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
+           logger: logging.Logger | None) -> AllPolicy:
+    return SHARED  # stateless
+
+
+SPEC = PolicySpec("all", _build)

@@ -8,13 +8,16 @@ most once per query (``Client.location``).
 from __future__ import annotations
 
 import enum
+import functools
+import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from gslb.config.model import Location, Pool
-from gslb.geo import Asn, AsnLookup, GeoLocation
+from gslb.config.model import LOCAL_VANTAGE, Location, Pool, Tiers, Vantage
+from gslb.config.validate.targets import PoolKeys, one_tier
+from gslb.geo import Asn, AsnLookup, GeoLocation, distance_km
 from gslb.health.view import HealthView
 
 Locator = Callable[[str], GeoLocation | None]
@@ -230,3 +233,76 @@ class Policy(Protocol):
         health: HealthView,
         rng: random.Random,
     ) -> Selection: ...
+
+
+NEAREST_CACHE_SIZE = 4096
+"""Client coordinates remembered by :meth:`VantageFinder.nearest`."""
+
+
+class VantageFinder:
+    """The vantages of one config, for locating a client's vantage; shared by
+    every ``latency`` pool of a :class:`gslb.steering.Steering`.
+
+    ``vantages``: the config's (name → Vantage); empty means only the
+    embedded prober's ``local`` vantage exists.
+    """
+
+    def __init__(self, vantages: Mapping[str, Vantage]) -> None:
+        self.names: tuple[str, ...] = tuple(vantages) or (LOCAL_VANTAGE,)
+        self.located = tuple((v.name, v.location.lat, v.location.lon)
+                             for v in vantages.values() if v.location is not None)
+        """``(name, lat, lon)`` of each vantage with a location."""
+        self.nearest = functools.lru_cache(maxsize=NEAREST_CACHE_SIZE)(self._nearest)
+
+    def _nearest(self, lat: float, lon: float) -> tuple[str, float] | None:
+        """``(vantage name, distance in km)`` of the vantage nearest to the
+        point (decimal degrees), first declared on a tie; None when no
+        vantage has a location."""
+        best = min(((distance_km(lat, lon, vlat, vlon), i) for i, (_, vlat, vlon)
+                    in enumerate(self.located)), default=None)
+        return None if best is None else (self.located[best[1]][0], best[0])
+
+
+ReadKeys = Callable[[PoolKeys], dict[str, Any]]
+"""Reads a policy's own keys of one pool: ``Pool`` keyword arguments (a
+problem is reported on ``keys.r``)."""
+
+ReadMembers = Callable[[PoolKeys], tuple[tuple[str, ...], Tiers]]
+"""Reads a pool's members and tiers (``one_tier``: its ``origins``)."""
+
+
+class Build(Protocol):
+    """Makes the policy object for one pool and address family:
+    ``(pool, its members of that family, the config's vantages, logger)``;
+    ``logger`` is where the policy logs its decisions, None for nowhere. A
+    stateless policy may return one shared object."""
+
+    def __call__(self, pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
+                 logger: logging.Logger | None) -> Policy: ...
+
+
+def _no_status(pool: Pool) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """One steering policy, all in its own module (``SPEC``), named once in
+    :data:`gslb.steering.registry.REGISTRY`:
+
+    * ``name``: what ``policy:`` says in the config;
+    * ``build``: the object that selects (:class:`Build`);
+    * ``keys``: the config keys only this policy accepts, read by ``read``
+      into ``Pool`` fields (the validator reports those keys on any other
+      policy's pool);
+    * ``members``: how the pool's members and tiers are read (default: its
+      ``origins``, one tier);
+    * ``status``: the policy's own fields of the status document.
+    """
+
+    name: str
+    build: Build
+    keys: tuple[str, ...] = ()
+    read: ReadKeys | None = None
+    members: ReadMembers = one_tier
+    status: Callable[[Pool], dict[str, Any]] = _no_status

@@ -6,12 +6,14 @@ tiers.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 
 from gslb.config.model import Pool, Tiers
+from gslb.config.validate.targets import PoolKeys, targets, unique
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Member, Selection, drawn
+from gslb.steering.base import Client, Member, PolicySpec, Selection, VantageFinder, drawn
 from gslb.steering.weighted import pick_weighted
 
 
@@ -52,3 +54,38 @@ class FailoverPolicy:
             return Selection((), 0, "no healthy origin in any tier")
         return Selection(pick_weighted(up, pool.max_answers, rng), 0, f"tier {tier}",
                          drawn(len(up)))
+
+
+# -- configuration: failover pools list their tiers ------------------------------------
+
+
+def read_tiers(keys: PoolKeys) -> tuple[tuple[str, ...], Tiers]:
+    """A failover pool's ``tiers`` (required; each item one tier, a name or
+    a list of names) and its members, in tier order; ``origins``, when given
+    too, must all be in some tier."""
+    r, m, at = keys.r, keys.m, keys.at
+    members: tuple[str, ...] = ()
+    if "origins" in m:
+        items = r.items(m["origins"], at.key(m, "origins"), keys.known, "origin",
+                        partial=True) or []
+        members = unique(r, items)
+    if "tiers" not in m:
+        r.report(at, "missing required key 'tiers' (failover pools list their tiers)")
+        return members, (members,)
+    tiers = targets(r, m["tiers"], at.key(m, "tiers"), keys.known, nested=True)
+    order = tuple(dict.fromkeys(n for tier in tiers for n in tier))
+    if "origins" in m:
+        for n in (n for n in members if n not in order):
+            r.report(at.key(m, "origins"), f"origin {n!r} is in no tier")
+    return order, tiers
+
+
+SHARED = FailoverPolicy()
+
+
+def _build(pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
+           logger: logging.Logger | None) -> FailoverPolicy:
+    return SHARED  # stateless
+
+
+SPEC = PolicySpec("failover", _build, ("tiers",), members=read_tiers)

@@ -33,13 +33,31 @@ network or AS entry's answer carries that entry's prefix-length instead.
 from __future__ import annotations
 
 import heapq
+import ipaddress
+import logging
 import random
 from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
-from gslb.config.model import Pool
+from gslb.config.loader import Loc, MarkedDict
+from gslb.config.model import NetworkMap, Pool, Tiers
+from gslb.config.validate.places import region
+from gslb.config.validate.reader import At, Reader
+from gslb.config.validate.targets import Name, PoolKeys, targets
 from gslb.geo import distance_km
 from gslb.health.view import HealthView
-from gslb.steering.base import Basis, Client, Member, Selection, drawn
+from gslb.steering.base import (
+    Basis,
+    Client,
+    Member,
+    PolicySpec,
+    Selection,
+    VantageFinder,
+    drawn,
+)
 from gslb.steering.failover import first_healthy_tier
 from gslb.steering.weighted import pick_weighted
 
@@ -132,3 +150,138 @@ class GeoPolicy:
             notes.append("any healthy" if up else "no healthy origin")
         return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
                          Basis.CLIENT | drawn(len(up)))
+
+
+# -- configuration: the keys only geo (and latency) pools accept -----------------------
+
+#: The keys of a ``geo`` pool (``latency`` pools accept them too).
+GEO_KEYS = ("networks", "networks_file", "asns", "countries", "continents", "default")
+
+
+def read_geo(keys: PoolKeys) -> dict[str, Any]:
+    """``networks`` (and ``networks_file``), ``asns``, ``countries``,
+    ``continents`` and ``default`` of a geo or latency pool, as ``Pool``
+    keyword arguments; problems are reported on ``keys.r``."""
+    r, m, at, member = keys.r, keys.m, keys.at, keys.member
+    maps: dict[str, dict[str, Tiers]] = {"countries": {}, "continents": {}}
+    default = _geo(r, m, at, member, maps)
+    return {"countries": MappingProxyType(maps["countries"]),
+            "continents": MappingProxyType(maps["continents"]), "default": default,
+            "networks": _networks(r, m, at, member),
+            "asns": MappingProxyType(_asns(r, m, at, member))}
+
+
+def geo_status(pool: Pool) -> dict[str, Any]:
+    """The geo maps of ``pool`` for the status document."""
+    return {"countries": {c: [list(t) for t in tiers] for c, tiers in pool.countries.items()},
+            "continents": {c: [list(t) for t in tiers] for c, tiers in pool.continents.items()},
+            "default": [list(t) for t in pool.default],
+            "networks": len(pool.networks.entries), "asns": sorted(pool.asns)}
+
+
+def _geo(r: Reader, m: MarkedDict, at: At, member: Name,
+         maps: dict[str, dict[str, Tiers]]) -> Tiers:
+    """The ``countries`` and ``continents`` maps of a geo or latency pool into
+    ``maps`` (code → tiers); returns its ``default`` tiers."""
+    for key in maps:
+        if key in m and (table := r.mapping(m[key], at.key(m, key))) is not None:
+            for code, value in table.items():
+                where = At(f"{at.path}.{key}", table.loc).key(table, code)
+                norm = region(r, key, code, where)
+                if norm is not None and norm in maps[key]:
+                    r.report(where, f"{norm} is mapped twice")
+                elif norm is not None:
+                    maps[key][norm] = targets(r, value, where, member)
+    if "default" in m:
+        return targets(r, m["default"], at.key(m, "default"), member)
+    return ()
+
+
+def _asns(r: Reader, m: MarkedDict, at: At, member: Name) -> dict[int, Tiers]:
+    """The ``asns`` map: autonomous system number (1 to 4294967295, RFC 6793;
+    written ``64496`` or ``AS64496``) → targets."""
+    found: dict[int, Tiers] = {}
+    if "asns" not in m or (table := r.mapping(m["asns"], at.key(m, "asns"))) is None:
+        return found
+    for key, value in table.items():
+        where = At(f"{at.path}.asns", table.loc).key(table, key)
+        text = str(key).strip().upper().removeprefix("AS")
+        number = int(text) if text.isdigit() else 0
+        if not 1 <= number <= 2**32 - 1:
+            r.report(where, f"not an AS number: {key!r} (1 to 4294967295, as 64496 or AS64496)")
+            continue
+        if number in found:
+            r.report(where, f"AS{number} is mapped twice")
+            continue
+        tiers = targets(r, value, where, member)
+        if tiers:
+            found[number] = tiers
+    return found
+
+
+def _networks(r: Reader, m: MarkedDict, at: At, member: Name) -> NetworkMap:
+    """The ``networks`` map (CIDR → targets) and the ``networks_file`` lines
+    (``CIDR target``; ``#`` starts a comment), the file named relative to
+    the config file: one :class:`NetworkMap`, longest prefix first. A
+    network given twice is reported (in the file: at its second line)."""
+    entries: list[tuple[IPv4Network | IPv6Network, Tiers, At]] = []
+    if "networks" in m and (table := r.mapping(m["networks"], at.key(m, "networks"))):
+        for cidr, value in table.items():
+            where = At(f"{at.path}.networks", table.loc).key(table, cidr)
+            network = _cidr(r, cidr, where)
+            tiers = targets(r, value, where, member)
+            if network is not None and tiers:
+                entries.append((network, tiers, where))
+    if "networks_file" in m and (name := r.text(m["networks_file"],
+                                                at.key(m, "networks_file"))) is not None:
+        entries += _networks_file(r, name, at.key(m, "networks_file"), member)
+    seen: dict[IPv4Network | IPv6Network, At] = {}
+    for network, _tiers, where in entries:
+        if network in seen:
+            r.report(where, f"network {network} is mapped twice")
+        seen[network] = where
+    return NetworkMap((n, t) for n, t, _w in entries)
+
+
+def _cidr(r: Reader, value: object, at: At) -> IPv4Network | IPv6Network | None:
+    """A network in CIDR form (host bits zero), IPv4 or IPv6."""
+    try:
+        return ipaddress.ip_network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        r.report(at, f"not a CIDR network: {exc}")
+        return None
+
+
+def _networks_file(r: Reader, name: str, at: At,
+                   member: Name) -> list[tuple[IPv4Network | IPv6Network, Tiers, At]]:
+    path = Path(at.loc.file).parent / name
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        r.report(at, f"cannot read networks file {path}: {getattr(exc, 'strerror', exc)}")
+        return []
+    found: list[tuple[IPv4Network | IPv6Network, Tiers, At]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        where = At(f"{at.path}[{number}]", Loc(str(path), number, 1))
+        if len(words) != 2:
+            r.report(where, f"expected 'CIDR target', got {line.strip()!r}")
+            continue
+        network = _cidr(r, words[0], where)
+        target = member(words[1], where)
+        if network is not None and target is not None:
+            found.append((network, ((target,),), where))
+    return found
+
+
+SHARED = GeoPolicy()
+
+
+def _build(pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
+           logger: logging.Logger | None) -> GeoPolicy:
+    return SHARED  # stateless
+
+
+SPEC = PolicySpec("geo", _build, GEO_KEYS, read_geo, status=geo_status)

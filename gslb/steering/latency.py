@@ -46,46 +46,31 @@ a fact about its subnet.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
+from types import MappingProxyType
+from typing import Any
 
-from gslb.config.model import LOCAL_VANTAGE, Pool, Vantage
-from gslb.geo import distance_km
+from gslb.config.loader import MarkedDict
+from gslb.config.model import Pool
+from gslb.config.validate.places import region
+from gslb.config.validate.reader import At, Reader
+from gslb.config.validate.targets import PoolKeys
 from gslb.health.view import HealthView
-from gslb.steering.base import Basis, Client, Member, Policy, Selection
-from gslb.steering.geo import GeoPolicy
+from gslb.steering.base import (
+    Basis,
+    Client,
+    Member,
+    Policy,
+    PolicySpec,
+    Selection,
+    VantageFinder,
+)
+from gslb.steering.geo import GEO_KEYS, GeoPolicy, geo_status, read_geo
 
 log = logging.getLogger("gslb.steering")
-
-NEAREST_CACHE_SIZE = 4096
-"""Client coordinates remembered by :meth:`VantageFinder.nearest`."""
-
-
-class VantageFinder:
-    """The vantages of one config, for locating a client's vantage; shared by
-    every ``latency`` pool of a :class:`gslb.steering.Steering`.
-
-    ``vantages``: the config's (name → Vantage); empty means only the
-    embedded prober's ``local`` vantage exists.
-    """
-
-    def __init__(self, vantages: Mapping[str, Vantage]) -> None:
-        self.names: tuple[str, ...] = tuple(vantages) or (LOCAL_VANTAGE,)
-        self.located = tuple((v.name, v.location.lat, v.location.lon)
-                             for v in vantages.values() if v.location is not None)
-        """``(name, lat, lon)`` of each vantage with a location."""
-        self.nearest = functools.lru_cache(maxsize=NEAREST_CACHE_SIZE)(self._nearest)
-
-    def _nearest(self, lat: float, lon: float) -> tuple[str, float] | None:
-        """``(vantage name, distance in km)`` of the vantage nearest to the
-        point (decimal degrees), first declared on a tie; None when no
-        vantage has a location."""
-        best = min(((distance_km(lat, lon, vlat, vlon), i) for i, (_, vlat, vlon)
-                    in enumerate(self.located)), default=None)
-        return None if best is None else (self.located[best[1]][0], best[0])
 
 
 class LatencyPolicy:
@@ -218,3 +203,61 @@ class LatencyPolicy:
             r, o = outside[-1]  # faster than a member, but not past both margins
             return f"kept {what} ({o.name} {r:.1f} ms within margins)"
         return what
+
+
+# -- configuration: the keys only latency pools accept ---------------------------------
+
+LATENCY_KEYS = ("vantage_countries", "vantage_continents", "switch_margin", "switch_margin_ms")
+
+
+def read_latency(keys: PoolKeys) -> dict[str, Any]:
+    """The geo keys (:func:`gslb.steering.geo.read_geo`, for the fallback)
+    and the latency keys of a pool, as ``Pool`` keyword arguments."""
+    return {**read_geo(keys), **_latency(keys.r, keys.m, keys.at, keys.vantages)}
+
+
+def latency_status(pool: Pool) -> dict[str, Any]:
+    """The vantage maps and margins of ``pool`` for the status document."""
+    return {**geo_status(pool), "vantage_countries": dict(pool.vantage_countries),
+            "vantage_continents": dict(pool.vantage_continents),
+            "switch_margin_pct": pool.switch_margin_pct,
+            "switch_margin_ms": pool.switch_margin_ms}
+
+
+def _latency(r: Reader, m: MarkedDict, at: At,
+             vantages: Mapping[str, object]) -> dict[str, Any]:
+    """The ``latency`` keys of pool ``m`` as ``Pool`` keyword arguments;
+    ``vantages`` are the declared vantage names."""
+    opt: dict[str, Any] = {}
+    for key, table in (("vantage_countries", "countries"),
+                       ("vantage_continents", "continents")):
+        found: dict[str, str] = {}
+        if key in m and (body := r.mapping(m[key], at.key(m, key))) is not None:
+            for code, target in body.items():
+                where = At(f"{at.path}.{key}", body.loc).key(body, code)
+                norm = region(r, table, code, where)
+                vantage = r.text(target, where)
+                if norm is not None and norm in found:
+                    r.report(where, f"{norm} is mapped twice")
+                elif vantage is not None and vantage not in vantages:
+                    declared = ", ".join(vantages) or "none declared"
+                    r.report(where, f"unknown vantage {vantage!r} (vantages: {declared})")
+                elif norm is not None and vantage is not None:
+                    found[norm] = vantage
+        opt[key] = MappingProxyType(found)
+    if "switch_margin" in m:
+        pct = r.number(m["switch_margin"], at.key(m, "switch_margin"), "percent", 100)
+        opt["switch_margin_pct"] = pct
+    if "switch_margin_ms" in m:
+        opt["switch_margin_ms"] = r.number(m["switch_margin_ms"],
+                                           at.key(m, "switch_margin_ms"), "milliseconds")
+    return opt
+
+
+def _build(pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
+           logger: logging.Logger | None) -> LatencyPolicy:
+    return LatencyPolicy(pool, candidates, finder, logger=logger)  # its own anti-flap memory
+
+
+SPEC = PolicySpec("latency", _build, GEO_KEYS + LATENCY_KEYS, read_latency,
+                  status=latency_status)

@@ -6,6 +6,7 @@ inside a tier.
 
 from __future__ import annotations
 
+import logging
 import random
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from typing import TypeVar
 
 from gslb.config.model import Pool
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Member, Selection, drawn
+from gslb.steering.base import Client, Member, PolicySpec, Selection, VantageFinder, drawn
 
 M = TypeVar("M", bound=Member)
 
@@ -93,3 +94,11 @@ class WeightedPolicy:
         else:
             chosen = pick_weighted(up, pool.max_answers, rng)
         return Selection(chosen, 0, f"weighted among {len(up)} healthy", drawn(len(up)))
+
+
+def _build(pool: Pool, candidates: Sequence[Member], finder: VantageFinder,
+           logger: logging.Logger | None) -> WeightedPolicy:
+    return WeightedPolicy()  # its memo of healthy candidates is per (pool, family)
+
+
+SPEC = PolicySpec("weighted", _build)

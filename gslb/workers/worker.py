@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 
 from gslb.answering import Answering, build_authority, freeze_loaded
 from gslb.authority import Authority
-from gslb.config import load
+from gslb.config.load import load
 from gslb.dns.server import DnsServer
 from gslb.errors import GslbError
 from gslb.geo import AsnDB, GeoDB

@@ -14,7 +14,7 @@ cached beforehand; killed after ``--timeout`` seconds):
 
 * ``import s``: importing ``gslb.serve.service`` (and with it everything ``gslb
   serve`` loads);
-* ``load s``: ``gslb.config.load([path])``;
+* ``load s``: ``gslb.config.load.load([path])``;
 * ``build s``: ``gslb.serve.service.Service(config, ...)`` with the mmdb (the
   ``Authority`` and steering built, no socket bound, nothing started);
 * ``RSS MiB``: ``VmRSS`` from ``/proc/self/status`` after the load and after
@@ -76,7 +76,7 @@ def child(path: str, mmdb: str, loops: int) -> dict[str, float]:
     t0 = time.perf_counter()
     import gslb.serve.service
     from gslb.authority import Authority, respond
-    from gslb.config import load
+    from gslb.config.load import load
     t1 = time.perf_counter()
     config = load([path])
     t2 = time.perf_counter()

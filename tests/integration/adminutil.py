@@ -13,7 +13,7 @@ import dns.asyncquery
 import dns.message
 from prometheus_client.parser import text_string_to_metric_families
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config
 

@@ -13,7 +13,7 @@ import dns.edns
 import dns.message
 import dns.rdatatype
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.serve.service import Service
 
 TIMEOUT_S = 2.0

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.health.redis.sink import RedisSink
 from gslb.health.redis.watcher import RedisWatcher
 from gslb.health.state import VantageReport

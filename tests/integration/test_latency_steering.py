@@ -17,7 +17,7 @@ import dns.edns
 import dns.message
 import pytest_asyncio
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.health.view import QuorumView
 from gslb.probe.service import ProbeService
 from gslb.serve.service import Service

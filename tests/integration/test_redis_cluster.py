@@ -14,7 +14,7 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.probe.service import ProbeService
 from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config

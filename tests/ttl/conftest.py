@@ -39,7 +39,7 @@ import dns.rdatatype
 import pytest
 import pytest_asyncio
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.dns.server import DnsServer
 from gslb.serve.service import Service
 from tests.conftest import FakeOrigin

@@ -15,7 +15,7 @@ import dns.rcode
 import pytest
 
 from gslb.authority import Authority, respond
-from gslb.config import load
+from gslb.config.load import load
 from gslb.dns.cache import AnswerCache
 from gslb.geo import GeoDB
 from gslb.health.state import VantageReport

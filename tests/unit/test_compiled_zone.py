@@ -16,7 +16,7 @@ import pytest
 from dnslib import RR
 
 from gslb.authority import Authority, Kind, respond
-from gslb.config import load
+from gslb.config.load import load
 from gslb.dns import wire, zonetext
 from gslb.health.view import QuorumView
 from tests.unit.dnslib_encoder import dnslib_rdata, encode_dnslib

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gslb.config import load, loader
+from gslb.config import loader
+from gslb.config.load import load
 from gslb.config.loader import Loader, MarkedDict, MarkedList, read_yaml
 from gslb.errors import ConfigError
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.config.model import DEFAULT_SWITCH_MARGIN_MS, DEFAULT_SWITCH_MARGIN_PCT
 from tests.unit.test_config_validate import ZONE, assert_reason, errors_of
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gslb import countries
-from gslb.config import load
+from gslb.config.load import load
 from gslb.config.model import Check, GslbRecord, Location, Origin, Pool, RRset
 from gslb.errors import ConfigError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gslb import countries
-from gslb.config import load
+from gslb.config.load import load
 from gslb.config.model import HealthSettings, Location, Vantage
 from gslb.errors import ConfigError
 from tests.unit.test_config_validate import DATA, ZONE, assert_reason, errors_of

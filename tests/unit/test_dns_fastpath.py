@@ -12,7 +12,7 @@ import dns.message
 import pytest
 
 from gslb.authority import Authority
-from gslb.config import load
+from gslb.config.load import load
 from gslb.dns import wire
 from gslb.health.view import QuorumView
 from tests.unit.dnslib_encoder import encode_dnslib

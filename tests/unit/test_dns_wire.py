@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gslb.authority import Authority, respond
-from gslb.config import load
+from gslb.config.load import load
 from gslb.dns import wire
 from gslb.dns.edns import EcsError, parse_ecs
 from gslb.health.view import QuorumView

@@ -25,9 +25,13 @@ PACKAGE = ROOT / "gslb"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("gslb", "gslb.errors", "gslb.countries"),
     ("gslb.dns",),
-    ("gslb.config", "gslb.logs"),
+    # the model, the YAML loader and what policies read their keys with
+    ("gslb.config", "gslb.config.validate.reader", "gslb.config.validate.places",
+     "gslb.config.validate.targets", "gslb.logs"),
     ("gslb.geo", "gslb.geoip_build", "gslb.health"),
     ("gslb.steering", "gslb.probe"),
+    # the validator asks each policy (gslb.steering.registry) for its keys
+    ("gslb.config.validate", "gslb.config.load"),
     ("gslb.authority",),
     ("gslb.stats", "gslb.answering"),
     ("gslb.workers",),

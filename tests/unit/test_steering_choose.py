@@ -10,8 +10,9 @@ import pytest
 
 from gslb.config.model import Location, Origin, Pool
 from gslb.geo import GeoLocation
-from gslb.steering import POLICIES, Choice, Client, Steering
+from gslb.steering import Choice, Client, Steering
 from gslb.steering.base import Basis
+from gslb.steering.registry import REGISTRY
 from tests.unit.fakes import Health
 
 ORIGINS = {
@@ -50,7 +51,8 @@ def client(loc: GeoLocation | None = SE, source: int = 24) -> Client:
 
 
 def test_registry_is_explicit() -> None:
-    assert set(POLICIES) == {"failover", "weighted", "geo", "all"}
+    assert list(REGISTRY) == ["failover", "weighted", "geo", "latency", "all"]
+    assert all(spec.name == name for name, spec in REGISTRY.items())
 
 
 @pytest.mark.parametrize(
@@ -90,7 +92,8 @@ def test_two_steerings_of_one_config_agree() -> None:
 
 
 def test_reads_rtt_is_decided_by_the_policy_objects_not_by_names() -> None:
-    from gslb.steering import BOUND_POLICIES
+    from dataclasses import replace
+
     from gslb.steering.all import AllPolicy
 
     class Measured(AllPolicy):
@@ -101,10 +104,12 @@ def test_reads_rtt_is_decided_by_the_policy_objects_not_by_names() -> None:
     assert Steering(with_latency, ORIGINS).reads_rtt
     # the same policies under other names: it is the object that says
     renamed = {"fast": mk("fast", "speedy", ("london",)), "rtt": mk("rtt", "rtt", ("london",))}
-    assert Steering({"fast": renamed["fast"]}, ORIGINS,
-                    bound={"speedy": BOUND_POLICIES["latency"]}).reads_rtt
-    assert Steering({"rtt": renamed["rtt"]}, ORIGINS, policies={"rtt": Measured()}).reads_rtt
-    assert not Steering({"rtt": renamed["rtt"]}, ORIGINS, policies={"rtt": AllPolicy()}).reads_rtt
+    speedy = {"speedy": replace(REGISTRY["latency"], name="speedy")}
+    assert Steering({"fast": renamed["fast"]}, ORIGINS, registry=speedy).reads_rtt
+    measured = {"rtt": replace(REGISTRY["all"], name="rtt", build=lambda *_a: Measured())}
+    assert Steering({"rtt": renamed["rtt"]}, ORIGINS, registry=measured).reads_rtt
+    plain = {"rtt": replace(REGISTRY["all"], name="rtt")}
+    assert not Steering({"rtt": renamed["rtt"]}, ORIGINS, registry=plain).reads_rtt
 
 
 def test_default_rng_and_injected_rng() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.config.model import Config
 from gslb.errors import ConfigError
 from gslb.geo import GeoLocation

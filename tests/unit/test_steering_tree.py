@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gslb.config import load
+from gslb.config.load import load
 from gslb.config.model import MAX_TREE_DEPTH, Config
 from gslb.errors import ConfigError
 from gslb.geo import GeoLocation
