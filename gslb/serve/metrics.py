@@ -26,7 +26,10 @@ Families (labels in braces):
   ``gslb_health_vantage_fresh{origin,vantage}``,
   ``gslb_health_srtt_seconds{origin,vantage}`` (smoothed RTT),
   ``gslb_health_last_check_timestamp_seconds{origin,vantage}``,
-  ``gslb_health_degraded`` (1: some origin has no fresh vantage);
+  ``gslb_health_degraded`` (1: some origin holds its state with fewer
+  than quorum fresh vantages);
+* ``gslb_vantage_fresh{vantage}``: 1 while the vantage counts (heard from
+  within ``stale_after``), for every known vantage;
 * ``gslb_redis_connected{client}`` (``health``, ``overrides``; only with
   Redis);
 * ``gslb_config_generation``, ``gslb_config_reloads_total{result}``,
@@ -192,15 +195,22 @@ class GslbCollector(Collector):
                                     labels=labels)
         for origin, status in sorted(view.snapshot().items()):
             for vantage, report in sorted(status.reports.items()):
-                vup.add_metric([origin, vantage], int(report.up))
+                vup.add_metric([origin, vantage], int(report.up is True))
                 fresh.add_metric([origin, vantage], int(vantage in status.fresh))
                 checked.add_metric([origin, vantage], report.checked_at)
                 if report.srtt_ms is not None:
                     srtt.add_metric([origin, vantage], report.srtt_ms / 1000.0)
         yield from (vup, fresh, srtt, checked)
-        yield GaugeMetricFamily("gslb_health_degraded", "1 when some origin has no fresh "
-                                "vantage (its last known state is held)",
+        yield GaugeMetricFamily("gslb_health_degraded", "1 when some origin holds its last "
+                                "known state with fewer than quorum fresh vantages",
                                 value=int(view.degraded))
+        vantage_fresh = GaugeMetricFamily("gslb_vantage_fresh", "1 while the vantage counts "
+                                          "(heard from within stale_after, by this "
+                                          "nameserver's clock)", labels=["vantage"])
+        fresh_now = view.fresh_vantages()
+        for vantage in sorted(view.known_vantages() | fresh_now):
+            vantage_fresh.add_metric([vantage], int(vantage in fresh_now))
+        yield vantage_fresh
 
 
 def make_registry(service: Measured) -> CollectorRegistry:

@@ -113,7 +113,7 @@ def _origins(service: Serving) -> list[dict[str, Any]]:
             "check": f"{check.type} {check.target}:{check.port}" if check else None,
             "state": "drained" if drain else ("up" if view.is_up(name) else "down"),
             "health_up": view.is_up(name), "drain": drain.to_json() if drain else None,
-            "held": bool(st and st.reports and not st.fresh),
+            "held": bool(st and st.held == "fresh"), "hold": st.held if st else None,
             "quorum": st.quorum if st else None, "vantages": per})
     return origins
 

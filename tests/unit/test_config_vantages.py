@@ -43,7 +43,8 @@ CASES = [
     ("health: 5\n", 1, "health", "expected a mapping, got an integer"),
     ("health: {}\nhealth: {}\n", 2, "health", "duplicate key 'health' (first at line 1)"),
     ("health: {quorum: 1, ttl: 5}\n", 1, "health.ttl", "unknown key 'ttl' (allowed: quorum, "
-     "stale_after, heartbeat_interval, resync_interval)"),
+     "stale_after, heartbeat_interval, resync_interval, unknown)"),
+    ("health: {unknown: maybe}\n", 1, "health.unknown", "expected up or down, got 'maybe'"),
     ("health: {quorum: most}\n", 1, "health.quorum",
      "expected 'majority' or an integer, got 'most'"),
     ("health: {quorum: 0}\n", 1, "health.quorum", "0 is below 1"),

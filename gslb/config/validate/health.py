@@ -8,7 +8,7 @@ from typing import Any
 from gslb.config.model import HealthSettings
 from gslb.config.validate.reader import At, Reader
 
-HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval")
+HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval", "unknown")
 
 
 def read_health(r: Reader, value: object, at: At, vantages: int) -> HealthSettings | None:
@@ -28,6 +28,11 @@ def read_health(r: Reader, value: object, at: At, vantages: int) -> HealthSettin
             if opt["quorum"] and vantages and quorum > vantages:
                 r.report(qat, f"quorum {quorum} is more than the {vantages} "
                               "declared vantages")
+    if "unknown" in m:
+        if m["unknown"] in ("up", "down"):
+            opt["unknown_up"] = m["unknown"] == "up"
+        else:
+            r.report(at.key(m, "unknown"), f"expected up or down, got {m['unknown']!r}")
     for key in ("stale_after", "heartbeat_interval", "resync_interval"):
         if key in m:
             opt[f"{key}_s"] = r.seconds(m[key], at.key(m, key))

@@ -85,6 +85,34 @@ class RedisSink:
         self._latest.pop((vantage, origin), None)
         self._wake.set()
 
+    async def last_reports(self, vantage: str, timeout_s: float = 2.0) -> list[VantageReport]:
+        """``vantage``'s last reports as Redis holds them (what a probe that
+        starts or reloads seeds its state from). Bounded by ``timeout_s``
+        seconds; raises ``TimeoutError`` or a Redis error when Redis cannot
+        be read (the caller then starts without seeds). Malformed records
+        are skipped."""
+        client = make_client(self.target)
+        prefix = self.keys.report(vantage, "")
+        try:
+            async with asyncio.timeout(timeout_s):
+                keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hgetall(key)
+                values = await pipe.execute()
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await client.aclose()
+        reports = []
+        for key, value in zip(keys, values, strict=True):
+            try:
+                if value:  # expired between SCAN and HGETALL: nothing to seed
+                    reports.append(VantageReport.from_fields(key[len(prefix):], vantage, value))
+            except (KeyError, ValueError) as exc:
+                log.warning("skipped malformed report record %s: %s", key, exc)
+        return reports
+
     # -- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -171,11 +199,10 @@ class RedisSink:
             key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
             if vantage in self._registered:
                 refreshed.append((len(pipe.command_stack), vantage))
-                pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl, *hash_items(meta))
+                pipe.eval(_HEARTBEAT, 1, key, ttl, "1", *hash_items(meta))
             else:  # (re)create the vantage hash with all its reports, atomically
                 created.append(vantage)
-                pipe.hset(key, items=hash_items(meta))
-                pipe.expire(key, ttl)
+                pipe.eval(_HEARTBEAT, 1, key, ttl, "0", *hash_items(meta))
                 for (v, origin), report in self._latest.items():
                     if v == vantage:
                         batch[(v, origin)] = (batch.get((v, origin), (report, True))[0],
@@ -231,13 +258,18 @@ class RedisSink:
                 self._beats[vantage] = max(beats[vantage], self._beats.get(vantage, 0.0))
 
 
-_REFRESH_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+_HEARTBEAT = """
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'redis_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
+           unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-"""Heartbeat of a known vantage: refresh its hash only if it still exists
+"""A heartbeat: the vantage hash's fields (ARGV[3]...), ``redis_at`` (when
+Redis wrote it, by Redis ``TIME``: what a nameserver's full load dates the
+vantage by, whatever the probe's clock says) and its TTL (ARGV[1]). With
+ARGV[2] "1" (a known vantage) the hash is refreshed only if it still exists
 (returns 0 otherwise, and the sink then recreates the hash together with
 every report of the vantage in one transaction, so a watcher never sees a
 vantage without its reports)."""

@@ -28,10 +28,10 @@ class RedisWatcher:
     every report and vantage heartbeat (``view.replace``), then applies each
     message as it arrives (``view.apply``/``heartbeat``/``forget``) and loads
     everything again every ``resync_interval_s`` seconds, repairing any
-    missed message. A full load keeps the reports of a vantage whose hash is
-    missing but that was heard from within ``hold_s`` seconds (default
-    ``max(60, 6 × view.stale_after_s)``, the probes' key TTL): Redis more
-    likely lost it than the vantage went away.
+    missed message. A full load dates each vantage by Redis ``TIME`` (the
+    heartbeat's ``redis_at``, written by Redis), never by the probe's clock;
+    reports missing from it are kept by the view (an expired key or an
+    emptied Redis changes no state).
 
     On any Redis error the view keeps the last known state; the task logs
     once per outage, retries with capped exponential backoff
@@ -43,18 +43,15 @@ class RedisWatcher:
     """
 
     def __init__(self, url: str, view: QuorumView, *, resync_interval_s: float,
-                 namespace: str = NAMESPACE, hold_s: float | None = None,
-                 backoff_cap_s: float = 5.0) -> None:
+                 namespace: str = NAMESPACE, backoff_cap_s: float = 5.0) -> None:
         self.target = parse_url(url)
         self.view = view
         self.resync_interval_s = resync_interval_s
         self.keys = Keys(namespace)
-        self.hold_s = max(60.0, 6 * view.stale_after_s) if hold_s is None else hold_s
         self.connected = False
         self.last_sync: float | None = None
         self._backoff_cap_s = backoff_cap_s
         self._synced = asyncio.Event()
-        self._seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._outage = Outage("health watcher", self.target,
                                "serving the last known health view")
@@ -88,15 +85,25 @@ class RedisWatcher:
         vantage_keys = [k async for k in client.scan_iter(match=f"{ns}vantage:*", count=1000)]
         report_keys = [k async for k in client.scan_iter(match=f"{ns}report:*", count=1000)]
         pipe = client.pipeline(transaction=False)
+        pipe.time()
         for key in (*vantage_keys, *report_keys):
             pipe.hgetall(key)
-        values = await pipe.execute(raise_on_error=False)
+        redis_time, *values = await pipe.execute(raise_on_error=False)
+        if isinstance(redis_time, Exception):
+            raise redis_time
+        now = time.time()
+        redis_now = redis_time[0] + redis_time[1] / 1e6
         seen: dict[str, float] = {}
         for key, value in zip(vantage_keys, values, strict=False):
+            vantage = key[len(ns) + len("vantage:"):]
             try:
                 if isinstance(value, Exception):
                     raise value
-                seen[key[len(ns) + len("vantage:"):]] = float(value["at"])
+                if value:  # expired between SCAN and HGETALL: not a sign of life
+                    age = redis_now - float(value["redis_at"])
+                    if age < -1.0:
+                        raise ValueError(f"redis_at {value['redis_at']} is in Redis's future")
+                    seen[vantage] = now - max(0.0, age)
             except Exception as exc:
                 self._skipped(f"vantage record {key}", exc)
         reports: list[VantageReport] = []
@@ -109,16 +116,6 @@ class RedisWatcher:
                     reports.append(VantageReport.from_fields(origin, vantage, value))
             except Exception as exc:
                 self._skipped(f"report record {key}", exc)
-        now = time.time()
-        for vantage, at in seen.items():
-            self._seen[vantage] = max(at, self._seen.get(vantage, 0.0))
-        held = {v for v, at in self._seen.items()
-                if v not in seen and now - at <= self.hold_s}
-        if held:
-            reports.extend(r for status in self.view.snapshot().values()
-                           for v, r in status.reports.items() if v in held)
-            log.debug("vantage(s) %s missing in Redis: holding their reports", sorted(held))
-        self._seen = {v: at for v, at in self._seen.items() if v in seen or v in held}
         changed = self.view.replace(reports, seen)
         self.last_sync = now
         self._synced.set()
@@ -131,21 +128,14 @@ class RedisWatcher:
             kind, vantage = msg["type"], msg["vantage"]
             if kind == "report":
                 self.view.apply(VantageReport.from_fields(msg["origin"], vantage, msg["fields"]))
-                self._saw(vantage, float(msg["fields"]["checked_at"]))
             elif kind == "heartbeat":
-                at = float(msg["at"])
-                self.view.heartbeat(vantage, at)
-                self._saw(vantage, at)
+                self.view.heartbeat(vantage, float(msg["at"]))
             elif kind == "forget":
                 self.view.forget(msg["origin"], vantage)
             else:
                 raise ValueError(f"unknown type {kind!r}")
         except Exception as exc:
             self._skipped("message", exc)
-
-    def _saw(self, vantage: str, at: float) -> None:
-        if at > self._seen.get(vantage, 0.0):
-            self._seen[vantage] = at
 
 
 class _Skipped:

@@ -1,0 +1,226 @@
+"""Health state that never puts a dead origin back into answers (issue 14):
+real `gslb probe` and `gslb serve --redis` processes, a real redis-server,
+real HTTP origins, dnspython asking over the whole window."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from tests.integration.dnsutil import BASE_ZONE, write_config
+from tests.integration.test_redis_cluster import Proc, ask
+
+INTERVAL_S, TIMEOUT_S, FALL, RISE = 0.2, 0.2, 2, 2
+DEAD, ALIVE = "192.0.2.1", "192.0.2.2"
+
+
+def config_text(dead_port: int, alive_port: int, path: str = "/") -> str:
+    check = (f"{{type: http, target: 127.0.0.1, port: %d, path: {path}, interval: {INTERVAL_S}, "
+             f"timeout: {TIMEOUT_S}, fall: {FALL}, rise: {RISE}}}")
+    return f"""
+vantages:
+  v1: {{location: {{country: GB}}}}
+health: {{stale_after: 1, heartbeat_interval: 0.2, resync_interval: 1}}
+origins:
+  a: {{ipv4: [{DEAD}], check: {check % dead_port}}}
+  b: {{ipv4: [{ALIVE}], check: {check % alive_port}}}
+pools:
+  both: {{policy: all, origins: [a, b]}}
+""" + BASE_ZONE.format(minimum=30) + """
+      www: {gslb: both}
+"""
+
+
+class Watch:
+    """Asks the nameserver every 20 ms until stopped; keeps every answer in
+    which the dead origin appeared."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.asked, self.bad = port, 0, []
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            answer = await ask(self.port)
+            self.asked += 1
+            if DEAD in answer:
+                self.bad.append((time.monotonic(), answer))
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def checked_since(redis: Redis, since: float, checks: int = 3) -> None:
+    """Wait until vantage v1 has reported on origin a ``checks`` times
+    (roughly: its checked_at moved past ``since`` + checks - 1 intervals)."""
+    async with asyncio.timeout(10):
+        while True:
+            fields = await redis.hgetall("gslb:v1:report:v1:a")
+            if fields and float(fields["checked_at"]) >= since + (checks - 1) * INTERVAL_S:
+                return
+            await asyncio.sleep(0.05)  # Redis gives no event for a hash write
+
+
+async def test_a_dead_origin_stays_out_across_probe_restarts_and_a_reload(
+        redis_server, fake_origin, refused_port, tmp_path: Path):
+    alive = await fake_origin()
+    path = write_config(tmp_path, config_text(refused_port, alive.port))
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    probe_args = ("probe", "--config", str(path), "--vantage", "v1", "--redis", redis_server.url)
+    probe = Proc(*probe_args)
+    server = Proc("serve", "--config", str(path), "--listen", "127.0.0.1:0", "--no-admin",
+                  "--redis", redis_server.url)
+    watch: Watch | None = None
+    try:
+        await probe.start(r"probing from vantage")
+        port = int((await server.start(r"serving DNS on \S+ port (\d+)"))[1])
+        async with asyncio.timeout(10):
+            while await ask(port) != [ALIVE]:
+                await asyncio.sleep(0.02)
+        watch = Watch(port)
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            assert probe.proc is not None
+            probe.proc.send_signal(how)
+            await asyncio.wait_for(probe.proc.wait(), 10)
+            probe = Proc(*probe_args)
+            restarted = time.time()
+            await probe.start(r"probing from vantage")
+            await checked_since(redis, restarted)
+            assert watch.bad == [], f"dead origin answered after a {how.name} restart"
+        # a reload that changes a's check, in the probe and in the nameserver
+        path.write_text(config_text(refused_port, alive.port, path="/changed").lstrip())
+        for proc in (probe, server):
+            assert proc.proc is not None
+            proc.proc.send_signal(signal.SIGHUP)
+        reloaded = time.time()
+        await checked_since(redis, reloaded)
+        assert (await redis.hgetall("gslb:v1:report:v1:a"))["up"] == "0"
+        await watch.stop()
+        assert watch.asked > 50
+        assert watch.bad == [], f"dead origin answered {len(watch.bad)} time(s) of {watch.asked}"
+        assert await ask(port) == [ALIVE]
+    finally:
+        if watch is not None:
+            await watch.stop()
+        await probe.stop()
+        await server.stop()
+        await redis.aclose()
+
+
+async def test_every_probe_stopped_past_the_key_ttl_holds_and_says_degraded(
+        redis_server, fake_origin, refused_port, tmp_path: Path):
+    """Item 2: the only probe stops; its keys expire (TTL made 1 s here) and
+    full loads find Redis empty of it: the dead origin stays out of every
+    answer, and /readyz, /metrics and the status say degraded throughout."""
+    from gslb.config import load
+    from gslb.health.redis.sink import RedisSink
+    from gslb.probe.worker import Prober
+    from tests.integration.adminutil import call, samples, start_service
+
+    alive = await fake_origin()
+    text = config_text(refused_port, alive.port).replace("resync_interval: 1",
+                                                          "resync_interval: 0.3")
+    cfg = load([write_config(tmp_path, text, "probe.yaml")])
+    sink = RedisSink(redis_server.url, key_ttl_s=1.0)
+    prober = Prober(cfg.origins, sink, "v1", heartbeat_interval_s=0.2)
+    await sink.start()
+    await prober.start()
+    service = await start_service(tmp_path, text, redis_url=redis_server.url)
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    port = service.addresses[0][1]
+    try:
+        await service.quorum.wait_for(lambda: not service.quorum.is_up("a")
+                                      and service.quorum.is_up("b"), 5)
+        assert await ask(port) == [ALIVE]
+        await prober.stop()
+        await sink.stop()
+        stopped = time.monotonic()
+        await service.quorum.wait_for(lambda: service.quorum.degraded, 3)
+        expired_at = None
+        polls = 0
+        while True:
+            assert await ask(port) == [ALIVE]
+            status, body = await call(service, "GET", "/readyz")
+            assert status == 503 and any("degraded" in r for r in body["reasons"]), body
+            _, metrics = await call(service, "GET", "/metrics")
+            got = samples(metrics)
+            assert got[("gslb_health_degraded", ())] == 1
+            assert got[("gslb_vantage_fresh", (("vantage", "v1"),))] == 0
+            _, st = await call(service, "GET", "/api/v1/status")
+            assert st["degraded"] is True
+            origin_a = next(o for o in st["origins"] if o["name"] == "a")
+            assert origin_a["state"] == "down" and origin_a["held"] is True
+            polls += 1
+            if expired_at is None and not await redis.exists("gslb:v1:report:v1:a",
+                                                             "gslb:v1:vantage:v1"):
+                expired_at = time.monotonic()
+            # keys gone, then at least two full loads that found Redis without them
+            if expired_at is not None and time.monotonic() - expired_at > 0.8:
+                break
+            assert time.monotonic() - stopped < 10, "keys never expired"
+            await asyncio.sleep(0.05)
+        assert polls > 5
+        assert not service.quorum.is_up("a") and service.quorum.is_up("b")
+    finally:
+        await service.stop()
+        await prober.stop()
+        await sink.stop()
+        await redis.aclose()
+
+
+async def redis_cli(redis_server, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "redis-cli", "-p", str(redis_server.port), *args, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 5)
+    assert proc.returncode == 0
+    return out.decode().strip()
+
+
+async def test_a_forged_heartbeat_cannot_freeze_a_vantage(
+        redis_server, fake_origin, refused_port, tmp_path: Path, caplog):
+    """Item 3: heartbeats published with `at: 1e300` (and a vantage hash
+    whose redis_at is in Redis's future) keep nothing fresh past
+    stale_after, and hide no later report."""
+    from tests.integration.adminutil import start_service
+
+    alive = await fake_origin()
+    service = await start_service(tmp_path, config_text(refused_port, alive.port),
+                                  redis_url=redis_server.url)
+    view = service.quorum
+    try:
+        forged = '{"type":"heartbeat","vantage":"v1","at":1e300}'
+        assert await redis_cli(redis_server, "PUBLISH", "gslb:v1:events", forged) == "1"
+        await view.wait_for(lambda: "v1" in view.fresh_vantages(), 3)
+        assert any("in the future" in r.getMessage() for r in caplog.records)
+        await redis_cli(redis_server, "HSET", "gslb:v1:vantage:v1", "at", "1e300",
+                        "redis_at", "1e300")
+        heard = time.monotonic()
+        await view.wait_for(lambda: "v1" not in view.fresh_vantages(), 3)
+        assert 0.7 < time.monotonic() - heard < 2.5  # stale_after 1 s by our clock
+        # a report published later, honestly dated, is applied
+        fields = ["up", "0", "consecutive", "2", "last_ok", "0", "rtt_ms", "", "srtt_ms", "",
+                  "detail", "connection refused", "checked_at", f"{time.time():.6f}"]
+        message = ('{"type":"report","vantage":"v1","origin":"a","fields":{'
+                   + ",".join(f'"{k}":"{v}"' for k, v in zip(fields[::2], fields[1::2],
+                                                              strict=True)) + "}}")
+        await redis_cli(redis_server, "PUBLISH", "gslb:v1:events", message)
+        await view.wait_for(lambda: not view.is_up("a"), 3)
+        # stale again after it; then a full load (resync 1 s) reads the forged
+        # vantage hash and does not revive v1
+        await view.wait_for(lambda: "v1" not in view.fresh_vantages(), 3)
+        watcher = service.redis.watcher
+        loaded_before = time.time()
+        async with asyncio.timeout(3):
+            while (watcher.last_sync or 0) <= loaded_before:
+                await asyncio.sleep(0.05)  # a full load gives no event
+        assert "v1" not in view.fresh_vantages() and not view.is_up("a")
+    finally:
+        await service.stop()
