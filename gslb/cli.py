@@ -207,8 +207,11 @@ def render_status(st: dict[str, Any]) -> str:
                 cells.append("-")
                 continue
             rtt = f" {r['srtt_ms']:.1f}ms" if r["srtt_ms"] is not None else ""
-            cells.append(("up" if r["up"] else "DOWN") + rtt)
-        rows.append([o["name"], o["state"].upper(), *cells])
+            state = r.get("state") or ("up" if r["up"] else "down")
+            cells.append((state if state == "up" else state.upper()) + rtt)
+        held = {"fresh": " (held: too few fresh)", "split": " (held: split)"}.get(
+            o.get("hold") or "", "")
+        rows.append([o["name"], o["state"].upper() + held, *cells])
     lines += ["", _table(rows), ""]
     rows = [["POOL", "POLICY", "A", "AAAA", "FALLBACK"]]
     for p in st["pools"]:

@@ -124,6 +124,16 @@ class VantageReport:
     detail: str
     checked_at: float
 
+    @property
+    def state(self) -> str:
+        """``up``, ``down``, ``unknown`` or ``degraded`` (up, but the last
+        check failed: fewer than ``fall`` times so far)."""
+        if self.up is None:
+            return "unknown"
+        if not self.up:
+            return "down"
+        return "degraded" if self.last_ok is False else "up"
+
     def to_fields(self) -> dict[str, str]:
         """Flat text fields (a Redis hash, JSON), without origin/vantage."""
         return {

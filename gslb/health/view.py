@@ -9,7 +9,8 @@ origin (docs/checks.md "Several vantages: quorum", exactly):
   sender's timestamps never decide freshness, and one in the future is
   clamped to now and logged;
 * each fresh vantage with a report on the origin **votes** up or down (an
-  ``unknown`` report votes as ``unknown_up`` says); ``need`` is ``quorum``,
+  ``unknown`` report votes as ``unknown_up`` says, and unknown votes alone
+  decide nothing); ``need`` is ``quorum``,
   or, for a majority, more than half of the known vantages (those declared,
   ``set_origins``; else those ever heard from), never of the fresh ones only;
 * the origin goes **up** when at least ``need`` votes say up, **down** when
@@ -313,6 +314,22 @@ class QuorumView:
         return OriginStatus(self.is_up(origin), fresh, stale, self.need(),
                             MappingProxyType(dict(reports)), self._held.get(origin), unknown)
 
+    def state(self, origin: str) -> str:
+        """``origin``'s state as operators see it (drains aside): ``down``
+        (not answered), ``unknown`` (answered or not per ``unknown_up``,
+        never decided), ``degraded`` (answered, but the last check of some
+        fresh vantage failed, fewer than ``fall`` times or outvoted), or
+        ``up``."""
+        if origin in self._down:
+            return "down"
+        if origin in self._checked and origin not in self._state:
+            return "unknown"
+        now = self.clock()
+        if any(r.last_ok is False for v, r in self._reports.get(origin, {}).items()
+               if self._fresh(v, now)):
+            return "degraded"
+        return "up"
+
     def snapshot(self) -> dict[str, OriginStatus]:
         """``status`` of every origin with reports."""
         return {origin: self.status(origin) for origin in self._reports}
@@ -365,11 +382,13 @@ class QuorumView:
     def _decide(self, origin: str, now: float) -> tuple[bool | None, str | None]:
         """``(up, held)`` by the votes: ``up`` None when they change nothing;
         ``held`` why (None, ``"fresh"``, ``"split"``)."""
-        votes = [r.up if r.up is not None else self.unknown_up
-                 for v, r in self._reports.get(origin, {}).items() if self._fresh(v, now)]
+        fresh = [r.up for v, r in self._reports.get(origin, {}).items() if self._fresh(v, now)]
         need = self.need()
-        if len(votes) < need:
+        if len(fresh) < need:
             return None, ("fresh" if origin in self._reports else None)
+        if all(up is None for up in fresh):
+            return None, None  # unknown everywhere: still undecided (the policy answers)
+        votes = [up if up is not None else self.unknown_up for up in fresh]
         ups = sum(votes)
         downs = len(votes) - ups
         if ups >= need and downs >= need:

@@ -20,6 +20,8 @@ Families (labels in braces):
   all-down fallback; ``gslb_steering_pool_in_fallback{pool,family}``;
 * ``gslb_health_transitions_total{origin,state}``: overall state changes
   (``up``, ``down``, ``drained``, ``undrained``);
+* ``gslb_origin_state{origin,state}``: 1 for the current state (``up``,
+  ``degraded``, ``unknown``, ``down``, ``drained``), 0 for the others;
 * ``gslb_health_origin_up{origin}`` (after drains),
   ``gslb_health_origin_drained{origin}``,
   ``gslb_health_vantage_up{origin,vantage}``,
@@ -178,11 +180,18 @@ class GslbCollector(Collector):
                                "(healthy and not drained)", labels=["origin"])
         drained = GaugeMetricFamily("gslb_health_origin_drained", "1 while drained",
                                     labels=["origin"])
+        state = GaugeMetricFamily("gslb_origin_state", "1 for the origin's current state: up, "
+                                  "degraded (answered, a recent check failed), unknown, down, "
+                                  "drained", labels=["origin", "state"])
         for name in sorted(service.config.origins):
             up.add_metric([name], int(service.view.is_up(name)))
             drained.add_metric([name], int(overrides.is_drained(name)))
+            now = "drained" if overrides.is_drained(name) else view.state(name)
+            for each in ORIGIN_STATES:
+                state.add_metric([name, each], int(each == now))
         yield up
         yield drained
+        yield state
         labels = ["origin", "vantage"]
         vup = GaugeMetricFamily("gslb_health_vantage_up", "1 when the vantage's last state "
                                 "(after rise/fall) is up", labels=labels)
@@ -195,7 +204,7 @@ class GslbCollector(Collector):
                                     labels=labels)
         for origin, status in sorted(view.snapshot().items()):
             for vantage, report in sorted(status.reports.items()):
-                vup.add_metric([origin, vantage], int(report.up is True))
+                vup.add_metric([origin, vantage], int(report.up is True))  # unknown: 0
                 fresh.add_metric([origin, vantage], int(vantage in status.fresh))
                 checked.add_metric([origin, vantage], report.checked_at)
                 if report.srtt_ms is not None:
@@ -211,6 +220,10 @@ class GslbCollector(Collector):
         for vantage in sorted(view.known_vantages() | fresh_now):
             vantage_fresh.add_metric([vantage], int(vantage in fresh_now))
         yield vantage_fresh
+
+
+#: The values of ``gslb_origin_state``'s ``state`` label.
+ORIGIN_STATES = ("up", "degraded", "unknown", "down", "drained")
 
 
 def make_registry(service: Measured) -> CollectorRegistry:

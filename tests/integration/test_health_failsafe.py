@@ -224,3 +224,75 @@ async def test_a_forged_heartbeat_cannot_freeze_a_vantage(
         assert "v1" not in view.fresh_vantages() and not view.is_up("a")
     finally:
         await service.stop()
+
+
+async def test_degraded_is_shown_while_checks_fail_fewer_than_fall_times(
+        fake_origin, tmp_path: Path):
+    """Item 7: an origin whose last check failed, fewer than fall times, is
+    answered and shown DEGRADED: status JSON, `gslb status`, gslb_origin_state."""
+    from gslb.cli import render_status
+    from tests.integration.adminutil import call, samples, start_service
+
+    web, other = await fake_origin(), await fake_origin()
+    text = config_text(web.port, other.port).replace("fall: 2", "fall: 50")
+    service = await start_service(tmp_path, text)
+    view = service.quorum
+    try:
+        await view.wait_for(lambda: view.state("a") == "up", 5)
+        web.status = 503
+        await view.wait_for(lambda: view.state("a") == "degraded", 3)
+        assert view.is_up("a")
+        _, st = await call(service, "GET", "/api/v1/status")
+        origin_a = next(o for o in st["origins"] if o["name"] == "a")
+        assert origin_a["state"] == "degraded"
+        assert origin_a["vantages"]["local"]["state"] == "degraded"
+        row = next(line for line in render_status(st).splitlines() if line.startswith("a "))
+        assert row.split()[1:3] == ["DEGRADED", "DEGRADED"]
+        _, metrics = await call(service, "GET", "/metrics")
+        got = samples(metrics)
+        assert got[("gslb_origin_state", (("origin", "a"), ("state", "degraded")))] == 1
+        assert got[("gslb_origin_state", (("origin", "a"), ("state", "up")))] == 0
+        assert DEAD in await ask(service.addresses[0][1])  # still answered
+        web.status = 200
+        await view.wait_for(lambda: view.state("a") == "up", 3)
+    finally:
+        await service.stop()
+
+
+async def test_probe_reloads_on_sighup_and_probes_changed_origins_at_once(
+        redis_server, fake_origin, tmp_path: Path):
+    """Item 7: SIGHUP to `gslb probe` re-reads the config: an added origin
+    is probed at once, a removed one forgotten at once, the process lives
+    on; a bad file is refused and the old config keeps probing."""
+    web = await fake_origin()
+    path = write_config(tmp_path, config_text(web.port, web.port))
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    probe = Proc("probe", "--config", str(path), "--vantage", "v1", "--redis", redis_server.url)
+    try:
+        await probe.start(r"probing from vantage")
+        async with asyncio.timeout(5):
+            while not await redis.exists("gslb:v1:report:v1:b"):
+                await asyncio.sleep(0.05)  # Redis gives no event for a hash write
+        check = (f"{{type: tcp, target: 127.0.0.1, port: {web.port}, interval: 5, "
+                 "timeout: 1}")
+        path.write_text(config_text(web.port, web.port).replace(
+            "  b: {ipv4: [192.0.2.2]", f"  c: {{ipv4: [192.0.2.3], check: {check}}}\n"
+            "  x: {ipv4: [192.0.2.4]").replace("origins: [a, b]", "origins: [a, c]").lstrip())
+        assert probe.proc is not None
+        probe.proc.send_signal(signal.SIGHUP)
+        hup = time.monotonic()
+        async with asyncio.timeout(5):  # c: first check within min(interval, 1) s + connect
+            while not await redis.exists("gslb:v1:report:v1:c"):
+                await asyncio.sleep(0.05)
+        assert time.monotonic() - hup < 2.0
+        assert not await redis.exists("gslb:v1:report:v1:b")
+        path.write_text("origins: [\n")  # a bad file: refused, probing goes on
+        probe.proc.send_signal(signal.SIGHUP)
+        before = float((await redis.hgetall("gslb:v1:report:v1:a"))["checked_at"])
+        async with asyncio.timeout(5):
+            while float((await redis.hgetall("gslb:v1:report:v1:a"))["checked_at"]) <= before:
+                await asyncio.sleep(0.05)
+        assert probe.proc.returncode is None
+    finally:
+        await probe.stop()
+        await redis.aclose()
