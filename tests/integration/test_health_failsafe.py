@@ -296,3 +296,55 @@ async def test_probe_reloads_on_sighup_and_probes_changed_origins_at_once(
     finally:
         await probe.stop()
         await redis.aclose()
+
+
+async def test_redis_killed_and_restarted_empty_views_whole_within_1s(
+        redis_server, fake_origin, refused_port, tmp_path: Path):
+    """Item 6: two nameservers, three probe workers; Redis SIGKILLed for
+    longer than stale_after, then started empty. Throughout, neither
+    nameserver answers the dead origin nor drops the live one; once Redis
+    answers again, both are connected with every vantage fresh and every
+    report in place within 1 s."""
+    from gslb.config import load
+    from gslb.probe.service import ProbeService
+    from gslb.serve.service import Service
+    from tests.integration.test_redis_cluster import VANTAGES
+    from tests.integration.test_redis_cluster import config_text as cluster_config
+
+    alive = await fake_origin()
+    cfg = load([write_config(tmp_path, cluster_config(alive.port, refused_port))])
+    probes = [ProbeService(cfg, v, redis_server.url) for v in VANTAGES]
+    services = [Service(cfg, [("127.0.0.1", 0)], redis_url=redis_server.url) for _ in range(2)]
+    for part in (*probes, *services):
+        await part.start()
+
+    def whole(service: Service) -> bool:
+        view = service.quorum
+        return (service.redis is not None and service.redis.watcher.connected
+                and view.fresh_vantages() == set(VANTAGES) and not view.degraded
+                and view.is_up("a") and not view.is_up("b")
+                and all(set(view.status(o).reports) == set(VANTAGES) for o in "ab"))
+
+    async def answers() -> list[list[str]]:
+        return list(await asyncio.gather(*(ask(s.addresses[0][1]) for s in services)))
+
+    async def until_all(predicate, timeout: float, check: bool = True) -> float:
+        start = time.monotonic()
+        async with asyncio.timeout(timeout):
+            while not all(predicate(s) for s in services):
+                if check:
+                    assert await answers() == [["192.0.2.1"]] * 2
+                await asyncio.sleep(0.01)  # flags without an event: poll them
+        return time.monotonic() - start
+
+    try:
+        await until_all(whole, 8, check=False)  # b is unknown, answered, until checked
+        await redis_server.stop()  # SIGKILL: a crash; it comes back empty
+        await until_all(lambda s: s.quorum.degraded and not s.redis.watcher.connected, 5)
+        await redis_server.start()
+        took = await until_all(whole, 5)
+        assert took <= 1.0, f"views whole {took:.2f} s after Redis returned"
+        assert await answers() == [["192.0.2.1"]] * 2
+    finally:
+        for part in (*services, *probes):
+            await part.stop()

@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from gslb import __version__
 from gslb.errors import cancel_and_wait, raise_if_cancelling
 from gslb.health.redis.client import make_client, parse_url
-from gslb.health.redis.outage import Backoff, Outage
+from gslb.health.redis.outage import BACKOFF_CAP_S, Backoff, Outage
 from gslb.health.redis.schema import NAMESPACE, Keys, dumps, hash_items
 from gslb.health.state import VantageReport
 
@@ -48,7 +48,7 @@ class RedisSink:
     """
 
     def __init__(self, url: str, *, key_ttl_s: float, namespace: str = NAMESPACE,
-                 backoff_cap_s: float = 5.0) -> None:
+                 backoff_cap_s: float = BACKOFF_CAP_S) -> None:
         self.target = parse_url(url)
         self.key_ttl_s = key_ttl_s
         self.keys = Keys(namespace)

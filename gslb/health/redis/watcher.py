@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from gslb.errors import cancel_and_wait
 from gslb.health.redis.client import parse_url
 from gslb.health.redis.follow import follow_channel
-from gslb.health.redis.outage import Backoff, Outage
+from gslb.health.redis.outage import BACKOFF_CAP_S, Backoff, Outage
 from gslb.health.redis.schema import NAMESPACE, Keys
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
@@ -43,7 +43,7 @@ class RedisWatcher:
     """
 
     def __init__(self, url: str, view: QuorumView, *, resync_interval_s: float,
-                 namespace: str = NAMESPACE, backoff_cap_s: float = 5.0) -> None:
+                 namespace: str = NAMESPACE, backoff_cap_s: float = BACKOFF_CAP_S) -> None:
         self.target = parse_url(url)
         self.view = view
         self.resync_interval_s = resync_interval_s
