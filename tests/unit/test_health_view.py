@@ -267,3 +267,18 @@ def test_probe_state_seeds_from_a_last_report():
     r = VantageReport("o", "eu", None, 1, True, 1.0, 1.0, "ok", 5.0)
     assert VantageReport.from_fields("o", "eu", r.to_fields()) == r
     assert r.to_fields()["up"] == ""
+
+
+def test_the_key_ttl_has_one_definition():
+    """Issue 14 item 9: the probes' key TTL is HealthSettings.key_ttl_s, and
+    nothing on the nameserver side must agree with it (no hold time: the
+    view keeps reports past expiry)."""
+    from gslb.config.model import Config, HealthSettings, Vantage
+    from gslb.probe.service import ProbeService
+
+    assert HealthSettings().key_ttl_s == 60.0
+    assert HealthSettings(stale_after_s=20.0).key_ttl_s == 120.0
+    config = Config({}, {}, {}, vantages={"eu": Vantage("eu")},
+                    health=HealthSettings(stale_after_s=15.0))
+    probe = ProbeService(config, "eu", "redis://127.0.0.1:1/0")
+    assert probe.sink.key_ttl_s == config.health.key_ttl_s == 90.0
