@@ -181,6 +181,11 @@ class Vantage:
     continent: str | None = None
 
 
+MIN_REPORT_KEY_BYTES = 16
+"""The shortest ``health.report_key_file`` secret accepted, bytes
+(``openssl rand -hex 32`` gives 64)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HealthSettings:
     """How vantage reports combine into an origin's state.
@@ -197,6 +202,10 @@ class HealthSettings:
     * ``unknown_up``: how an origin whose state is unknown (no result has
       decided it yet at a vantage) counts: True (``unknown: up``, the
       default) or False (``unknown: down``); docs/checks.md argues it.
+    * ``report_key_file``: the file the shared secret was read from, and
+      ``report_key`` the secret (bytes, at least ``MIN_REPORT_KEY_BYTES``)
+      that signs and verifies reports and heartbeats in Redis
+      (``gslb.health.signing``); None: unsigned.
     """
 
     quorum: int | None = None
@@ -204,6 +213,8 @@ class HealthSettings:
     heartbeat_interval_s: float = 1.0
     resync_interval_s: float = 30.0
     unknown_up: bool = True
+    report_key_file: str | None = None
+    report_key: bytes | None = field(default=None, repr=False)
 
     @property
     def key_ttl_s(self) -> float:

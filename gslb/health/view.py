@@ -219,11 +219,11 @@ class QuorumView:
         origin's overall state changed."""
         now = self.clock()
         report = self._clamped(report, now)
-        self._heard(report.vantage, now)
         reports = self._reports.setdefault(report.origin, {})
         old = reports.get(report.vantage)
         if old is not None and old.checked_at > report.checked_at:
-            return False
+            return False  # older: not a sign of life either
+        self._heard(report.vantage, now)
         reports[report.vantage] = report
         return self._settle(report.origin, now)
 
@@ -313,6 +313,10 @@ class QuorumView:
         unknown = origin in self._checked and origin not in self._state
         return OriginStatus(self.is_up(origin), fresh, stale, self.need(),
                             MappingProxyType(dict(reports)), self._held.get(origin), unknown)
+
+    def report_of(self, origin: str, vantage: str) -> VantageReport | None:
+        """The report held from ``vantage`` on ``origin``, if any."""
+        return self._reports.get(origin, {}).get(vantage)
 
     def state(self, origin: str) -> str:
         """``origin``'s state as operators see it (drains aside): ``down``

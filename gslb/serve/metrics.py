@@ -30,6 +30,9 @@ Families (labels in braces):
   ``gslb_health_last_check_timestamp_seconds{origin,vantage}``,
   ``gslb_health_degraded`` (1: some origin holds its state with fewer
   than quorum fresh vantages);
+* ``gslb_health_reports_rejected_total{reason}`` (``unsigned``,
+  ``bad_signature``, ``replayed``): health records and messages from Redis
+  dropped for their signature (``health.report_key_file``);
 * ``gslb_vantage_fresh{vantage}``: 1 while the vantage counts (heard from
   within ``stale_after``), for every known vantage;
 * ``gslb_redis_connected{client}`` (``health``, ``overrides``; only with
@@ -216,6 +219,14 @@ class GslbCollector(Collector):
         vantage_fresh = GaugeMetricFamily("gslb_vantage_fresh", "1 while the vantage counts "
                                           "(heard from within stale_after, by this "
                                           "nameserver's clock)", labels=["vantage"])
+        rejected = CounterMetricFamily("gslb_health_reports_rejected", "Reports, heartbeats, "
+                                       "vantage records and forgets read from Redis and "
+                                       "dropped for their signature (health.report_key_file)",
+                                       labels=["reason"])
+        counts = service.redis.watcher.rejected if service.redis is not None else {}
+        for reason in ("unsigned", "bad_signature", "replayed"):
+            rejected.add_metric([reason], counts.get(reason, 0))
+        yield rejected
         fresh_now = view.fresh_vantages()
         for vantage in sorted(view.known_vantages() | fresh_now):
             vantage_fresh.add_metric([vantage], int(vantage in fresh_now))

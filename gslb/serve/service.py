@@ -33,6 +33,7 @@ from gslb.dns.server import DnsServer
 from gslb.geo import GeoDB
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
 from gslb.health.view import QuorumView
+from gslb.probe.service import signer_of
 from gslb.probe.worker import Prober
 from gslb.serve.metrics import make_registry
 from gslb.serve.operations import Drains, RedisClients, not_ready
@@ -150,7 +151,8 @@ class Service:
             from gslb.health.redis.watcher import RedisWatcher
 
             watcher = RedisWatcher(redis_url, self.quorum,
-                                   resync_interval_s=config.health.resync_interval_s)
+                                   resync_interval_s=config.health.resync_interval_s,
+                                   signer=signer_of(config))
             shared = RedisOverrides(redis_url, self.overrides,
                                     resync_interval_s=config.health.resync_interval_s)
             self.health_source = watcher
@@ -197,6 +199,7 @@ class Service:
             self.prober.update(config.origins)
         if self.redis is not None:
             self.redis.watcher.resync_interval_s = config.health.resync_interval_s
+            self.redis.watcher.signer = signer_of(config)
             self.redis.overrides.resync_interval_s = config.health.resync_interval_s
         self.answering.install(loaded.authority)
         self.quorum.refresh()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from pathlib import Path
@@ -348,3 +349,78 @@ async def test_redis_killed_and_restarted_empty_views_whole_within_1s(
     finally:
         for part in (*services, *probes):
             await part.stop()
+
+
+async def test_with_a_report_key_forged_hset_and_publish_move_no_answer(
+        redis_server, fake_origin, refused_port, tmp_path: Path):
+    """Item 5: probes and nameservers share health.report_key_file; a Redis
+    client without the key writes reports (HSET), publishes reports and
+    heartbeats (PUBLISH): every one is rejected and counted, no answer moves,
+    and a stopped vantage goes stale whatever is forged for it."""
+    from gslb.config import load
+    from gslb.probe.service import ProbeService
+    from tests.integration.adminutil import call, samples, start_service
+
+    alive = await fake_origin()
+    key = tmp_path / "report.key"
+    key.write_text("8f1d0c5e9a7b3c2d4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n")
+    text = config_text(refused_port, alive.port).replace(
+        "resync_interval: 1}", f"resync_interval: 0.3, report_key_file: {key}}}")
+    cfg = load([write_config(tmp_path, text, "probe.yaml")])
+    probe = ProbeService(cfg, "v1", redis_server.url)
+    await probe.start()
+    service = await start_service(tmp_path, text, redis_url=redis_server.url)
+    view, watcher = service.quorum, service.redis.watcher
+    port = service.addresses[0][1]
+    try:
+        await view.wait_for(lambda: view.state("a") == "down" and view.state("b") == "up", 5)
+        assert await ask(port) == [ALIVE]
+        now = f"{time.time() + 5:.6f}"
+        up = ["up", "1", "consecutive", "9", "last_ok", "1", "rtt_ms", "1.0", "srtt_ms", "1.0",
+              "detail", "forged", "checked_at", now]
+        await redis_cli(redis_server, "HSET", "gslb:v1:report:v1:a", *up)
+        fields = dict(zip(up[::2], up[1::2], strict=True))
+        forged = [
+            {"type": "report", "vantage": "v1", "origin": "a", "fields": fields},
+            {"type": "report", "vantage": "v1", "origin": "a",
+             "fields": {**fields, "sig": "0" * 64}},
+            {"type": "report", "vantage": "v1", "origin": "b",
+             "fields": {**fields, "up": "0", "last_ok": "0"}},
+            {"type": "forget", "vantage": "v1", "origin": "a", "at": time.time()},
+        ]
+        for message in forged:
+            await redis_cli(redis_server, "PUBLISH", "gslb:v1:events", json.dumps(message))
+        loaded_before = time.time()
+        async with asyncio.timeout(5):  # two full loads read the forged hash
+            while (watcher.last_sync or 0) <= loaded_before + 0.3:
+                assert await ask(port) == [ALIVE]
+                await asyncio.sleep(0.05)  # a full load gives no event
+        assert watcher.rejected["unsigned"] >= 3 and watcher.rejected["bad_signature"] >= 1
+        # the probe's own next check rewrites a's hash; then stop it and forge its heartbeats
+        await probe.stop()
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 2.0:
+            beat = {"type": "heartbeat", "vantage": "v1", "at": time.time()}
+            await redis_cli(redis_server, "PUBLISH", "gslb:v1:events", json.dumps(beat))
+            assert await ask(port) == [ALIVE]
+            if view.degraded:
+                break
+            await asyncio.sleep(0.1)
+        assert view.degraded and "v1" not in view.fresh_vantages()
+        # the probe is gone: a forged hash now stays in Redis for the full loads
+        rejected = sum(watcher.rejected.values())
+        await redis_cli(redis_server, "HSET", "gslb:v1:report:v1:a", *up)
+        loaded_before = time.time()
+        async with asyncio.timeout(5):
+            while (watcher.last_sync or 0) <= loaded_before + 0.3:
+                assert await ask(port) == [ALIVE]
+                await asyncio.sleep(0.05)  # a full load gives no event
+        # read twice, rejected twice (bad_signature: the probe's sig field is still there)
+        assert sum(watcher.rejected.values()) >= rejected + 2
+        assert view.state("a") == "down" and await ask(port) == [ALIVE]
+        _, metrics = await call(service, "GET", "/metrics")
+        got = samples(metrics)
+        assert got[("gslb_health_reports_rejected_total", (("reason", "unsigned"),))] >= 5
+    finally:
+        await service.stop()
+        await probe.stop()

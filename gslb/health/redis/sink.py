@@ -20,6 +20,7 @@ from gslb.errors import cancel_and_wait, raise_if_cancelling
 from gslb.health.redis.client import make_client, parse_url
 from gslb.health.redis.outage import BACKOFF_CAP_S, Backoff, Outage
 from gslb.health.redis.schema import NAMESPACE, Keys, dumps, hash_items
+from gslb.health.signing import SIG, Signer
 from gslb.health.state import VantageReport
 
 log = logging.getLogger("gslb.health.redis")  # one logger for every module of the package
@@ -43,13 +44,16 @@ class RedisSink:
     or was flushed) every latest report is written and announced again. On
     Redis errors the pending state is kept and retried with capped
     exponential backoff (``backoff_cap_s`` seconds). ``connected`` is True
-    after the last write succeeded. Raises ``RedisConfigError`` for a bad
-    ``url``.
+    after the last write succeeded. With a ``signer`` (``health.report_key_file``)
+    every report hash and message, heartbeat, vantage hash and forget carries
+    its HMAC (``gslb.health.signing``); it may be replaced between writes.
+    Raises ``RedisConfigError`` for a bad ``url``.
     """
 
     def __init__(self, url: str, *, key_ttl_s: float, namespace: str = NAMESPACE,
-                 backoff_cap_s: float = BACKOFF_CAP_S) -> None:
+                 backoff_cap_s: float = BACKOFF_CAP_S, signer: Signer | None = None) -> None:
         self.target = parse_url(url)
+        self.signer = signer
         self.key_ttl_s = key_ttl_s
         self.keys = Keys(namespace)
         self.connected = False
@@ -89,8 +93,9 @@ class RedisSink:
         """``vantage``'s last reports as Redis holds them (what a probe that
         starts or reloads seeds its state from). Bounded by ``timeout_s``
         seconds; raises ``TimeoutError`` or a Redis error when Redis cannot
-        be read (the caller then starts without seeds). Malformed records
-        are skipped."""
+        be read (the caller then starts without seeds). Malformed records,
+        and with a ``signer`` those not signed with its key, are skipped
+        (logged): a forged hash cannot seed a state."""
         client = make_client(self.target)
         prefix = self.keys.report(vantage, "")
         try:
@@ -106,9 +111,14 @@ class RedisSink:
                     await client.aclose()
         reports = []
         for key, value in zip(keys, values, strict=True):
+            origin = key[len(prefix):]
             try:
-                if value:  # expired between SCAN and HGETALL: nothing to seed
-                    reports.append(VantageReport.from_fields(key[len(prefix):], vantage, value))
+                if not value:  # expired between SCAN and HGETALL: nothing to seed
+                    continue
+                if self.signer is not None and not self.signer.verify_report(vantage, origin,
+                                                                             value):
+                    raise ValueError("not signed with this probe's report key")
+                reports.append(VantageReport.from_fields(origin, vantage, value))
             except (KeyError, ValueError) as exc:
                 log.warning("skipped malformed report record %s: %s", key, exc)
         return reports
@@ -197,6 +207,10 @@ class RedisSink:
         created: list[str] = []
         for vantage, at in beats.items():
             key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
+            beat: dict[str, object] = {"type": "heartbeat", "vantage": vantage, "at": at}
+            if self.signer is not None:
+                meta[SIG] = self.signer.vantage(vantage, meta)
+                beat[SIG] = self.signer.heartbeat(vantage, at)
             if vantage in self._registered:
                 refreshed.append((len(pipe.command_stack), vantage))
                 pipe.eval(_HEARTBEAT, 1, key, ttl, "1", *hash_items(meta))
@@ -207,8 +221,7 @@ class RedisSink:
                     if v == vantage:
                         batch[(v, origin)] = (batch.get((v, origin), (report, True))[0],
                                               True)
-            pipe.publish(self.keys.channel, dumps({"type": "heartbeat", "vantage": vantage,
-                                                   "at": at}))
+            pipe.publish(self.keys.channel, dumps(beat))
         return refreshed, created
 
     def _queue_reports(self, pipe: Pipeline, batch: Mapping[tuple[str, str], _Pending],
@@ -219,10 +232,16 @@ class RedisSink:
             key = self.keys.report(vantage, origin)
             if report is None:
                 pipe.delete(key)
-                pipe.publish(self.keys.channel, dumps(
-                    {"type": "forget", "vantage": vantage, "origin": origin}))
+                forget: dict[str, object] = {"type": "forget", "vantage": vantage,
+                                             "origin": origin}
+                if self.signer is not None:
+                    at = time.time()
+                    forget.update(at=at, sig=self.signer.forget(vantage, origin, at))
+                pipe.publish(self.keys.channel, dumps(forget))
                 continue
             fields = report.to_fields()
+            if self.signer is not None:
+                fields[SIG] = self.signer.report(vantage, origin, fields)
             pipe.hset(key, items=hash_items(fields))
             pipe.expire(key, ttl)
             if notify:

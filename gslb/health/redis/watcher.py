@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
@@ -15,6 +16,7 @@ from gslb.health.redis.client import parse_url
 from gslb.health.redis.follow import follow_channel
 from gslb.health.redis.outage import BACKOFF_CAP_S, Backoff, Outage
 from gslb.health.redis.schema import NAMESPACE, Keys
+from gslb.health.signing import SIG, Signer
 from gslb.health.state import VantageReport
 from gslb.health.view import QuorumView
 
@@ -36,15 +38,25 @@ class RedisWatcher:
     On any Redis error the view keeps the last known state; the task logs
     once per outage, retries with capped exponential backoff
     (``backoff_cap_s`` seconds), resyncs and logs the recovery. Malformed
-    records and messages are skipped with a rate-limited warning.
-    ``connected``: subscribed and loaded; ``last_sync``: epoch seconds of the
-    last full load, None before. Raises ``RedisConfigError`` for a bad
-    ``url``.
+    records and messages are skipped with a rate-limited warning. With a
+    ``signer`` (``health.report_key_file``) every report, heartbeat, vantage
+    hash and forget must carry a valid HMAC, and a signed heartbeat must be
+    newer than the last one accepted from its vantage (a replay keeps no
+    vantage fresh); anything else is dropped, counted in ``rejected`` and
+    warned about (rate-limited). ``connected``: subscribed and loaded;
+    ``last_sync``: epoch seconds of the last full load, None before.
+    Raises ``RedisConfigError`` for a bad ``url``.
     """
 
     def __init__(self, url: str, view: QuorumView, *, resync_interval_s: float,
-                 namespace: str = NAMESPACE, backoff_cap_s: float = BACKOFF_CAP_S) -> None:
+                 namespace: str = NAMESPACE, backoff_cap_s: float = BACKOFF_CAP_S,
+                 signer: Signer | None = None) -> None:
         self.target = parse_url(url)
+        self.signer = signer
+        self.rejected: dict[str, int] = {}
+        """Records and messages dropped for their signature, by reason:
+        ``unsigned``, ``bad_signature``, ``replayed``."""
+        self._beat_at: dict[str, float] = {}  # vantage: last accepted signed heartbeat at
         self.view = view
         self.resync_interval_s = resync_interval_s
         self.keys = Keys(namespace)
@@ -56,6 +68,7 @@ class RedisWatcher:
         self._outage = Outage("health watcher", self.target,
                                "serving the last known health view")
         self._skipped = _Skipped()
+        self._rejections = _Skipped(what="rejected", counted="rejected")
 
     async def start(self) -> None:
         """Start the watcher task; returns at once (the first load happens in
@@ -99,7 +112,7 @@ class RedisWatcher:
             try:
                 if isinstance(value, Exception):
                     raise value
-                if value:  # expired between SCAN and HGETALL: not a sign of life
+                if value and self._vantage_ok(vantage, value):
                     age = redis_now - float(value["redis_at"])
                     if age < -1.0:
                         raise ValueError(f"redis_at {value['redis_at']} is in Redis's future")
@@ -112,7 +125,9 @@ class RedisWatcher:
             try:
                 if isinstance(value, Exception):
                     raise value
-                if value:  # expired between SCAN and HGETALL
+                if value and self._signed(f"report record {key}", self.signer is None or
+                                          self.signer.verify_report(vantage, origin, value),
+                                          value):  # (empty: expired between SCAN and HGETALL)
                     reports.append(VantageReport.from_fields(origin, vantage, value))
             except Exception as exc:
                 self._skipped(f"report record {key}", exc)
@@ -127,28 +142,86 @@ class RedisWatcher:
             msg = json.loads(data)
             kind, vantage = msg["type"], msg["vantage"]
             if kind == "report":
-                self.view.apply(VantageReport.from_fields(msg["origin"], vantage, msg["fields"]))
+                self._on_report(vantage, msg["origin"], msg["fields"])
             elif kind == "heartbeat":
-                self.view.heartbeat(vantage, float(msg["at"]))
+                at = float(msg["at"])
+                if self._beat_ok(vantage, at, msg):
+                    self.view.heartbeat(vantage, at)
             elif kind == "forget":
-                self.view.forget(msg["origin"], vantage)
+                if self.signer is None or self._signed("forget message", self.signer.verify_forget(
+                        vantage, msg["origin"], float(msg["at"]), msg.get(SIG)), msg):
+                    self.view.forget(msg["origin"], vantage)
             else:
                 raise ValueError(f"unknown type {kind!r}")
         except Exception as exc:
             self._skipped("message", exc)
 
 
-class _Skipped:
-    """Rate-limited warning for malformed records and messages (one line per
-    ``every_s`` seconds, counting what was skipped in between)."""
+    def _on_report(self, vantage: str, origin: str, fields: dict[str, str]) -> None:
+        if self.signer is not None:
+            if not self._signed("report message", self.signer.verify_report(
+                    vantage, origin, fields), fields):
+                return
+            held = self.view.report_of(origin, vantage)
+            if held is not None and float(fields["checked_at"]) <= held.checked_at:
+                self._reject("replayed", "report message", "not newer than the one held")
+                return
+        self.view.apply(VantageReport.from_fields(origin, vantage, fields))
 
-    def __init__(self, every_s: float = 60.0) -> None:
+    def _beat_ok(self, vantage: str, at: float, msg: dict[str, object]) -> bool:
+        """Whether a heartbeat message counts (always, unsigned)."""
+        if self.signer is None:
+            return True
+        if not self._signed("heartbeat message", self.signer.verify_heartbeat(
+                vantage, at, msg.get(SIG)), msg):
+            return False
+        if at <= self._beat_at.get(vantage, -float("inf")):
+            self._reject("replayed", "heartbeat message", "not newer than the last one")
+            return False
+        self._beat_at[vantage] = at
+        return True
+
+    def _vantage_ok(self, vantage: str, fields: dict[str, str]) -> bool:
+        """Whether a vantage hash of a full load is a sign of life: always
+        unsigned; signed, when its signature holds and its ``at`` is newer
+        than the last heartbeat accepted from the vantage."""
+        if self.signer is None:
+            return True
+        if not self._signed(f"vantage record of {vantage}",
+                            self.signer.verify_vantage(vantage, fields), fields):
+            return False
+        at = float(fields["at"])
+        if at <= self._beat_at.get(vantage, -float("inf")):
+            return False  # the heartbeat already counted (or a replay): nothing new
+        self._beat_at[vantage] = at
+        return True
+
+    def _signed(self, what: str, ok: bool, record: Mapping[str, object]) -> bool:
+        """``ok``, after counting and warning about a rejection when not."""
+        if not ok:
+            unsigned = SIG not in record
+            self._reject("unsigned" if unsigned else "bad_signature", what,
+                         "unsigned" if unsigned else "bad signature")
+        return ok
+
+    def _reject(self, reason: str, what: str, why: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self._rejections(what, ValueError(why))
+
+
+class _Skipped:
+    """Rate-limited warning for malformed (or rejected) records and messages
+    (one line per ``every_s`` seconds, counting what was dropped between)."""
+
+    def __init__(self, every_s: float = 60.0, what: str = "skipped malformed",
+                 counted: str = "skipped") -> None:
         self.every_s, self.count, self.last = every_s, 0, -float("inf")
+        self.what, self.counted = what, counted
 
     def __call__(self, what: str, exc: BaseException) -> None:
         self.count += 1
         now = time.monotonic()
         if now - self.last >= self.every_s:
-            log.warning("skipped malformed %s (%s: %s); %d skipped since the last warning",
-                        what, type(exc).__name__, exc, self.count)
+            log.warning("%s %s (%s: %s); %d %s since the last warning", self.what, what,
+                        type(exc).__name__, exc, self.count, self.counted)
             self.last, self.count = now, 0
