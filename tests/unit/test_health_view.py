@@ -227,12 +227,14 @@ def test_report_fields_round_trip():
         VantageReport.from_fields("o", "eu", {"up": "1"})
 
 
-def test_probe_state_smooths_rtt_and_announces_only_real_moves():
+def test_probe_state_smooths_rtt_and_announces_every_move():
     state = ProbeState("eu", alpha=0.5)
     r, changed, notify = state.observe("o", CheckResult(True, 10.0, "ok"), 1, 2, 1.0)
     assert r.srtt_ms == 10.0 and changed and notify  # unknown to up: announced
     r, _, notify = state.observe("o", CheckResult(True, 10.4, "ok"), 1, 2, 2.0)
-    assert r.srtt_ms == pytest.approx(10.2) and not notify  # < 1 ms and < 10 %
+    assert r.srtt_ms == pytest.approx(10.2) and notify  # any move: no threshold to compound
+    r, _, notify = state.observe("o", CheckResult(True, 10.2, "ok"), 1, 2, 2.5)
+    assert r.srtt_ms == pytest.approx(10.2) and not notify  # unchanged
     r, _, notify = state.observe("o", CheckResult(True, 30.0, "ok"), 1, 2, 3.0)
     assert r.srtt_ms == pytest.approx(20.1) and notify
     r, _, notify = state.observe("o", CheckResult(False, None, "refused"), 1, 2, 4.0)
