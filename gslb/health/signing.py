@@ -25,7 +25,7 @@ import hmac
 import json
 from collections.abc import Mapping
 
-from gslb.config.model import MIN_REPORT_KEY_BYTES
+from gslb.config.model import MIN_REPORT_KEY_BYTES, HealthSettings
 
 SIG = "sig"
 """The field (hash) or key (message) holding a signature."""
@@ -91,4 +91,10 @@ class Signer:
         return self._check(["forget", vantage, origin, f"{at:.6f}"], sig)
 
 
-__all__ = ["SIG", "Signer"]
+def signer_of(health: HealthSettings) -> Signer | None:
+    """The ``Signer`` of ``health.report_key`` (``health.report_key_file``),
+    or None when reports are unsigned."""
+    return Signer(health.report_key) if health.report_key is not None else None
+
+
+__all__ = ["SIG", "Signer", "signer_of"]

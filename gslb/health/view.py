@@ -159,6 +159,7 @@ class QuorumView:
         self._fresh_now: set[str] = set()  # fresh at the last refresh (for the log)
         self._vantages: frozenset[str] | None = None  # declared; None: those heard from
         self._checked: set[str] = set()  # origins with a check (unknown until decided)
+        self._reporting: set[str] = set()  # vantages that ever sent a report
         self._state: dict[str, bool] = {}  # decided origins: up?
         self._down: set[str] = set()
         self._held: dict[str, str] = {}  # origin: why held ("fresh" or "split")
@@ -224,6 +225,7 @@ class QuorumView:
         if old is not None and old.checked_at > report.checked_at:
             return False  # older: not a sign of life either
         self._heard(report.vantage, now)
+        self._reporting.add(report.vantage)
         reports[report.vantage] = report
         return self._settle(report.origin, now)
 
@@ -241,6 +243,7 @@ class QuorumView:
             old = held.get(r.vantage)
             if old is None or old.checked_at <= r.checked_at:
                 held[r.vantage] = r
+                self._reporting.add(r.vantage)
         for vantage, ts in seen.items():
             self._heard(vantage, min(ts, now))
         return self.refresh()
@@ -289,7 +292,7 @@ class QuorumView:
         (``set_origins``), else every vantage heard from."""
         if self._vantages is not None:
             return self._vantages
-        return frozenset(self._seen) | {v for r in self._reports.values() for v in r}
+        return frozenset(self._seen.keys() | self._reporting)
 
     def need(self) -> int:
         """Votes that change an origin's state: ``quorum``, or more than half

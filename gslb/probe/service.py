@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gslb.config.model import Config
 from gslb.errors import raise_if_cancelling
-from gslb.health.signing import Signer
+from gslb.health.signing import signer_of
 from gslb.probe.worker import Prober
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class ProbeService:
         self.vantage = vantage
         self.paths = tuple(str(p) for p in (config_paths or config.files))
         self.sink: RedisSink = RedisSink(redis_url, key_ttl_s=config.health.key_ttl_s,
-                                         signer=signer_of(config))
+                                         signer=signer_of(config.health))
         self.prober = Prober(config.origins, self.sink, vantage, rng=rng,
                              heartbeat_interval_s=config.health.heartbeat_interval_s)
 
@@ -81,7 +81,7 @@ class ProbeService:
         reports = await self._last_reports() if added else []
         self.config = config
         self.sink.key_ttl_s = config.health.key_ttl_s
-        self.sink.signer = signer_of(config)
+        self.sink.signer = signer_of(config.health)
         self.prober.heartbeat_interval_s = config.health.heartbeat_interval_s
         self.prober.update(config.origins)  # the new tasks run after the seeds
         self._log_seeded(self.prober.seed(r for r in reports if r.origin in added))
@@ -112,12 +112,6 @@ class ProbeService:
         await self.sink.stop()
 
 
-def signer_of(config: Config) -> Signer | None:
-    """The ``Signer`` of ``config``'s ``health.report_key_file``, or None."""
-    key = config.health.report_key
-    return Signer(key) if key is not None else None
-
-
 def _check_vantage(config: Config, vantage: str) -> None:
     if vantage not in config.vantages:
         declared = ", ".join(sorted(config.vantages)) or "none declared"
@@ -125,4 +119,4 @@ def _check_vantage(config: Config, vantage: str) -> None:
                          f"({declared})")
 
 
-__all__ = ["SEED_TIMEOUT_S", "ProbeService", "signer_of"]
+__all__ = ["SEED_TIMEOUT_S", "ProbeService"]

@@ -32,8 +32,8 @@ from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer
 from gslb.geo import GeoDB
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
+from gslb.health.signing import signer_of
 from gslb.health.view import QuorumView
-from gslb.probe.service import signer_of
 from gslb.probe.worker import Prober
 from gslb.serve.metrics import make_registry
 from gslb.serve.operations import Drains, RedisClients, not_ready
@@ -152,7 +152,7 @@ class Service:
 
             watcher = RedisWatcher(redis_url, self.quorum,
                                    resync_interval_s=config.health.resync_interval_s,
-                                   signer=signer_of(config))
+                                   signer=signer_of(config.health))
             shared = RedisOverrides(redis_url, self.overrides,
                                     resync_interval_s=config.health.resync_interval_s)
             self.health_source = watcher
@@ -199,7 +199,7 @@ class Service:
             self.prober.update(config.origins)
         if self.redis is not None:
             self.redis.watcher.resync_interval_s = config.health.resync_interval_s
-            self.redis.watcher.signer = signer_of(config)
+            self.redis.watcher.signer = signer_of(config.health)
             self.redis.overrides.resync_interval_s = config.health.resync_interval_s
         self.answering.install(loaded.authority)
         self.quorum.refresh()
