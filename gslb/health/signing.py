@@ -2,8 +2,8 @@
 ``hmac``) over what a probe writes to Redis, with a secret shared by every
 probe and nameserver (``health.report_key_file``, docs/redis.md "Signed
 reports"). With it, Redis is a transport, not a trust boundary: a client
-without the key can delete state, but cannot write a report, heartbeat or
-forget that a nameserver accepts.
+without the key can delete state, but cannot write a report, heartbeat,
+forget, drain or undrain that a nameserver accepts.
 
 What is signed, as compact JSON of a list (so no two inputs encode alike):
 
@@ -13,7 +13,9 @@ What is signed, as compact JSON of a list (so no two inputs encode alike):
   ``"%.6f"`` of the probe's epoch seconds);
 * a vantage hash: ``["vantage", vantage, [[field, value], ...]]`` (``at``,
   ``version``, ``pid``, ``host``; not ``redis_at``, which Redis writes);
-* a forget: ``["forget", vantage, origin, at]``.
+* a forget: ``["forget", vantage, origin, at]``;
+* a drain (hash and message): ``["drain", origin, [[field, value], ...]]``;
+  an undrain message: ``["undrain", origin, who, reason, at]``.
 
 The signature travels as the field or message key ``sig`` (64 hex digits).
 """
@@ -83,6 +85,20 @@ class Signer:
         field but ``sig`` and ``redis_at``)."""
         own = {k: v for k, v in fields.items() if k != "redis_at"}
         return self._check(["vantage", vantage, _items(own)], fields.get(SIG))
+
+    def drain(self, origin: str, fields: Mapping[str, str]) -> str:
+        """The signature of a drain's ``fields`` (hash and message)."""
+        return self._sign(["drain", origin, _items(fields)])
+
+    def verify_drain(self, origin: str, fields: Mapping[str, str]) -> bool:
+        return self._check(["drain", origin, _items(fields)], fields.get(SIG))
+
+    def undrain(self, origin: str, who: str, reason: str, at: float) -> str:
+        return self._sign(["undrain", origin, who, reason, f"{at:.6f}"])
+
+    def verify_undrain(self, origin: str, who: str, reason: str, at: float,
+                       sig: object) -> bool:
+        return self._check(["undrain", origin, who, reason, f"{at:.6f}"], sig)
 
     def forget(self, vantage: str, origin: str, at: float) -> str:
         return self._sign(["forget", vantage, origin, f"{at:.6f}"])

@@ -220,10 +220,15 @@ class GslbCollector(Collector):
                                           "(heard from within stale_after, by this "
                                           "nameserver's clock)", labels=["vantage"])
         rejected = CounterMetricFamily("gslb_health_reports_rejected", "Reports, heartbeats, "
-                                       "vantage records and forgets read from Redis and "
-                                       "dropped for their signature (health.report_key_file)",
+                                       "vantage records, forgets and drains read from Redis "
+                                       "and dropped for their signature "
+                                       "(health.report_key_file)",
                                        labels=["reason"])
-        counts = service.redis.watcher.rejected if service.redis is not None else {}
+        counts: dict[str, int] = {}
+        if service.redis is not None:
+            for part in (service.redis.watcher.rejected, service.redis.overrides.rejected):
+                for reason, n in part.items():
+                    counts[reason] = counts.get(reason, 0) + n
         for reason in ("unsigned", "bad_signature", "replayed"):
             rejected.add_metric([reason], counts.get(reason, 0))
         yield rejected

@@ -154,7 +154,8 @@ class Service:
                                    resync_interval_s=config.health.resync_interval_s,
                                    signer=signer_of(config.health))
             shared = RedisOverrides(redis_url, self.overrides,
-                                    resync_interval_s=config.health.resync_interval_s)
+                                    resync_interval_s=config.health.resync_interval_s,
+                                    signer=signer_of(config.health))
             self.health_source = watcher
             self.redis = RedisClients(watcher, shared)
         self.drains = Drains(self.overrides, shared, lambda: self.config.origins)
@@ -199,7 +200,7 @@ class Service:
             self.prober.update(config.origins)
         if self.redis is not None:
             self.redis.watcher.resync_interval_s = config.health.resync_interval_s
-            self.redis.watcher.signer = signer_of(config.health)
+            self.redis.watcher.signer = self.redis.overrides.signer = signer_of(config.health)
             self.redis.overrides.resync_interval_s = config.health.resync_interval_s
         self.answering.install(loaded.authority)
         self.quorum.refresh()

@@ -396,6 +396,19 @@ async def test_with_a_report_key_forged_hset_and_publish_move_no_answer(
                 assert await ask(port) == [ALIVE]
                 await asyncio.sleep(0.05)  # a full load gives no event
         assert watcher.rejected["unsigned"] >= 3 and watcher.rejected["bad_signature"] >= 1
+        # forged drains of the live origin: a hash and a message; neither is applied
+        drain = ["reason", "forged", "who", "mallory", "at", f"{time.time():.6f}",
+                 "expires_at", ""]
+        await redis_cli(redis_server, "HSET", "gslb:v1:override:b", *drain)
+        await redis_cli(redis_server, "PUBLISH", "gslb:v1:overrides", json.dumps(
+            {"type": "drain", "origin": "b", "fields": dict(zip(drain[::2], drain[1::2],
+                                                                strict=True))}))
+        shared = service.redis.overrides
+        async with asyncio.timeout(5):  # the message, then a full load (resync 0.3 s)
+            while shared.rejected.get("unsigned", 0) < 2:
+                assert await ask(port) == [ALIVE]
+                await asyncio.sleep(0.05)  # a full load gives no event
+        assert not service.overrides.is_drained("b")
         # the probe's own next check rewrites a's hash; then stop it and forge its heartbeats
         await probe.stop()
         stopped = time.monotonic()

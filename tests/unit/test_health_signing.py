@@ -63,3 +63,28 @@ def test_the_watcher_drops_unsigned_forged_and_replayed_messages():
     send({"type": "forget", "vantage": "eu", "origin": "o", "at": now})
     assert view.report_of("o", "eu") is not None
     assert watcher.rejected == {"unsigned": 3, "bad_signature": 1, "replayed": 2}
+
+
+def test_drains_are_signed_and_forged_ones_dropped():
+    from gslb.health.overrides import Override, Overrides, RedisOverrides
+
+    signer = Signer(KEY)
+    overrides = Overrides(None)
+    shared = RedisOverrides("redis://127.0.0.1:1/0", overrides, resync_interval_s=30,
+                            signer=signer)
+    fields = Override("o", "kernel", "alice", time.time(), None).to_fields()
+
+    def send(message: dict[str, object]) -> None:
+        shared._on_message(json.dumps(message))
+
+    send({"type": "drain", "origin": "o", "fields": fields})
+    send({"type": "drain", "origin": "o", "fields": {**fields, SIG: "0" * 64}})
+    assert not overrides.is_drained("o")
+    send({"type": "drain", "origin": "o", "fields": {**fields, SIG: signer.drain("o", fields)}})
+    assert overrides.is_drained("o")
+    send({"type": "undrain", "origin": "o", "who": "mallory", "reason": "", "at": 1.0})
+    assert overrides.is_drained("o")
+    send({"type": "undrain", "origin": "o", "who": "alice", "reason": "done", "at": 2.0,
+          SIG: signer.undrain("o", "alice", "done", 2.0)})
+    assert not overrides.is_drained("o")
+    assert shared.rejected == {"unsigned": 2, "bad_signature": 1}
