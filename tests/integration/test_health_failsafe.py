@@ -200,12 +200,13 @@ async def test_a_forged_heartbeat_cannot_freeze_a_vantage(
         forged = '{"type":"heartbeat","vantage":"v1","at":1e300}'
         assert await redis_cli(redis_server, "PUBLISH", "gslb:v1:events", forged) == "1"
         await view.wait_for(lambda: "v1" in view.fresh_vantages(), 3)
+        heard = time.monotonic()
         assert any("in the future" in r.getMessage() for r in caplog.records)
         await redis_cli(redis_server, "HSET", "gslb:v1:vantage:v1", "at", "1e300",
                         "redis_at", "1e300")
-        heard = time.monotonic()
-        await view.wait_for(lambda: "v1" not in view.fresh_vantages(), 3)
-        assert 0.7 < time.monotonic() - heard < 2.5  # stale_after 1 s by our clock
+        await view.wait_for(lambda: "v1" not in view.fresh_vantages(), 4)
+        # stale_after (1 s) after it was heard, by our clock, plus the ticker and load
+        assert 0.5 < time.monotonic() - heard < 3.0
         # a report published later, honestly dated, is applied
         fields = ["up", "0", "consecutive", "2", "last_ok", "0", "rtt_ms", "", "srtt_ms", "",
                   "detail", "connection refused", "checked_at", f"{time.time():.6f}"]
