@@ -61,19 +61,20 @@ def _load(paths: list[str]) -> Config | None:
 
 
 async def _run_until_signal(part: Service | ProbeService) -> int:
-    """Start ``part``, run until SIGINT/SIGTERM (SIGHUP reloads a
-    ``Service``'s config), stop it; exit status."""
+    """Start ``part``, run until SIGINT/SIGTERM (SIGHUP reloads its
+    config: a ``Service``'s or a ``ProbeService``'s), stop it; exit status."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[Any]] = set()
-    if isinstance(part, Service):
-        def on_hup() -> None:
-            task = loop.create_task(part.reloader.reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    def on_hup() -> None:
+        task = loop.create_task(part.reloader.reload() if isinstance(part, Service)
+                                else part.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await part.start()
     except OSError as exc:
@@ -149,7 +150,7 @@ async def _probe(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     try:
-        worker = ProbeService(config, args.vantage, args.redis)
+        worker = ProbeService(config, args.vantage, args.redis, config_paths=args.config)
     except (GslbError, ValueError) as exc:
         print(f"gslb probe: {exc}", file=sys.stderr)
         return 1
@@ -206,8 +207,11 @@ def render_status(st: dict[str, Any]) -> str:
                 cells.append("-")
                 continue
             rtt = f" {r['srtt_ms']:.1f}ms" if r["srtt_ms"] is not None else ""
-            cells.append(("up" if r["up"] else "DOWN") + rtt)
-        rows.append([o["name"], o["state"].upper(), *cells])
+            state = r.get("state") or ("up" if r["up"] else "down")
+            cells.append((state if state == "up" else state.upper()) + rtt)
+        held = {"fresh": " (held: too few fresh)", "split": " (held: split)"}.get(
+            o.get("hold") or "", "")
+        rows.append([o["name"], o["state"].upper() + held, *cells])
     lines += ["", _table(rows), ""]
     rows = [["POOL", "POLICY", "A", "AAAA", "FALLBACK"]]
     for p in st["pools"]:

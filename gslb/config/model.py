@@ -262,24 +262,49 @@ class Vantage:
     continent: str | None = None
 
 
+MIN_REPORT_KEY_BYTES = 16
+"""The shortest ``health.report_key_file`` secret accepted, bytes
+(``openssl rand -hex 32`` gives 64)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HealthSettings:
     """How vantage reports combine into an origin's state.
 
-    * ``quorum``: an origin is up when at least this many of its fresh
-      vantages say up; None means a majority (more than half) of the fresh
-      vantages. Capped at the number of fresh vantages.
+    * ``quorum``: fresh vantages that must agree to change an origin's
+      state (docs/checks.md "Several vantages: quorum"); None means a
+      majority (more than half) of the declared vantages. Never lowered to
+      the number of fresh ones: with fewer fresh, the state holds.
     * ``stale_after_s``: seconds after a vantage's last sign of life
       (heartbeat or report) when it stops counting.
     * ``heartbeat_interval_s``: seconds between a prober's heartbeats.
     * ``resync_interval_s``: seconds between full reloads of the shared
       state (Redis), repairing any missed change message.
+    * ``unknown_up``: how an origin whose state is unknown (no result has
+      decided it yet at a vantage) counts: True (``unknown: up``, the
+      default) or False (``unknown: down``); docs/checks.md argues it.
+    * ``report_key_file``: the file the shared secret was read from, and
+      ``report_key`` the secret (bytes, at least ``MIN_REPORT_KEY_BYTES``)
+      that signs and verifies reports and heartbeats in Redis
+      (``gslb.health.signing``); None: unsigned.
     """
 
     quorum: int | None = None
     stale_after_s: float = 10.0
     heartbeat_interval_s: float = 1.0
     resync_interval_s: float = 30.0
+    unknown_up: bool = True
+    report_key_file: str | None = None
+    report_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def key_ttl_s(self) -> float:
+        """Seconds a vantage's Redis keys outlive its last write (the one
+        definition; docs/redis.md): long enough to ride out a short outage,
+        short enough that a vantage that went away leaves Redis:
+        ``max(60, 6 × stale_after)``. Nameservers hold what they know past
+        it: an expired key never changes an answer."""
+        return max(60.0, 6 * self.stale_after_s)
 
 
 @dataclass(frozen=True, slots=True)

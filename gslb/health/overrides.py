@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gslb.errors import cancel_and_wait
 from gslb.health.changes import Changes
 from gslb.health.redis.schema import NAMESPACE, dumps, hash_items
+from gslb.health.signing import SIG, Signer
 from gslb.health.view import AllUpExcept, HealthView
 
 if TYPE_CHECKING:
@@ -258,12 +259,15 @@ class RedisOverrides:
     loads every drain (``Overrides.replace``), applies each announcement,
     and loads again every ``resync_interval_s`` seconds; on errors it keeps
     the drains it has, retries with capped backoff and logs one line per
-    outage. ``connected``: subscribed and loaded. Raises
+    outage. ``connected``: subscribed and loaded. With a ``signer``
+    (``health.report_key_file``) drains and undrains are signed, and those
+    read without a valid signature are dropped, logged and counted in
+    ``rejected`` (by reason: ``unsigned``, ``bad_signature``). Raises
     ``RedisConfigError`` for a bad ``url``.
     """
 
     def __init__(self, url: str, overrides: Overrides, *, resync_interval_s: float,
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, signer: Signer | None = None) -> None:
         from gslb.health.redis.client import make_client, parse_url
         from gslb.health.redis.outage import Outage
 
@@ -273,6 +277,8 @@ class RedisOverrides:
         self.namespace = NAMESPACE if namespace is None else namespace
         self.channel = f"{self.namespace}overrides"
         self.connected = False
+        self.signer = signer
+        self.rejected: dict[str, int] = {}
         self._make_client = make_client
         self._client: Redis | None = None
         self._task: asyncio.Task[None] | None = None
@@ -310,11 +316,14 @@ class RedisOverrides:
     async def drain(self, drain: Override) -> None:
         """Store and announce ``drain``, then apply it here."""
         key = self.key(drain.origin)
-        message = {"type": "drain", "origin": drain.origin, "fields": drain.to_fields()}
+        fields = drain.to_fields()
+        if self.signer is not None:
+            fields[SIG] = self.signer.drain(drain.origin, fields)
+        message = {"type": "drain", "origin": drain.origin, "fields": fields}
         try:
             pipe = self._transaction()
             pipe.delete(key)
-            pipe.hset(key, items=hash_items(drain.to_fields()))
+            pipe.hset(key, items=hash_items(fields))
             if drain.expires_at is not None:
                 pipe.pexpireat(key, int(drain.expires_at * 1000))
             pipe.publish(self.channel, dumps(message))
@@ -326,7 +335,11 @@ class RedisOverrides:
     async def undrain(self, origin: str, who: str, reason: str = "") -> bool:
         """Delete and announce the drain of ``origin``, then lift it here;
         returns whether it was drained (here)."""
-        message = {"type": "undrain", "origin": origin, "who": who, "reason": reason}
+        message: dict[str, object] = {"type": "undrain", "origin": origin, "who": who,
+                                      "reason": reason}
+        if self.signer is not None:
+            at = time.time()
+            message.update(at=at, sig=self.signer.undrain(origin, who, reason, at))
         was = self.overrides.is_drained(origin)  # our own watcher may hear it first
         try:
             pipe = self._transaction()
@@ -359,9 +372,11 @@ class RedisOverrides:
             pipe.hgetall(key)
         drains = []
         for key, fields in zip(keys, await pipe.execute(), strict=True):
+            origin = key[len(prefix):]
             try:
-                if fields:  # expired between SCAN and HGETALL
-                    drains.append(Override.from_fields(key[len(prefix):], fields))
+                if fields and self._signed(f"drain record {key}", fields, self.signer is None
+                                           or self.signer.verify_drain(origin, fields)):
+                    drains.append(Override.from_fields(origin, fields))  # (empty: expired)
             except (KeyError, ValueError) as exc:
                 log.warning("skipped malformed drain record %s: %s", key, exc)
         self.overrides.replace(drains)
@@ -370,11 +385,27 @@ class RedisOverrides:
     def _on_message(self, data: str) -> None:
         try:
             msg = json.loads(data)
+            origin = msg["origin"]
             if msg["type"] == "drain":
-                self.overrides.apply(Override.from_fields(msg["origin"], msg["fields"]))
+                if self._signed("drain message", msg["fields"], self.signer is None
+                                or self.signer.verify_drain(origin, msg["fields"])):
+                    self.overrides.apply(Override.from_fields(origin, msg["fields"]))
             elif msg["type"] == "undrain":
-                self.overrides.lift(msg["origin"], msg.get("who", "?"), msg.get("reason", ""))
+                who, reason = msg.get("who", "?"), msg.get("reason", "")
+                if self._signed("undrain message", msg, self.signer is None
+                                or self.signer.verify_undrain(origin, who, reason,
+                                                              float(msg["at"]), msg.get(SIG))):
+                    self.overrides.lift(origin, who, reason)
             else:
                 raise ValueError(f"unknown type {msg['type']!r}")
         except (KeyError, ValueError, TypeError) as exc:
             log.warning("skipped malformed override message %r: %s", data[:200], exc)
+
+    def _signed(self, what: str, record: dict[str, Any], ok: bool) -> bool:
+        """``ok``, after counting and logging a rejection when not."""
+        if not ok:
+            reason = "unsigned" if SIG not in record else "bad_signature"
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+            log.warning("rejected %s: %s (health.report_key_file)", what,
+                        reason.replace("_", " "))
+        return ok

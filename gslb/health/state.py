@@ -12,10 +12,13 @@ The definition (HAProxy's ``rise``/``fall``, gdnsd's up/down thresholds):
 Worst-case detection time is therefore ``interval × fall + timeout``
 seconds, and recovery ``interval × rise + timeout``.
 
-Initial state: **up**. An origin answers from startup, before its first
-check completes, so a restart of the nameserver never empties answers.
-(A later "unknown" state, with a declared policy for answering from
-unchecked origins, fits here as a third value of ``up``.)
+Initial state: **unknown** (``up`` is None) until a result decides it:
+the **first failure** takes an unknown origin down at once (fail safe: a
+dead origin leaves as soon as it is seen dead), ``rise`` consecutive
+successes bring it up. How an unknown origin is answered is the
+nameservers' declared policy (``health.unknown``, docs/checks.md). A probe
+that restarts or reloads does not start unknown when its vantage's last
+report survives: it seeds the state from it (``ProbeState.seed``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class Hysteresis:
     * ``rise``, ``fall``: thresholds, each at least 1 (``ValueError``
       otherwise). They may be changed between feeds (a config reload); the
       new values apply from the next ``feed``.
-    * ``up``: the current state.
+    * ``up``: the current state: True (up), False (down) or None
+      (unknown: no result has decided it yet).
     * ``consecutive``: how many results in a row, up to and including the
       last one, were the same as the last one (0 before the first feed).
     * ``last_ok``: the last result fed, None before the first feed.
@@ -37,19 +41,23 @@ class Hysteresis:
 
     __slots__ = ("consecutive", "fall", "last_ok", "rise", "up")
 
-    def __init__(self, rise: int, fall: int, up: bool = True) -> None:
+    def __init__(self, rise: int, fall: int, up: bool | None = None) -> None:
         if rise < 1 or fall < 1:
             raise ValueError(f"rise {rise} and fall {fall} must both be at least 1")
         self.rise = rise
         self.fall = fall
-        self.up = up
+        self.up: bool | None = up
         self.consecutive = 0
         self.last_ok: bool | None = None
 
     def feed(self, ok: bool) -> bool:
-        """Count one check result; returns True when ``up`` changed."""
+        """Count one check result; returns True when ``up`` changed (from
+        unknown too: a first failure, or the ``rise``-th success)."""
         self.consecutive = self.consecutive + 1 if ok == self.last_ok else 1
         self.last_ok = ok
+        if self.up is None and not ok:
+            self.up = False
+            return True
         if ok != self.up and self.consecutive >= (self.rise if ok else self.fall):
             self.up = ok
             return True
@@ -83,11 +91,14 @@ class CheckResult:
 #: outlier moves it by under a third. TCP's SRTT uses 1/8 (RFC 6298 2.3)
 #: for per-packet samples; checks are far sparser, so we weigh each more.
 EWMA_ALPHA = 0.3
-#: A smoothed RTT change is announced (pub/sub) when it moves by more than
-#: this fraction of the last announced value...
-SRTT_NOTIFY_REL = 0.10
-#: ...and by more than this many milliseconds.
-SRTT_NOTIFY_ABS_MS = 1.0
+#: A smoothed RTT change is announced (pub/sub) whenever its stored text
+#: (milliseconds, 3 decimals) changes: a publishing threshold would add to
+#: the steering's switch margin (``switch_margin``), so that a nameserver
+#: could steer by a value that lags the probe's by up to the threshold for
+#: as long as the resync interval (issue 14: 85.3 ms held against a true 80
+#: ms for 27 s). Announcing every move keeps what a nameserver steers by at
+#: most one check interval behind.
+SRTT_NOTIFY_DECIMALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +106,8 @@ class VantageReport:
     """One vantage's view of one origin after a check: the unit of shared
     health state (a Redis hash, a pub/sub message, a view entry).
 
-    * ``up``: state after rise/fall hysteresis.
+    * ``up``: state after rise/fall hysteresis: True, False, or None
+      (unknown: not decided yet, see ``Hysteresis``).
     * ``consecutive``: results in a row equal to the last (``last_ok``).
     * ``rtt_ms``: the last check's round trip, milliseconds (None if it
       made no connection); ``srtt_ms``: smoothed RTT (``EWMA_ALPHA``) over
@@ -107,7 +119,7 @@ class VantageReport:
 
     origin: str
     vantage: str
-    up: bool
+    up: bool | None
     consecutive: int
     last_ok: bool | None
     rtt_ms: float | None
@@ -115,10 +127,20 @@ class VantageReport:
     detail: str
     checked_at: float
 
+    @property
+    def state(self) -> str:
+        """``up``, ``down``, ``unknown`` or ``degraded`` (up, but the last
+        check failed: fewer than ``fall`` times so far)."""
+        if self.up is None:
+            return "unknown"
+        if not self.up:
+            return "down"
+        return "degraded" if self.last_ok is False else "up"
+
     def to_fields(self) -> dict[str, str]:
         """Flat text fields (a Redis hash, JSON), without origin/vantage."""
         return {
-            "up": "1" if self.up else "0",
+            "up": "" if self.up is None else ("1" if self.up else "0"),
             "consecutive": str(self.consecutive),
             "last_ok": "" if self.last_ok is None else ("1" if self.last_ok else "0"),
             "rtt_ms": "" if self.rtt_ms is None else f"{self.rtt_ms:.3f}",
@@ -134,9 +156,11 @@ class VantageReport:
         def opt_float(key: str) -> float | None:
             return float(fields[key]) if fields.get(key) else None
 
-        last_ok = fields.get("last_ok", "")
+        last_ok, up = fields.get("last_ok", ""), fields["up"]
+        if up not in ("", "0", "1"):
+            raise ValueError(f"up must be 1, 0 or empty, not {up!r}")
         return cls(
-            origin=origin, vantage=vantage, up=fields["up"] == "1",
+            origin=origin, vantage=vantage, up=None if up == "" else up == "1",
             consecutive=int(fields["consecutive"]),
             last_ok=None if last_ok == "" else last_ok == "1",
             rtt_ms=opt_float("rtt_ms"), srtt_ms=opt_float("srtt_ms"),
@@ -145,11 +169,12 @@ class VantageReport:
 
 
 class _OriginProbe:
-    __slots__ = ("announced_srtt", "announced_up", "hysteresis", "srtt_ms")
+    __slots__ = ("announced", "announced_srtt", "announced_up", "hysteresis", "srtt_ms")
 
     def __init__(self, rise: int, fall: int) -> None:
         self.hysteresis = Hysteresis(rise, fall)
         self.srtt_ms: float | None = None
+        self.announced = False
         self.announced_up: bool | None = None
         self.announced_srtt: float | None = None
 
@@ -168,9 +193,9 @@ class ProbeState:
                 now: float) -> tuple[VantageReport, bool, bool]:
         """Count one check ``result`` of ``origin`` finished at ``now`` (epoch
         seconds). Returns ``(report, state_changed, notify)``: ``notify`` is
-        True when the state changed or the smoothed RTT moved by more than
-        ``SRTT_NOTIFY_REL`` and ``SRTT_NOTIFY_ABS_MS`` since last announced
-        (the caller then announces the report and it becomes the new basis).
+        True when the state changed or the smoothed RTT moved at all (to
+        ``SRTT_NOTIFY_DECIMALS`` places) since last announced: the caller
+        then announces the report.
         """
         slot = self._origins.get(origin)
         if slot is None:
@@ -183,16 +208,42 @@ class ProbeState:
                             else self.alpha * result.rtt_ms + (1 - self.alpha) * slot.srtt_ms)
         report = VantageReport(origin, self.vantage, h.up, h.consecutive, h.last_ok,
                                result.rtt_ms, slot.srtt_ms, result.detail, now)
-        notify = changed or slot.announced_up is None or _srtt_moved(
+        notify = changed or not slot.announced or slot.announced_up != h.up or _srtt_moved(
             slot.announced_srtt, slot.srtt_ms)
         if notify:
+            slot.announced = True
             slot.announced_up, slot.announced_srtt = h.up, slot.srtt_ms
         return report, changed, notify
 
+    def seed(self, report: VantageReport, rise: int, fall: int) -> None:
+        """Start ``report.origin`` from ``report`` (its vantage's last report,
+        read back from Redis by a probe that starts or reloads): state,
+        consecutive count, last result and smoothed RTT carry on, and the
+        report counts as announced (the nameservers hold it already)."""
+        slot = self._origins[report.origin] = _OriginProbe(rise, fall)
+        h = slot.hysteresis
+        h.up, h.consecutive, h.last_ok = report.up, report.consecutive, report.last_ok
+        slot.srtt_ms = report.srtt_ms
+        slot.announced = True
+        slot.announced_up, slot.announced_srtt = report.up, report.srtt_ms
+
+    def check_changed(self, origin: str) -> None:
+        """``origin``'s check changed (a reload): its state carries on (a down
+        origin stays down until ``rise`` successes of the new check), but the
+        smoothed RTT, a measurement of the old check, starts afresh."""
+        slot = self._origins.get(origin)
+        if slot is not None:
+            slot.srtt_ms = None
+
     def forget(self, origin: str) -> None:
-        """Drop ``origin``'s state (its check changed or it was removed): the
-        next result starts afresh, up."""
+        """Drop ``origin``'s state (its check was removed, or the origin): a
+        check added again later starts unknown."""
         self._origins.pop(origin, None)
+
+    def srtt_ms(self, origin: str) -> float | None:
+        """``origin``'s smoothed RTT here, milliseconds (None: none yet)."""
+        slot = self._origins.get(origin)
+        return None if slot is None else slot.srtt_ms
 
     def origins(self) -> frozenset[str]:
         """Names of the origins with state."""
@@ -202,7 +253,4 @@ class ProbeState:
 def _srtt_moved(old: float | None, new: float | None) -> bool:
     if new is None:
         return False
-    if old is None:
-        return True
-    delta = abs(new - old)
-    return delta > SRTT_NOTIFY_ABS_MS and delta > SRTT_NOTIFY_REL * old
+    return old is None or round(new, SRTT_NOTIFY_DECIMALS) != round(old, SRTT_NOTIFY_DECIMALS)

@@ -1,22 +1,32 @@
 """Health state as steering reads it, and where probers send their reports.
 
 ``QuorumView`` combines the reports of every vantage into one state per
-origin (DESIGN "Semantics worth getting right"):
+origin (docs/checks.md "Several vantages: quorum", exactly):
 
-* an origin is **up** when at least ``quorum`` of its **fresh** vantages say
-  up; ``quorum`` None means a majority: more than half of the fresh ones.
-  The quorum is capped at the number of fresh vantages, so a lone fresh
-  vantage decides alone;
-* a vantage is **fresh** while its last sign of life (a heartbeat, or a
-  report's ``checked_at``) is at most ``stale_after_s`` seconds old; a
-  vantage that falls silent stops counting;
-* when no vantage of an origin is fresh, the **last known state holds**
-  (and ``degraded`` says so);
-* an origin with no report at all is up (no check configured, or not
-  checked yet).
+* a vantage is **fresh** while its last sign of life (a heartbeat or a
+  report) was **received** at most ``stale_after_s`` seconds ago, by this
+  view's own clock (a full load from Redis dates it by Redis ``TIME``); the
+  sender's timestamps never decide freshness, and one in the future is
+  clamped to now and logged;
+* each fresh vantage with a report on the origin **votes** up or down (an
+  ``unknown`` report votes as ``unknown_up`` says, and unknown votes alone
+  decide nothing); ``need`` is ``quorum``,
+  or, for a majority, more than half of the known vantages (those declared,
+  ``set_origins``; else those ever heard from), never of the fresh ones only;
+* the origin goes **up** when at least ``need`` votes say up, **down** when
+  at least ``need`` say down (both: the larger side, a tie holds); otherwise
+  its state **holds**: fewer than ``need`` vantages cannot change it, in
+  either direction. When fewer than ``need`` vantages vote the hold is
+  **degraded** (logged, ``degraded``, ``/readyz``);
+* an origin never decided is **unknown** and answered as ``unknown_up``
+  says; an origin without a check is always up.
+
+Reports are dropped only by ``forget`` and ``set_origins``: an expired key
+or an emptied Redis (a full load without them) keeps the last known state.
 
 Staleness moves with time, not with messages: call ``refresh()`` now and
-then (the service does, every ``stale_after_s / 4`` seconds at most).
+then (the service does, every ``stale_after_s / 4`` seconds at most); it
+logs each vantage going stale and fresh again.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Protocol
 
@@ -103,42 +113,59 @@ class ReportSink(Protocol):
     def forget(self, origin: str, vantage: str) -> None: ...
 
 
+#: Seconds a sender's timestamp may run ahead of this view's clock before
+#: it is logged (it is clamped to now whatever the amount).
+FUTURE_LOG_S = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class OriginStatus:
     """One origin as the view sees it: overall ``up``; ``fresh`` and
-    ``stale`` vantage names; ``quorum`` needed at the last evaluation (0
-    when no vantage was fresh: last known state held); every vantage's last
-    ``reports``."""
+    ``stale`` vantage names (of its reports); ``quorum``: the votes ``need``ed
+    to change its state; ``held``: why its state holds (None: it follows the
+    votes; ``"fresh"``: fewer than ``quorum`` fresh vantages, degraded;
+    ``"split"``: no side has ``quorum`` votes); ``unknown``: never decided
+    (answered by the ``unknown`` policy); every vantage's last ``reports``."""
 
     up: bool
     fresh: tuple[str, ...]
     stale: tuple[str, ...]
     quorum: int
     reports: Mapping[str, VantageReport]
+    held: str | None = None
+    unknown: bool = False
 
 
 class QuorumView:
     """The combined health view (see the module doc); also a ``ReportSink``,
     so the embedded prober reports straight into it.
 
-    ``quorum``: None (majority) or at least 1. ``stale_after_s``: seconds.
-    ``clock``: epoch seconds (``time.time``), replaceable in tests. Not
-    thread-safe: use from one event loop.
+    ``quorum``: None (majority) or at least 1 (``ValueError`` otherwise).
+    ``stale_after_s``: seconds. ``unknown_up``: how an undecided origin and
+    an ``unknown`` vote count. ``clock``: epoch seconds (``time.time``),
+    replaceable in tests. Not thread-safe: use from one event loop.
     """
 
     def __init__(self, quorum: int | None = None, stale_after_s: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, unknown_up: bool = True) -> None:
         if quorum is not None and quorum < 1:
             raise ValueError(f"quorum must be at least 1, not {quorum}")
         self.quorum = quorum
         self.stale_after_s = stale_after_s
+        self.unknown_up = unknown_up
         self.clock = clock
         self._reports: dict[str, dict[str, VantageReport]] = {}
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # vantage: when last heard (our clock)
+        self._fresh_now: set[str] = set()  # fresh at the last refresh (for the log)
+        self._vantages: frozenset[str] | None = None  # declared; None: those heard from
+        self._checked: set[str] = set()  # origins with a check (unknown until decided)
+        self._reporting: set[str] = set()  # vantages that ever sent a report
+        self._state: dict[str, bool] = {}  # decided origins: up?
         self._down: set[str] = set()
-        self._held: set[str] = set()  # origins whose state is held (no fresh vantage)
+        self._held: dict[str, str] = {}  # origin: why held ("fresh" or "split")
         self._generation = 0
         self._changes = Changes()
+        self._future_logged: dict[str, float] = {}
 
     # -- HealthView ----------------------------------------------------------
 
@@ -165,62 +192,93 @@ class QuorumView:
         self.apply(report)
 
     def heartbeat(self, vantage: str, now: float) -> None:
-        if now > self._seen.get(vantage, 0.0):
-            self._seen[vantage] = now
-            self._changes.wake()
+        """``vantage`` is alive: it counts as heard from at this view's clock;
+        ``now`` (the sender's epoch seconds) is only checked, and logged
+        when it runs ahead."""
+        self._clamp(vantage, now, "heartbeat")
+        self._heard(vantage, self.clock())
 
     def forget(self, origin: str, vantage: str) -> None:
+        """Drop ``vantage``'s report on ``origin`` (its check was removed
+        there). When it was the last report of an origin this view does not
+        know as checked (``set_origins``), the origin's state goes too; a
+        checked origin keeps its last decided state."""
         reports = self._reports.get(origin)
         if reports is not None and reports.pop(vantage, None) is not None:
             if not reports:
                 del self._reports[origin]
+                if origin not in self._checked:
+                    self._state.pop(origin, None)
             self._settle(origin, self.clock())
 
     # -- updates ----------------------------------------------------------------
 
     def apply(self, report: VantageReport) -> bool:
-        """Take one report (newer than what we hold; an older one is ignored).
-        Returns True when the origin's overall state changed."""
+        """Take one report just received (newer than what we hold; an older
+        one is ignored; a ``checked_at`` in the future is clamped to now and
+        logged); its vantage counts as heard from now. Returns True when the
+        origin's overall state changed."""
+        now = self.clock()
+        report = self._clamped(report, now)
         reports = self._reports.setdefault(report.origin, {})
         old = reports.get(report.vantage)
         if old is not None and old.checked_at > report.checked_at:
-            return False
+            return False  # older: not a sign of life either
+        self._heard(report.vantage, now)
+        self._reporting.add(report.vantage)
         reports[report.vantage] = report
-        self.heartbeat(report.vantage, report.checked_at)
-        return self._settle(report.origin, self.clock())
+        return self._settle(report.origin, now)
 
     def replace(self, reports: Iterable[VantageReport], seen: Mapping[str, float]) -> int:
-        """A full reload (resync): ``reports`` is every report there is,
-        ``seen`` each vantage's last heartbeat (epoch s). Reports absent
-        from it are dropped (their vantage went away). Returns how many
-        origins changed state."""
-        fresh: dict[str, dict[str, VantageReport]] = {}
+        """A full load (resync): ``reports`` is every report the store holds,
+        ``seen`` when each vantage was last heard from, in this view's clock
+        (epoch seconds; a time in the future counts as now). A report newer
+        than the one held replaces it; reports missing from the load are
+        KEPT (an expired key or an emptied store never changes a state).
+        Returns how many origins changed state."""
+        now = self.clock()
         for r in reports:
-            old = self._reports.get(r.origin, {}).get(r.vantage)
-            fresh.setdefault(r.origin, {})[r.vantage] = (
-                old if old is not None and old.checked_at > r.checked_at else r)
+            r = self._clamped(r, now)
+            held = self._reports.setdefault(r.origin, {})
+            old = held.get(r.vantage)
+            if old is None or old.checked_at <= r.checked_at:
+                held[r.vantage] = r
+                self._reporting.add(r.vantage)
         for vantage, ts in seen.items():
-            self.heartbeat(vantage, ts)
-        origins = self._reports.keys() | fresh.keys()
-        self._reports = fresh
-        now = self.clock()
-        return sum(self._settle(origin, now) for origin in origins)
+            self._heard(vantage, min(ts, now))
+        return self.refresh()
 
-    def set_origins(self, names: Iterable[str]) -> None:
-        """Keep only the state of origins in ``names`` (a config reload)."""
-        keep = set(names)
-        now = self.clock()
-        for origin in [o for o in self._reports if o not in keep]:
+    def set_origins(self, checked: Iterable[str],
+                    vantages: Iterable[str] | None = None) -> None:
+        """A config (re)load: ``checked`` are the origins with a check (one
+        never decided is unknown; the state of any other is dropped: it is
+        up); ``vantages`` the declared ones (None: those heard from): a
+        majority is counted on them, and reports of others are dropped."""
+        self._checked = set(checked)
+        if vantages is not None:
+            self._vantages = frozenset(vantages)
+            for reports in self._reports.values():
+                for v in [v for v in reports if v not in self._vantages]:
+                    del reports[v]
+        for origin in [o for o in self._reports if o not in self._checked]:
             del self._reports[origin]
-            self._settle(origin, now)
-        for origin in [o for o in self._down if o not in keep]:
-            self._settle(origin, now)
+        for origin in [o for o in self._state if o not in self._checked]:
+            del self._state[origin]
+        self.refresh()
 
     def refresh(self) -> int:
         """Re-evaluate every origin at the current time (staleness moves with
-        time). Returns how many origins changed state."""
+        time); log each vantage gone stale. Returns how many origins changed
+        state."""
         now = self.clock()
-        return sum(self._settle(origin, now) for origin in list(self._reports))
+        for vantage in sorted(self._fresh_now):
+            if not self._fresh(vantage, now):
+                self._fresh_now.discard(vantage)
+                log.warning("vantage %s stale: not heard from for %.1f s (stale_after %g s); "
+                            "it stops counting", vantage, now - self._seen[vantage],
+                            self.stale_after_s)
+        origins = self._reports.keys() | self._checked | self._state.keys() | self._down
+        return sum(self._settle(origin, now) for origin in sorted(origins))
 
     # -- reading -----------------------------------------------------------------
 
@@ -229,11 +287,25 @@ class QuorumView:
         now = self.clock() if now is None else now
         return frozenset(v for v, ts in self._seen.items() if now - ts <= self.stale_after_s)
 
+    def known_vantages(self) -> frozenset[str]:
+        """The vantages a majority is counted on: those declared
+        (``set_origins``), else every vantage heard from."""
+        if self._vantages is not None:
+            return self._vantages
+        return frozenset(self._seen.keys() | self._reporting)
+
+    def need(self) -> int:
+        """Votes that change an origin's state: ``quorum``, or more than half
+        of ``known_vantages()`` (at least 1)."""
+        if self.quorum is not None:
+            return self.quorum
+        return len(self.known_vantages()) // 2 + 1
+
     @property
     def degraded(self) -> bool:
-        """True when some checked origin has no fresh vantage (its last known
-        state is held)."""
-        return bool(self._held)
+        """True when some origin with reports holds its state because fewer
+        than ``need()`` of its vantages are fresh."""
+        return any(why == "fresh" for why in self._held.values())
 
     def status(self, origin: str) -> OriginStatus:
         """How ``origin``'s state comes about now."""
@@ -241,8 +313,29 @@ class QuorumView:
         reports = self._reports.get(origin, {})
         fresh = tuple(sorted(v for v in reports if self._fresh(v, now)))
         stale = tuple(sorted(v for v in reports if v not in fresh))
-        return OriginStatus(self.is_up(origin), fresh, stale, self._need(len(fresh)),
-                            MappingProxyType(dict(reports)))
+        unknown = origin in self._checked and origin not in self._state
+        return OriginStatus(self.is_up(origin), fresh, stale, self.need(),
+                            MappingProxyType(dict(reports)), self._held.get(origin), unknown)
+
+    def report_of(self, origin: str, vantage: str) -> VantageReport | None:
+        """The report held from ``vantage`` on ``origin``, if any."""
+        return self._reports.get(origin, {}).get(vantage)
+
+    def state(self, origin: str) -> str:
+        """``origin``'s state as operators see it (drains aside): ``down``
+        (not answered), ``unknown`` (answered or not per ``unknown_up``,
+        never decided), ``degraded`` (answered, but the last check of some
+        fresh vantage failed, fewer than ``fall`` times or outvoted), or
+        ``up``."""
+        if origin in self._down:
+            return "down"
+        if origin in self._checked and origin not in self._state:
+            return "unknown"
+        now = self.clock()
+        if any(r.last_ok is False for v, r in self._reports.get(origin, {}).items()
+               if self._fresh(v, now)):
+            return "degraded"
+        return "up"
 
     def snapshot(self) -> dict[str, OriginStatus]:
         """``status`` of every origin with reports."""
@@ -257,38 +350,96 @@ class QuorumView:
     # -- internals ----------------------------------------------------------------
 
     def _fresh(self, vantage: str, now: float) -> bool:
-        return now - self._seen.get(vantage, 0.0) <= self.stale_after_s
+        seen = self._seen.get(vantage)
+        return seen is not None and now - seen <= self.stale_after_s
 
-    def _need(self, fresh: int) -> int:
-        if fresh == 0:
-            return 0
-        return min(self.quorum, fresh) if self.quorum is not None else fresh // 2 + 1
+    def _heard(self, vantage: str, at: float) -> None:
+        """``vantage`` heard from at ``at`` (our clock)."""
+        if at <= self._seen.get(vantage, -float("inf")):
+            return
+        was = self._seen.get(vantage)
+        self._seen[vantage] = at
+        now = self.clock()
+        if vantage not in self._fresh_now and now - at <= self.stale_after_s:
+            self._fresh_now.add(vantage)
+            if was is None:
+                log.info("vantage %s fresh: first heard from", vantage)
+            else:
+                log.info("vantage %s fresh again after %.1f s of silence", vantage, at - was)
+        self._changes.wake()
+
+    def _clamp(self, vantage: str, at: float, what: str) -> float:
+        """``at`` (a sender's epoch seconds) clamped to now; logged (once a
+        minute per vantage) when it ran ahead by more than ``FUTURE_LOG_S``."""
+        now = self.clock()
+        if at <= now:
+            return at
+        if at - now > FUTURE_LOG_S and now - self._future_logged.get(vantage, -1e18) >= 60:
+            self._future_logged[vantage] = now
+            log.warning("vantage %s: %s timestamp %.6g is %.3g s in the future (its clock, "
+                        "or a forgery); clamped to now", vantage, what, at, at - now)
+        return now
+
+    def _clamped(self, report: VantageReport, now: float) -> VantageReport:
+        if report.checked_at <= now:
+            return report
+        return replace(report, checked_at=self._clamp(report.vantage, report.checked_at,
+                                                      "report"))
+
+    def _decide(self, origin: str, now: float) -> tuple[bool | None, str | None]:
+        """``(up, held)`` by the votes: ``up`` None when they change nothing;
+        ``held`` why (None, ``"fresh"``, ``"split"``)."""
+        fresh = [r.up for v, r in self._reports.get(origin, {}).items() if self._fresh(v, now)]
+        need = self.need()
+        if len(fresh) < need:
+            return None, ("fresh" if origin in self._reports else None)
+        if all(up is None for up in fresh):
+            return None, None  # unknown everywhere: still undecided (the policy answers)
+        votes = [up if up is not None else self.unknown_up for up in fresh]
+        ups = sum(votes)
+        downs = len(votes) - ups
+        if ups >= need and downs >= need:
+            return (None, "split") if ups == downs else (ups > downs, None)
+        if ups >= need or downs >= need:
+            return ups >= need, None
+        return None, "split"
 
     def _settle(self, origin: str, now: float) -> bool:
-        reports = self._reports.get(origin, {})
-        fresh = [r for v, r in reports.items() if self._fresh(v, now)]
         was_up = origin not in self._down
-        if reports and not fresh:
-            if origin not in self._held:
-                self._held.add(origin)
-                log.warning("origin %s: no fresh vantage (of %s); holding last known state %s",
-                            origin, ", ".join(sorted(reports)), "UP" if was_up else "DOWN")
-            up = was_up
-        else:
-            if origin in self._held:
-                self._held.discard(origin)
-                log.info("origin %s: fresh vantages again: %s", origin,
-                         ", ".join(sorted(r.vantage for r in fresh)))
-            need = self._need(len(fresh))
-            ups = sum(r.up for r in fresh)
-            up = ups >= need if fresh else True
+        decided, held = self._decide(origin, now)
+        if decided is not None:
+            self._state[origin] = decided
+        up = self._state.get(origin, self.unknown_up or origin not in self._checked)
+        self._log_hold(origin, held, up)
         changed = up != was_up
         if changed:
             (self._down.discard if up else self._down.add)(origin)
             self._generation += 1
+            reports = self._reports.get(origin, {})
+            fresh = [r for v, r in reports.items() if self._fresh(v, now)]
             log.log(logging.INFO if up else logging.WARNING,
-                    "origin %s %s: %d of %d fresh vantage(s) up, quorum %d", origin,
-                    "UP" if up else "DOWN", sum(r.up for r in fresh), len(fresh),
-                    self._need(len(fresh)))
+                    "origin %s %s: %d of %d fresh vantage(s) up, quorum %d%s", origin,
+                    "UP" if up else "DOWN", sum(bool(r.up) for r in fresh), len(fresh),
+                    self.need(), "" if decided is not None else " (unknown)")
         self._changes.wake()
         return changed
+
+    def _log_hold(self, origin: str, held: str | None, up: bool) -> None:
+        was = self._held.get(origin)
+        if held == was:
+            return
+        if held is None:
+            del self._held[origin]
+            if was == "fresh":
+                log.info("origin %s: enough fresh vantages again (quorum %d)", origin,
+                         self.need())
+            return
+        self._held[origin] = held
+        state = "UP" if up else "DOWN"
+        if held == "fresh":
+            reports = self._reports.get(origin, {})
+            log.warning("origin %s: fewer than %d fresh vantage(s) (of %s); holding last known "
+                        "state %s", origin, self.need(), ", ".join(sorted(reports)), state)
+        else:
+            log.info("origin %s: no %d fresh vantages agree; holding state %s", origin,
+                     self.need(), state)

@@ -19,13 +19,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import aiohttp
 
 from gslb.config.model import Check, Origin
 from gslb.errors import raise_if_cancelling
-from gslb.health.state import CheckResult, ProbeState
+from gslb.health.state import CheckResult, ProbeState, VantageReport
 from gslb.health.view import ReportSink
 from gslb.probe.checks import run_check
 from gslb.probe.checks.http import make_session
@@ -40,11 +40,14 @@ class Prober:
     """Checks ``origins`` (those with a ``check``) from ``vantage`` and
     reports into ``sink``.
 
-    ``start()`` launches the tasks; ``update(origins)`` applies a reloaded
-    config (new, removed and changed checks; the state of origins whose
-    check is unchanged is kept, the state of a changed check starts afresh);
-    ``stop()`` cancels and awaits every task and closes the HTTP session.
-    ``rng`` makes the jitter reproducible in tests.
+    ``seed(reports)`` starts origins from their vantage's last reports
+    (a restarted or reloaded probe: see ``ProbeState.seed``); ``start()``
+    launches the tasks; ``update(origins)`` applies a reloaded config (new,
+    removed and changed checks; the state of an origin whose check changed
+    carries on, so a down origin stays down until the new check succeeds
+    ``rise`` times; a removed check's state is dropped and forgotten by the
+    sink); ``stop()`` cancels and awaits every task and closes the HTTP
+    session. ``rng`` makes the jitter reproducible in tests.
     """
 
     def __init__(self, origins: Mapping[str, Origin], sink: ReportSink,
@@ -66,6 +69,25 @@ class Prober:
         """Names of the origins being checked now."""
         return frozenset(self._tasks)
 
+    @property
+    def checks(self) -> Mapping[str, Check]:
+        """The check of every checked origin of the config in force."""
+        return self._checks
+
+    def seed(self, reports: Iterable[VantageReport]) -> int:
+        """Start each origin of ``reports`` (this vantage's, with a check in
+        the config in force and no state here yet) from that report; returns
+        how many were seeded. Others are ignored."""
+        seeded = 0
+        for report in reports:
+            check = self._checks.get(report.origin)
+            if (check is None or report.vantage != self.vantage
+                    or report.origin in self.state.origins()):
+                continue
+            self.state.seed(report, check.rise, check.fall)
+            seeded += 1
+        return seeded
+
     async def start(self) -> None:
         """Open the shared HTTP session and start one task per checked origin."""
         if self._session is None:
@@ -77,10 +99,11 @@ class Prober:
                                                   name=f"gslb-heartbeat-{self.vantage}")
 
     def update(self, origins: Mapping[str, Origin]) -> None:
-        """Apply a reloaded config: stop tasks of origins removed or whose
-        check changed, drop their state, start tasks for new or changed
-        checks. Call from the event loop; before ``start()`` it only records
-        the new origins."""
+        """Apply a reloaded config: stop the tasks of origins removed or whose
+        check changed; drop (and forget in the sink) the state of removed
+        checks; keep the state of changed ones (``ProbeState.check_changed``);
+        start tasks for new or changed checks at once. Call from the event
+        loop; before ``start()`` it only records the new origins."""
         new = _checks_of(origins)
         old, self._checks = self._checks, new
         if self._session is None:
@@ -88,8 +111,11 @@ class Prober:
         changed = [name for name in old if new.get(name) != old[name]]
         for name in changed:
             self._retire(name)
-            self.state.forget(name)
-            self.sink.forget(name, self.vantage)
+            if name in new:
+                self.state.check_changed(name)
+            else:
+                self.state.forget(name)
+                self.sink.forget(name, self.vantage)
         for name in new:
             if name not in self._tasks:
                 self._spawn(name)

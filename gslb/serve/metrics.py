@@ -21,13 +21,21 @@ Families (labels in braces):
   all-down fallback; ``gslb_steering_pool_in_fallback{pool,family}``;
 * ``gslb_health_transitions_total{origin,state}``: overall state changes
   (``up``, ``down``, ``drained``, ``undrained``);
+* ``gslb_origin_state{origin,state}``: 1 for the current state (``up``,
+  ``degraded``, ``unknown``, ``down``, ``drained``), 0 for the others;
 * ``gslb_health_origin_up{origin}`` (after drains),
   ``gslb_health_origin_drained{origin}``,
   ``gslb_health_vantage_up{origin,vantage}``,
   ``gslb_health_vantage_fresh{origin,vantage}``,
   ``gslb_health_srtt_seconds{origin,vantage}`` (smoothed RTT),
   ``gslb_health_last_check_timestamp_seconds{origin,vantage}``,
-  ``gslb_health_degraded`` (1: some origin has no fresh vantage);
+  ``gslb_health_degraded`` (1: some origin holds its state with fewer
+  than quorum fresh vantages);
+* ``gslb_health_reports_rejected_total{reason}`` (``unsigned``,
+  ``bad_signature``, ``replayed``): health records and messages from Redis
+  dropped for their signature (``health.report_key_file``);
+* ``gslb_vantage_fresh{vantage}``: 1 while the vantage counts (heard from
+  within ``stale_after``), for every known vantage;
 * ``gslb_redis_connected{client}`` (``health``, ``overrides``; only with
   Redis);
 * ``gslb_config_generation``, ``gslb_config_reloads_total{result}``,
@@ -178,11 +186,18 @@ class GslbCollector(Collector):
                                "(healthy and not drained)", labels=["origin"])
         drained = GaugeMetricFamily("gslb_health_origin_drained", "1 while drained",
                                     labels=["origin"])
+        state = GaugeMetricFamily("gslb_origin_state", "1 for the origin's current state: up, "
+                                  "degraded (answered, a recent check failed), unknown, down, "
+                                  "drained", labels=["origin", "state"])
         for name in sorted(service.config.origins):
             up.add_metric([name], int(service.view.is_up(name)))
             drained.add_metric([name], int(overrides.is_drained(name)))
+            now = "drained" if overrides.is_drained(name) else view.state(name)
+            for each in ORIGIN_STATES:
+                state.add_metric([name, each], int(each == now))
         yield up
         yield drained
+        yield state
         labels = ["origin", "vantage"]
         vup = GaugeMetricFamily("gslb_health_vantage_up", "1 when the vantage's last state "
                                 "(after rise/fall) is up", labels=labels)
@@ -195,15 +210,39 @@ class GslbCollector(Collector):
                                     labels=labels)
         for origin, status in sorted(view.snapshot().items()):
             for vantage, report in sorted(status.reports.items()):
-                vup.add_metric([origin, vantage], int(report.up))
+                vup.add_metric([origin, vantage], int(report.up is True))  # unknown: 0
                 fresh.add_metric([origin, vantage], int(vantage in status.fresh))
                 checked.add_metric([origin, vantage], report.checked_at)
                 if report.srtt_ms is not None:
                     srtt.add_metric([origin, vantage], report.srtt_ms / 1000.0)
         yield from (vup, fresh, srtt, checked)
-        yield GaugeMetricFamily("gslb_health_degraded", "1 when some origin has no fresh "
-                                "vantage (its last known state is held)",
+        yield GaugeMetricFamily("gslb_health_degraded", "1 when some origin holds its last "
+                                "known state with fewer than quorum fresh vantages",
                                 value=int(view.degraded))
+        vantage_fresh = GaugeMetricFamily("gslb_vantage_fresh", "1 while the vantage counts "
+                                          "(heard from within stale_after, by this "
+                                          "nameserver's clock)", labels=["vantage"])
+        rejected = CounterMetricFamily("gslb_health_reports_rejected", "Reports, heartbeats, "
+                                       "vantage records, forgets and drains read from Redis "
+                                       "and dropped for their signature "
+                                       "(health.report_key_file)",
+                                       labels=["reason"])
+        counts: dict[str, int] = {}
+        if service.redis is not None:
+            for part in (service.redis.watcher.rejected, service.redis.overrides.rejected):
+                for reason, n in part.items():
+                    counts[reason] = counts.get(reason, 0) + n
+        for reason in ("unsigned", "bad_signature", "replayed"):
+            rejected.add_metric([reason], counts.get(reason, 0))
+        yield rejected
+        fresh_now = view.fresh_vantages()
+        for vantage in sorted(view.known_vantages() | fresh_now):
+            vantage_fresh.add_metric([vantage], int(vantage in fresh_now))
+        yield vantage_fresh
+
+
+#: The values of ``gslb_origin_state``'s ``state`` label.
+ORIGIN_STATES = ("up", "degraded", "unknown", "down", "drained")
 
 
 def make_registry(service: Measured) -> CollectorRegistry:

@@ -74,7 +74,8 @@ def not_ready(started: bool, redis: RedisClients | None, workers: Sequence[Mappi
     """Why a nameserver should not get traffic; empty when ready: not
     ``started``, a ``redis`` client not connected, one of ``workers``
     (:meth:`gslb.workers.supervisor.WorkerPool.status`) not answering, or
-    ``health`` degraded (an origin with no fresh vantage)."""
+    ``health`` degraded (an origin holding its state: fewer than quorum
+    fresh vantages)."""
     reasons = []
     if not started:
         reasons.append("not started: zones not loaded yet")
@@ -87,9 +88,9 @@ def not_ready(started: bool, redis: RedisClients | None, workers: Sequence[Mappi
             reasons.append("worker(s) not answering (being started again): "
                            + ", ".join(map(str, down)))
     if health.degraded:
-        held = sorted(o for o, st in health.snapshot().items() if st.reports and not st.fresh)
-        reasons.append("health view degraded: no fresh vantage for "
-                       + ", ".join(held[:10]) + (" ..." if len(held) > 10 else ""))
+        held = sorted(o for o, st in health.snapshot().items() if st.held == "fresh")
+        reasons.append(f"health view degraded: fewer than quorum ({health.need()}) fresh "
+                       "vantages for " + ", ".join(held[:10]) + (" ..." if len(held) > 10 else ""))
     return reasons
 
 

@@ -33,6 +33,7 @@ from gslb.dns.server import DnsServer
 from gslb.errors import ConfigError
 from gslb.geo import AsnDB, GeoDB, GeoDBError
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
+from gslb.health.signing import signer_of
 from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
 from gslb.serve.metrics import make_registry
@@ -122,8 +123,11 @@ class Service:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.started_at: float | None = None
         self.settings = AnswerSettings(answer_cache, query_log_sample, server_id)
-        self.quorum = QuorumView(config.health.quorum, config.health.stale_after_s)
+        self.quorum = QuorumView(config.health.quorum, config.health.stale_after_s,
+                                 unknown_up=config.health.unknown_up)
         """Health as the vantages report it (before drains)."""
+        self._embedded = redis_url is None
+        self._set_origins(config)
         self.overrides = Overrides(overrides_path if redis_url is None else None)
         self.overrides.load_file()
         self.view = DrainedView(self.quorum, self.overrides)
@@ -163,9 +167,11 @@ class Service:
             from gslb.health.redis.watcher import RedisWatcher
 
             watcher = RedisWatcher(redis_url, self.quorum,
-                                   resync_interval_s=config.health.resync_interval_s)
+                                   resync_interval_s=config.health.resync_interval_s,
+                                   signer=signer_of(config.health))
             shared = RedisOverrides(redis_url, self.overrides,
-                                    resync_interval_s=config.health.resync_interval_s)
+                                    resync_interval_s=config.health.resync_interval_s,
+                                    signer=signer_of(config.health))
             self.health_source = watcher
             self.redis = RedisClients(watcher, shared)
         self.drains = Drains(self.overrides, shared, lambda: self.config.origins)
@@ -211,17 +217,26 @@ class Service:
         config = loaded.config
         self.quorum.quorum = config.health.quorum
         self.quorum.stale_after_s = config.health.stale_after_s
+        self.quorum.unknown_up = config.health.unknown_up
+        self._set_origins(config)
         if self.prober is not None:
-            self.quorum.set_origins(config.origins)
             self.prober.update(config.origins)
         if self.redis is not None:
             self.redis.watcher.resync_interval_s = config.health.resync_interval_s
+            self.redis.watcher.signer = self.redis.overrides.signer = signer_of(config.health)
             self.redis.overrides.resync_interval_s = config.health.resync_interval_s
         self.answering.install(loaded.authority)
         self.quorum.refresh()
         if isinstance(self.server, WorkerPool):
             return await self.server.reload(loaded.paths)
         return []
+
+    def _set_origins(self, config: Config) -> None:
+        """The checked origins and the vantages counted, into the view."""
+        checked = [name for name, o in config.origins.items() if o.check is not None]
+        vantages = ({LOCAL_VANTAGE} if self._embedded
+                    else set(config.vantages) if config.vantages else None)
+        self.quorum.set_origins(checked, vantages)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

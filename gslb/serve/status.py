@@ -53,8 +53,11 @@ def status_of(service: Serving) -> dict[str, Any]:
     """What ``/api/v1/status`` returns: ``version``, ``generation``,
     ``files``, ``loaded_at``/``started_at``/``now`` (epoch seconds),
     ``ready``/``not_ready``, ``redis``, ``degraded``, ``vantages`` (names,
-    ``fresh_vantages``), ``zones``, ``origins`` (each: ``state`` up | down |
-    drained, ``drain``, and per vantage ``up``, ``fresh``, ``rtt_ms``,
+    ``fresh_vantages``), ``zones``, ``origins`` (each: ``state`` up |
+    degraded | unknown | down | drained, ``held`` (degraded hold: fewer than
+    quorum fresh vantages), ``hold`` (None, ``fresh`` or ``split``),
+    ``drain``, and per vantage ``up`` (true, false, null: unknown),
+    ``state`` (up | degraded | unknown | down), ``fresh``, ``rtt_ms``,
     ``srtt_ms`` (milliseconds), ``detail``, ``checked_at``), ``pools`` (each
     with the fields its policy adds (``PolicySpec.status``: the geo maps,
     the latency vantage keys), its ``members`` (``name``, ``kind`` origin | pool: a tree of
@@ -107,7 +110,7 @@ def _origins(service: Serving) -> list[dict[str, Any]]:
         per: dict[str, Any] = {}
         if st is not None:
             for vantage, r in sorted(st.reports.items()):
-                per[vantage] = {"up": r.up, "fresh": vantage in st.fresh,
+                per[vantage] = {"up": r.up, "state": r.state, "fresh": vantage in st.fresh,
                                 "rtt_ms": _num(r.rtt_ms), "srtt_ms": _num(r.srtt_ms),
                                 "detail": r.detail, "checked_at": r.checked_at,
                                 "consecutive": r.consecutive}
@@ -116,9 +119,9 @@ def _origins(service: Serving) -> list[dict[str, Any]]:
             "name": name, "ipv4": list(origin.ipv4), "ipv6": list(origin.ipv6),
             "weight": origin.weight,
             "check": f"{check.type} {check.target}:{check.port}" if check else None,
-            "state": "drained" if drain else ("up" if view.is_up(name) else "down"),
+            "state": "drained" if drain else view.state(name),
             "health_up": view.is_up(name), "drain": drain.to_json() if drain else None,
-            "held": bool(st and st.reports and not st.fresh),
+            "held": bool(st and st.held == "fresh"), "hold": st.held if st else None,
             "quorum": st.quorum if st else None, "vantages": per})
     return origins
 

@@ -205,12 +205,14 @@ async def test_readyz_is_503_with_reasons_when_redis_is_down_or_the_view_degrade
         assert status == 503 and body["ready"] is False
         assert "Redis unreachable (health watcher)" in body["reasons"]
         assert "Redis unreachable (overrides watcher)" in body["reasons"]
-        # a report whose vantage fell silent: the view holds the last state
+        # a report whose vantage then fell silent: the view holds the last state
         service.quorum.apply(VantageReport("a", "eu", False, 3, False, None, None, "refused",
-                                           time.time() - 100))
+                                           time.time()))
+        service.quorum.clock = lambda: time.time() + 100
+        service.quorum.refresh()
         assert service.quorum.degraded
         _, body = await call(service, "GET", "/readyz")
-        assert "health view degraded: no fresh vantage for a" in body["reasons"]
+        assert "health view degraded: fewer than quorum (1) fresh vantages for a" in body["reasons"]
         _, text = await call(service, "GET", "/metrics")
         got = samples(text)
         assert got[("gslb_redis_connected", (("client", "health"),))] == 0

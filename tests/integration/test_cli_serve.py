@@ -41,9 +41,18 @@ def children(pid: int) -> set[int]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: int):
+async def test_serve_answers_dig_on_ipv4_and_ipv6_and_stops_on_sigterm(workers: int, fake_origin,
+                                                                       tmp_path: Path):
+    # zones/example.yaml, its origins' checks pointed at a live origin (a dead
+    # one leaves answers at its first failed check, docs/checks.md)
+    live = await fake_origin()
+    text = (ROOT / "zones" / "example.yaml").read_text()
+    assert text.count("      port: 8080\n") == 2
+    config = tmp_path / "example.yaml"
+    config.write_text(text.replace("      port: 8080\n",
+                                   f"      port: {live.port}\n      target: 127.0.0.1\n"))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        sys.executable, "-m", "gslb", "serve", "--config", str(config),
         "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--geoip", str(FAKE_MMDB),
         "--asn-db", str(FAKE_ASN),
         "--no-admin", "--workers", str(workers), "--server-id", "ns1.gslb-test",

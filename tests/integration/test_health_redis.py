@@ -41,7 +41,7 @@ class Pair:
     """A started sink and watcher on one URL, with the watcher's view."""
 
     def __init__(self, url: str, resync_interval_s: float = 30.0) -> None:
-        self.view = QuorumView(stale_after_s=10.0)
+        self.view = QuorumView(1, stale_after_s=10.0)  # the transport, not the quorum
         self.sink = RedisSink(url, key_ttl_s=60, namespace=NS, backoff_cap_s=0.2)
         self.watcher = RedisWatcher(url, self.view, resync_interval_s=resync_interval_s,
                                     namespace=NS, backoff_cap_s=0.2)
@@ -137,7 +137,9 @@ async def test_resync_repairs_a_missed_message_and_skips_junk(redis_server, pair
     client = Redis(port=redis_server.port, decode_responses=True)
     try:
         # written behind the watcher's back: no message at all
-        await client.hset(f"{NS}vantage:ap", mapping={"at": str(time.time())})
+        seconds, micros = await client.time()
+        await client.hset(f"{NS}vantage:ap", mapping={"at": str(time.time()),
+                                                      "redis_at": f"{seconds}.{micros:06d}"})
         await client.hset(f"{NS}report:ap:b", mapping=report("b", False, "ap").to_fields())
         await client.hset(f"{NS}report:ap:junk", mapping={"up": "1"})  # no checked_at
         await client.set(f"{NS}report:ap:wrongtype", "x")

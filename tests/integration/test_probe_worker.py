@@ -62,7 +62,8 @@ async def test_origin_leaves_after_fall_and_returns_after_rise(
     prober = Prober({"web": origin("web", web.port)}, store, rng=random.Random(1))
     await prober.start()
     try:
-        await store.wait_for(reported(store, "web", ok=True), 2.0)
+        await store.wait_for(lambda: reported(store, "web", ok=True)()
+                             and store.snapshot()["web"].reports["local"].up is True, 2.0)
         if failure == "status":
             web.status = 503
         elif failure == "stopped":
@@ -144,10 +145,14 @@ async def test_update_keeps_unchanged_state_and_restarts_changed_checks(
         assert prober.running == {"dead", "new"} and dead_task in probe_tasks()
         await store.wait_for(reported(store, "new", ok=True), 2.0)
 
-        # "dead" now checks the live origin: state starts afresh, then up
+        # "dead" now checks the live origin: its state carries on (down) until
+        # rise successes of the new check
         prober.update({"dead": origin("dead", web.port), "new": new})
-        assert store.is_up("dead") and "dead" not in store.snapshot()
+        assert not store.is_up("dead") and "dead" in store.snapshot()
         await store.wait_for(reported(store, "dead", ok=True), 2.0)
+        assert not store.is_up("dead")  # one success of RISE
+        await store.wait_for(lambda: store.is_up("dead"), 2.0)
+        assert store.snapshot()["dead"].reports["local"].consecutive == RISE
         assert dead_task.cancelled()
     finally:
         await prober.stop()

@@ -172,7 +172,9 @@ async def test_quorum_of_vantages(redis_server, fake_origin, refused_port, tmp_p
 async def test_a_silenced_vantage_stops_counting_after_stale_after(
         redis_server, fake_origin, refused_port, tmp_path):
     """v1 sees a down, v2 and v3 see it up: up (2 of 3). Silence v2 and v3:
-    after stale_after only v1 counts, and a goes down."""
+    after stale_after only v1 is fresh, fewer than the majority (2): a's
+    state holds (up), and the view says it is degraded (issue 14: one
+    vantage never decides alone)."""
     origin = await fake_origin()
     ports = {"v1": refused_port, "v2": origin.port, "v3": origin.port}
     workers, service = await probes_and_server(tmp_path, redis_server.url, ports, origin.port)
@@ -184,12 +186,15 @@ async def test_a_silenced_vantage_stops_counting_after_stale_after(
         for worker in workers[1:]:
             await worker.stop()
         silenced = time.monotonic()
-        await view.wait_for(lambda: not view.is_up("a"), STALE_S + 3)
+        await view.wait_for(lambda: view.status("a").held == "fresh", STALE_S + 3)
         took = time.monotonic() - silenced
         # stale once the last heartbeat is STALE_S old: between
         # STALE_S - HEARTBEAT_S and STALE_S + the ticker period (STALE_S / 4) + slack
         assert STALE_S - HEARTBEAT_S - 0.05 <= took <= STALE_S + STALE_S / 4 + 0.3
         assert view.status("a").fresh == ("v1",)
+        assert view.is_up("a") and view.degraded
+        port = service.addresses[0][1]
+        assert "192.0.2.1" in await ask(port)
     finally:
         await service.stop()
         for worker in workers[:1]:

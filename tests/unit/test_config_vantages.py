@@ -43,7 +43,8 @@ CASES = [
     ("health: 5\n", 1, "health", "expected a mapping, got an integer"),
     ("health: {}\nhealth: {}\n", 2, "health", "duplicate key 'health' (first at line 1)"),
     ("health: {quorum: 1, ttl: 5}\n", 1, "health.ttl", "unknown key 'ttl' (allowed: quorum, "
-     "stale_after, heartbeat_interval, resync_interval)"),
+     "stale_after, heartbeat_interval, resync_interval, unknown, report_key_file)"),
+    ("health: {unknown: maybe}\n", 1, "health.unknown", "expected up or down, got 'maybe'"),
     ("health: {quorum: most}\n", 1, "health.quorum",
      "expected 'majority' or an integer, got 'most'"),
     ("health: {quorum: 0}\n", 1, "health.quorum", "0 is below 1"),
@@ -139,3 +140,28 @@ def test_docs_example_declares_vantages_and_health(tmp_path: Path) -> None:
         (path := tmp_path / f"doc{i}.yaml").write_text(block)
         configs.append(load([path]))
     assert any(c.vantages and c.health != HealthSettings() for c in configs)
+
+
+def test_report_key_file_is_read_and_checked(tmp_path: Path) -> None:
+    key = tmp_path / "report.key"
+    key.write_text("  " + "ab" * 32 + "\n")
+    base = "health: {report_key_file: %s}\n"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(base % key)
+    try:
+        load([cfg])
+    except ConfigError as exc:  # the rest of the config may be missing: only our key matters
+        assert not any("report_key_file" in r for r in exc.reasons), exc.reasons
+    cases = (("short\n", "holds 5 byte(s) of key, fewer than 16: make one with `openssl rand "
+                         "-hex 32 >"), (None, "cannot read the report key"))
+    for content, message in cases:
+        path = tmp_path / "bad.key"
+        if content is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(content)
+        cfg.write_text(base % path)
+        with pytest.raises(ConfigError) as info:
+            load([cfg])
+        assert any(r.startswith(f"{cfg}:1: health.report_key_file: ") and message in r
+                   for r in info.value.reasons), info.value.reasons

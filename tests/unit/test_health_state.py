@@ -27,7 +27,7 @@ from gslb.health.state import Hysteresis
     ],
 )
 def test_sequences(rise: int, fall: int, results: str, states: str) -> None:
-    h = Hysteresis(rise, fall)
+    h = Hysteresis(rise, fall, up=True)
     seen = ""
     for r in results:
         was = h.up
@@ -37,8 +37,33 @@ def test_sequences(rise: int, fall: int, results: str, states: str) -> None:
     assert seen == states
 
 
-def test_initial_state_is_up_and_configurable() -> None:
-    assert Hysteresis(2, 3).up is True
+@pytest.mark.parametrize(
+    ("rise", "fall", "results", "states"),
+    [
+        # unknown (?) leaves down at the first failure, whatever fall says
+        (2, 3, "F", "D"),
+        (2, 3, "SF", "?D"),
+        # and up after rise consecutive successes
+        (2, 3, "SS", "?U"),
+        (1, 3, "S", "U"),
+        (3, 3, "SSFSSS", "??DDDU"),
+    ],
+)
+def test_unknown_until_a_first_failure_or_rise_successes(rise: int, fall: int, results: str,
+                                                          states: str) -> None:
+    h = Hysteresis(rise, fall)
+    assert h.up is None
+    seen = ""
+    for r in results:
+        was = h.up
+        changed = h.feed(r == "S")
+        assert changed == (h.up != was)
+        seen += "?" if h.up is None else "U" if h.up else "D"
+    assert seen == states
+
+
+def test_initial_state_is_unknown_and_configurable() -> None:
+    assert Hysteresis(2, 3).up is None
     h = Hysteresis(2, 3, up=False)
     assert (h.up, h.consecutive, h.last_ok) == (False, 0, None)
     assert h.feed(True) is False and h.feed(True) is True and h.up
@@ -52,7 +77,7 @@ def test_consecutive_counts_the_current_run() -> None:
 
 
 def test_thresholds_may_change_between_feeds() -> None:
-    h = Hysteresis(2, 5)
+    h = Hysteresis(2, 5, up=True)
     h.feed(False)
     h.feed(False)
     h.fall = 3

@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gslb.stats", "gslb.answering"),
     ("gslb.workers",),
     ("gslb.admin",),
-    ("gslb.serve",),
+    ("gslb.serve", "gslb.probe.service"),  # the two processes' wiring
     ("gslb.cli", "gslb.__main__"),
 )
 

@@ -38,14 +38,14 @@ function drawMatrix(st) {
     const cells = st.vantages.map(v => {
       const r = o.vantages[v];
       if (!r) return el("td", {class: "cell none", "data-vantage": v}, "—");
-      const state = r.up ? "up" : "down";
+      const state = r.state || (r.up ? "up" : "down");
       const td = el("td", {class: `cell state-${state}${r.fresh ? "" : " stale"}`,
         "data-vantage": v, "data-state": state, title: r.detail},
         state.toUpperCase(), el("br"), r.srtt_ms !== null ? `${r.srtt_ms.toFixed(1)} ms` : "");
       if (r.up && r.srtt_ms !== null) td.style.background = rttColour(r.srtt_ms);
       return td;
     });
-    const why = o.drain ? `drained by ${o.drain.who}: ${o.drain.reason}` : (o.held ? "no fresh vantage: last known state held" : "");
+    const why = o.drain ? `drained by ${o.drain.who}: ${o.drain.reason}` : (o.held ? "fewer than quorum fresh vantages: last known state held" : o.hold === "split" ? "no quorum of fresh vantages agrees: state held" : o.state === "degraded" ? "answered; a recent check failed (fewer than fall times)" : o.state === "unknown" ? "not checked yet: answered per health.unknown" : "");
     return el("tr", {"data-origin": o.name, "data-state": o.state},
       el("th", {title: [...o.ipv4, ...o.ipv6].join(" ")}, o.name),
       el("td", {class: `overall state-${o.state}`, title: why}, o.state.toUpperCase()),

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from gslb.config.model import HealthSettings
+from gslb.config.model import MIN_REPORT_KEY_BYTES, HealthSettings
 from gslb.config.validate.reader import At, Reader
 
-HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval")
+HEALTH_KEYS = ("quorum", "stale_after", "heartbeat_interval", "resync_interval", "unknown",
+               "report_key_file")
 
 
 def read_health(r: Reader, value: object, at: At, vantages: int) -> HealthSettings | None:
@@ -28,6 +30,18 @@ def read_health(r: Reader, value: object, at: At, vantages: int) -> HealthSettin
             if opt["quorum"] and vantages and quorum > vantages:
                 r.report(qat, f"quorum {quorum} is more than the {vantages} "
                               "declared vantages")
+    if "unknown" in m:
+        if m["unknown"] in ("up", "down"):
+            opt["unknown_up"] = m["unknown"] == "up"
+        else:
+            r.report(at.key(m, "unknown"), f"expected up or down, got {m['unknown']!r}")
+    if "report_key_file" in m:
+        kat = at.key(m, "report_key_file")
+        path = r.text(m["report_key_file"], kat)
+        if path is not None:
+            secret = _read_key(r, path, kat)
+            if secret is not None:
+                opt.update(report_key_file=path, report_key=secret)
     for key in ("stale_after", "heartbeat_interval", "resync_interval"):
         if key in m:
             opt[f"{key}_s"] = r.seconds(m[key], at.key(m, key))
@@ -41,3 +55,19 @@ def read_health(r: Reader, value: object, at: At, vantages: int) -> HealthSettin
     if r.count > before:
         return None
     return HealthSettings(**opt)
+
+
+def _read_key(r: Reader, path: str, at: At) -> bytes | None:
+    """The secret in ``path``: its first line, white space stripped; None
+    after reporting an unreadable file or a secret too short."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        r.report(at, f"cannot read the report key: {exc}")
+        return None
+    key = lines[0].strip().encode() if lines else b""
+    if len(key) < MIN_REPORT_KEY_BYTES:
+        r.report(at, f"{path} holds {len(key)} byte(s) of key, fewer than "
+                     f"{MIN_REPORT_KEY_BYTES}: make one with `openssl rand -hex 32 > {path}`")
+        return None
+    return key

@@ -15,11 +15,19 @@ from gslb.health.redis.client import RedisTarget
 log = logging.getLogger("gslb.health.redis")  # one logger for every module of the package
 
 
+BACKOFF_CAP_S = 0.5
+"""Longest wait, seconds, between two attempts to reach Redis: once Redis is
+back, every probe and nameserver is reconnected within it (docs/redis.md:
+views whole within 1 s). An attempt to a Redis that refuses costs one
+connect; one that hangs is bounded by the connect timeout (2 s)."""
+
+
 class Backoff:
     """Capped exponential backoff with jitter: ``base_s`` doubling up to
-    ``cap_s`` seconds, each delay drawn from [half, all] of the step."""
+    ``cap_s`` seconds (default ``BACKOFF_CAP_S``), each delay drawn from
+    [half, all] of the step."""
 
-    def __init__(self, base_s: float = 0.1, cap_s: float = 5.0) -> None:
+    def __init__(self, base_s: float = 0.1, cap_s: float = BACKOFF_CAP_S) -> None:
         self.base_s, self.cap_s, self.attempt = base_s, cap_s, 0
 
     def next(self) -> float:

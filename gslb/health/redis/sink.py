@@ -18,8 +18,9 @@ from redis.asyncio.client import Pipeline
 from gslb import __version__
 from gslb.errors import cancel_and_wait, raise_if_cancelling
 from gslb.health.redis.client import make_client, parse_url
-from gslb.health.redis.outage import Backoff, Outage
+from gslb.health.redis.outage import BACKOFF_CAP_S, Backoff, Outage
 from gslb.health.redis.schema import NAMESPACE, Keys, dumps, hash_items
+from gslb.health.signing import SIG, Signer
 from gslb.health.state import VantageReport
 
 log = logging.getLogger("gslb.health.redis")  # one logger for every module of the package
@@ -43,13 +44,16 @@ class RedisSink:
     or was flushed) every latest report is written and announced again. On
     Redis errors the pending state is kept and retried with capped
     exponential backoff (``backoff_cap_s`` seconds). ``connected`` is True
-    after the last write succeeded. Raises ``RedisConfigError`` for a bad
-    ``url``.
+    after the last write succeeded. With a ``signer`` (``health.report_key_file``)
+    every report hash and message, heartbeat, vantage hash and forget carries
+    its HMAC (``gslb.health.signing``); it may be replaced between writes.
+    Raises ``RedisConfigError`` for a bad ``url``.
     """
 
     def __init__(self, url: str, *, key_ttl_s: float, namespace: str = NAMESPACE,
-                 backoff_cap_s: float = 5.0) -> None:
+                 backoff_cap_s: float = BACKOFF_CAP_S, signer: Signer | None = None) -> None:
         self.target = parse_url(url)
+        self.signer = signer
         self.key_ttl_s = key_ttl_s
         self.keys = Keys(namespace)
         self.connected = False
@@ -84,6 +88,40 @@ class RedisSink:
         self._pending[(vantage, origin)] = (None, True)
         self._latest.pop((vantage, origin), None)
         self._wake.set()
+
+    async def last_reports(self, vantage: str, timeout_s: float = 2.0) -> list[VantageReport]:
+        """``vantage``'s last reports as Redis holds them (what a probe that
+        starts or reloads seeds its state from). Bounded by ``timeout_s``
+        seconds; raises ``TimeoutError`` or a Redis error when Redis cannot
+        be read (the caller then starts without seeds). Malformed records,
+        and with a ``signer`` those not signed with its key, are skipped
+        (logged): a forged hash cannot seed a state."""
+        client = make_client(self.target)
+        prefix = self.keys.report(vantage, "")
+        try:
+            async with asyncio.timeout(timeout_s):
+                keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hgetall(key)
+                values = await pipe.execute()
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await client.aclose()
+        reports = []
+        for key, value in zip(keys, values, strict=True):
+            origin = key[len(prefix):]
+            try:
+                if not value:  # expired between SCAN and HGETALL: nothing to seed
+                    continue
+                if self.signer is not None and not self.signer.verify_report(vantage, origin,
+                                                                             value):
+                    raise ValueError("not signed with this probe's report key")
+                reports.append(VantageReport.from_fields(origin, vantage, value))
+            except (KeyError, ValueError) as exc:
+                log.warning("skipped malformed report record %s: %s", key, exc)
+        return reports
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -169,19 +207,21 @@ class RedisSink:
         created: list[str] = []
         for vantage, at in beats.items():
             key, meta = self.keys.vantage(vantage), {"at": f"{at:.6f}", **self._meta}
+            beat: dict[str, object] = {"type": "heartbeat", "vantage": vantage, "at": at}
+            if self.signer is not None:
+                meta[SIG] = self.signer.vantage(vantage, meta)
+                beat[SIG] = self.signer.heartbeat(vantage, at)
             if vantage in self._registered:
                 refreshed.append((len(pipe.command_stack), vantage))
-                pipe.eval(_REFRESH_IF_EXISTS, 1, key, ttl, *hash_items(meta))
+                pipe.eval(_HEARTBEAT, 1, key, ttl, "1", *hash_items(meta))
             else:  # (re)create the vantage hash with all its reports, atomically
                 created.append(vantage)
-                pipe.hset(key, items=hash_items(meta))
-                pipe.expire(key, ttl)
+                pipe.eval(_HEARTBEAT, 1, key, ttl, "0", *hash_items(meta))
                 for (v, origin), report in self._latest.items():
                     if v == vantage:
                         batch[(v, origin)] = (batch.get((v, origin), (report, True))[0],
                                               True)
-            pipe.publish(self.keys.channel, dumps({"type": "heartbeat", "vantage": vantage,
-                                                   "at": at}))
+            pipe.publish(self.keys.channel, dumps(beat))
         return refreshed, created
 
     def _queue_reports(self, pipe: Pipeline, batch: Mapping[tuple[str, str], _Pending],
@@ -192,10 +232,16 @@ class RedisSink:
             key = self.keys.report(vantage, origin)
             if report is None:
                 pipe.delete(key)
-                pipe.publish(self.keys.channel, dumps(
-                    {"type": "forget", "vantage": vantage, "origin": origin}))
+                forget: dict[str, object] = {"type": "forget", "vantage": vantage,
+                                             "origin": origin}
+                if self.signer is not None:
+                    at = time.time()
+                    forget.update(at=at, sig=self.signer.forget(vantage, origin, at))
+                pipe.publish(self.keys.channel, dumps(forget))
                 continue
             fields = report.to_fields()
+            if self.signer is not None:
+                fields[SIG] = self.signer.report(vantage, origin, fields)
             pipe.hset(key, items=hash_items(fields))
             pipe.expire(key, ttl)
             if notify:
@@ -231,13 +277,18 @@ class RedisSink:
                 self._beats[vantage] = max(beats[vantage], self._beats.get(vantage, 0.0))
 
 
-_REFRESH_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+_HEARTBEAT = """
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'redis_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
+           unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-"""Heartbeat of a known vantage: refresh its hash only if it still exists
+"""A heartbeat: the vantage hash's fields (ARGV[3]...), ``redis_at`` (when
+Redis wrote it, by Redis ``TIME``: what a nameserver's full load dates the
+vantage by, whatever the probe's clock says) and its TTL (ARGV[1]). With
+ARGV[2] "1" (a known vantage) the hash is refreshed only if it still exists
 (returns 0 otherwise, and the sink then recreates the hash together with
 every report of the vantage in one transaction, so a watcher never sees a
 vantage without its reports)."""
