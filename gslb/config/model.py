@@ -190,6 +190,9 @@ class Pool:
       (of the queried address family) are healthy than ``min_healthy`` (a
       count, at least 1) or than ``min_healthy_pct`` percent of them (None:
       no percentage), whichever asks more.
+    * ``tier_min_healthy``: ``failover`` only: per tier (in ``tiers``
+      order), ``(count, percent or None)`` below which the tier is skipped,
+      as ``min_healthy`` for a pool; empty: every tier needs one.
     """
 
     name: str
@@ -210,6 +213,7 @@ class Pool:
     weight: int = 1
     min_healthy: int = 1
     min_healthy_pct: float | None = None
+    tier_min_healthy: tuple[tuple[int, float | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

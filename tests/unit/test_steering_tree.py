@@ -169,3 +169,38 @@ def test_a_pool_below_its_min_healthy_says_so_and_falls_back(tmp_path: Path) -> 
                                                   random.Random(1))
     assert got.fallback and got.reason.startswith(
         "1 of 2 healthy in pool london, below min_healthy 2; fallback to all: ")
+
+
+def test_a_failover_tier_below_its_min_healthy_is_skipped(tmp_path: Path) -> None:
+    text = TREE.replace("  europe: {policy: failover, tiers: [london, frankfurt]}", """  europe:
+    policy: failover
+    tiers:
+      - {origins: [lon1, lon2, fra1], min_healthy: 2}
+      - {origins: fra2, min_healthy: "100%"}
+      - iad1""")
+    cfg = config(tmp_path, text)
+    assert cfg.pools["europe"].tiers == (("lon1", "lon2", "fra1"), ("fra2",), ("iad1",))
+    assert cfg.pools["europe"].tier_min_healthy == ((2, None), (1, 100.0), (1, None))
+    steering = Steering(cfg.pools, cfg.origins)
+
+    def europe(health: Health) -> set[str]:
+        rng = random.Random(2)
+        return {a for _ in range(60)
+                for a in steering.choose("europe", 4, client(GB), health, rng).addresses}
+
+    assert europe(Health()) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"}
+    assert europe(Health(lon1=False)) == {"192.0.2.2", "192.0.2.3"}  # 2 of 3: enough
+    assert europe(Health(lon1=False, lon2=False)) == {"192.0.2.4"}  # 1 of 3: next tier
+    assert europe(Health(lon1=False, lon2=False, fra2=False)) == {"192.0.2.5"}
+
+
+def test_a_tier_mapping_is_checked(tmp_path: Path) -> None:
+    text = TREE.replace("  europe: {policy: failover, tiers: [london, frankfurt]}",
+                        "  europe: {policy: failover, tiers: [{min_healthy: 2}, {origins: lon1, "
+                        "min_healthy: 0%}, {origins: fra1, extra: 1}]}")
+    with pytest.raises(ConfigError) as info:
+        config(tmp_path, text)
+    reasons = "\n".join(info.value.reasons)
+    assert "pools.europe.tiers[0]: missing required key 'origins'" in reasons
+    assert "pools.europe.tiers[1].min_healthy: expected a percentage above 0" in reasons
+    assert "pools.europe.tiers[2].extra: unknown key 'extra'" in reasons

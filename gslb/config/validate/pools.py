@@ -14,7 +14,7 @@ from typing import Any
 from gslb.config.loader import MarkedDict
 from gslb.config.model import MAX_TREE_DEPTH, Pool
 from gslb.config.validate.reader import At, Reader
-from gslb.config.validate.targets import PoolKeys, one_tier
+from gslb.config.validate.targets import PoolKeys, min_healthy, one_tier
 from gslb.steering.base import PolicySpec
 from gslb.steering.registry import REGISTRY
 
@@ -53,7 +53,7 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
     max_answers = (r.integer(m["max_answers"], at.key(m, "max_answers"), 1)
                    if "max_answers" in m else 1)
     weight = r.integer(m["weight"], at.key(m, "weight"), 1) if "weight" in m else 1
-    healthy = _min_healthy(r, m, at)
+    healthy = min_healthy(r, m, at)
     fallback = _fallback(r, m, at, name, pools)
     if r.count > before or spec is None:
         return None
@@ -64,25 +64,6 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
 
 
 
-
-
-def _min_healthy(r: Reader, m: MarkedDict, at: At) -> dict[str, Any]:
-    """``min_healthy`` as ``Pool`` keyword arguments: a count (1 or more) or
-    a percentage of the members, written ``"50%"`` (above 0, at most 100)."""
-    if "min_healthy" not in m:
-        return {}
-    value, where = m["min_healthy"], at.key(m, "min_healthy")
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            pct = float(value.strip()[:-1])
-        except ValueError:
-            pct = -1.0
-        if not 0 < pct <= 100:
-            r.report(where, f"expected a percentage above 0 and at most 100%, got {value!r}")
-            return {}
-        return {"min_healthy_pct": pct}
-    count = r.integer(value, where, 1)
-    return {} if count is None else {"min_healthy": count}
 
 
 def _policy(r: Reader, m: MarkedDict, at: At) -> PolicySpec | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gslb.config.loader import MarkedDict, MarkedList
 from gslb.config.model import Tiers
@@ -76,3 +77,24 @@ def one_tier(keys: PoolKeys) -> tuple[tuple[str, ...], Tiers]:
                     partial=True) or []
     members = unique(r, items)
     return members, (members,)
+
+
+def min_healthy(r: Reader, m: MarkedDict, at: At) -> dict[str, Any]:
+    """``m``'s ``min_healthy`` as ``Pool`` keyword arguments (``min_healthy``,
+    ``min_healthy_pct``): a count (1 or more) or a percentage of the members,
+    written ``"50%"`` (above 0, at most 100); ``{}`` when absent or bad
+    (reported)."""
+    if "min_healthy" not in m:
+        return {}
+    value, where = m["min_healthy"], at.key(m, "min_healthy")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            pct = -1.0
+        if not 0 < pct <= 100:
+            r.report(where, f"expected a percentage above 0 and at most 100%, got {value!r}")
+            return {}
+        return {"min_healthy_pct": pct}
+    count = r.integer(value, where, 1)
+    return {} if count is None else {"min_healthy": count}
