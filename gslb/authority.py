@@ -37,6 +37,9 @@ from gslb.health.view import HealthView
 from gslb.steering import Choice, Steering
 from gslb.steering.base import Basis, Client, Locator
 
+#: A choice that depended on these may not be reused (``Basis``).
+_NOT_REUSABLE = Basis.DRAW | Basis.RTT
+
 #: Longest CNAME chain followed inside our zones before giving up.
 MAX_CNAME_CHAIN = 8
 
@@ -338,7 +341,7 @@ class Authority:
         answer.ecs_scope = max(answer.ecs_scope, choice.scope)
         # reuse follows from what this choice depended on (Basis), not from
         # which policies the pool has
-        if choice.basis & (Basis.DRAW | Basis.RTT):
+        if choice.basis & _NOT_REUSABLE:
             answer.reusable = False
         if choice.basis & Basis.CLIENT:
             answer.per_client = True

@@ -7,13 +7,12 @@ most once per query (``Client.location``).
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gslb.config.model import LOCAL_VANTAGE, Location, Pool, Tiers, Vantage
 from gslb.config.validate.targets import PoolKeys, one_tier
@@ -137,9 +136,11 @@ class Client:
         return scope if prefix_len is None else min(scope, prefix_len)
 
 
-class Basis(enum.IntFlag):
-    """What a selection depended on, as it happened (flags, combined with
-    ``|`` along a fallback chain or a tree of pools). What may be reused of
+class Basis:
+    """What a selection depended on, as it happened: bit flags, plain ints
+    combined with ``|`` along a fallback chain or a tree of pools (an
+    ``enum.IntFlag`` costs about a microsecond per operation, several per
+    answer, on the query path). What may be reused of
     an answer follows from it alone (:mod:`gslb.dns.cache`), never from a
     policy's name:
 
@@ -155,13 +156,13 @@ class Basis(enum.IntFlag):
       generation moves.
     """
 
-    NONE = 0
-    DRAW = 1
-    CLIENT = 2
-    RTT = 4
+    NONE: Final = 0
+    DRAW: Final = 1
+    CLIENT: Final = 2
+    RTT: Final = 4
 
 
-def drawn(candidates: int) -> Basis:
+def drawn(candidates: int) -> int:
     """``Basis.DRAW`` when a weighted draw picks among ``candidates`` (2 or
     more: which one, or in which order), else ``Basis.NONE``."""
     return Basis.DRAW if candidates > 1 else Basis.NONE
@@ -211,7 +212,7 @@ class Selection:
     members: tuple[Member, ...]
     scope: int = 0
     reason: str = ""
-    basis: Basis = Basis.NONE
+    basis: int = Basis.NONE
 
 
 class Policy(Protocol):

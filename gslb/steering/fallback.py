@@ -56,7 +56,7 @@ class Choice:
     pool: str
     fallback: bool
     reason: str
-    basis: Basis = Basis.NONE
+    basis: int = Basis.NONE
     leaves: tuple[str, ...] = ()
 
 
@@ -147,7 +147,7 @@ def fall_back(
     rng: random.Random,
     *,
     scope: int,
-    basis: Basis,
+    basis: int,
     depth: int,
     choose: ChooseFn,
     answer: AnswerFn,
