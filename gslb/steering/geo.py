@@ -36,7 +36,7 @@ import heapq
 import ipaddress
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from types import MappingProxyType
@@ -88,24 +88,19 @@ class GeoPolicy:
             found = pool.networks.lookup(client.bestwho)
             if found is not None:
                 network, tiers = found
-                tier, up = first_healthy_tier(tiers, by_name, health)
-                if up:
-                    source = client.ecs_source or 0
-                    return Selection(pick_weighted(up, k, rng), min(network.prefixlen, source),
-                                     f"network {network} tier {tier}",
-                                     Basis.CLIENT | drawn(len(up)))
-                notes.append(f"network {network} down")
+                sel = _mapped(f"network {network}", tiers, by_name, health, k, rng,
+                              min(network.prefixlen, client.ecs_source or 0), notes)
+                if sel is not None:
+                    return sel
         if pool.asns:
             asn = client.asn
             number = asn.number if asn is not None else None
             mapped = pool.asns.get(number) if number is not None else None
             if mapped is not None:
-                tier, up = first_healthy_tier(mapped, by_name, health)
-                if up:
-                    notes.append(f"AS{number} tier {tier}")
-                    return Selection(pick_weighted(up, k, rng), client.asn_scope,
-                                     "; ".join(notes), Basis.CLIENT | drawn(len(up)))
-                notes.append(f"AS{number} down")
+                sel = _mapped(f"AS{number}", mapped, by_name, health, k, rng, client.asn_scope,
+                              notes)
+                if sel is not None:
+                    return sel
             # what follows depended on the AS lookup too (no entry for the
             # client's AS network): the more specific of the two scopes holds
             scope = max(scope, client.asn_scope)
@@ -120,12 +115,9 @@ class GeoPolicy:
             else:
                 rule, tiers = "", ()
             if rule:
-                tier, up = first_healthy_tier(tiers, by_name, health)
-                if up:
-                    notes.append(f"{rule} tier {tier}")
-                    return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
-                                     Basis.CLIENT | drawn(len(up)))
-                notes.append(f"{rule} down")
+                sel = _mapped(rule, tiers, by_name, health, k, rng, scope, notes)
+                if sel is not None:
+                    return sel
             if loc.lat is not None and loc.lon is not None:
                 lat, lon = loc.lat, loc.lon
                 located = [
@@ -150,6 +142,20 @@ class GeoPolicy:
             notes.append("any healthy" if up else "no healthy origin")
         return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
                          Basis.CLIENT | drawn(len(up)))
+
+
+def _mapped(rule: str, tiers: Tiers, by_name: Mapping[str, Member], health: HealthView, k: int,
+            rng: random.Random, scope: int, notes: list[str]) -> Selection | None:
+    """The answer of a map entry (``rule``: what matched, for the reason)
+    from its first tier with a healthy candidate, with ``scope``; None, and
+    the entry noted down, when every tier is down."""
+    tier, up = first_healthy_tier(tiers, by_name, health)
+    if not up:
+        notes.append(f"{rule} down")
+        return None
+    notes.append(f"{rule} tier {tier}")
+    return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
+                     Basis.CLIENT | drawn(len(up)))
 
 
 # -- configuration: the keys only geo (and latency) pools accept -----------------------
