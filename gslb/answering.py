@@ -11,18 +11,26 @@ single-process server and the workers answer alike.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
 import random
 from dataclasses import dataclass
 from time import perf_counter
 
-from gslb.authority import Authority, respond
+from gslb.authority import Authority, respond, servfail
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.geo import AsnDB, GeoDB
 from gslb.health.view import HealthView
-from gslb.logs import with_query_log
+from gslb.logs import RateLimitedLog, error_key, qtype_name, with_query_log
 from gslb.stats import QueryStats
+
+log = logging.getLogger("gslb.dns")
+
+#: Seconds between two tracebacks of one distinct internal error (its
+#: exception type and where it was raised, :func:`gslb.logs.error_key`).
+ERROR_LOG_PERIOD_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +65,45 @@ def build_authority(config: Config, view: HealthView, geo: GeoDB | None, stats: 
 class Answering:
     """Answers queries with ``authority`` (swapped by :meth:`install` on
     reload), counting into ``stats``; ``query_log_sample`` as in
-    :class:`AnswerSettings`. Raises ``ValueError`` for a sample above 1."""
+    :class:`AnswerSettings`. Raises ``ValueError`` for a sample above 1.
 
-    __slots__ = ("_observe", "authority", "stats")
+    A query whose answer fails with an exception (a bug in lookup,
+    steering or encoding, or in a health view) is answered SERVFAIL
+    (:func:`gslb.authority.servfail`), counted in
+    ``stats.internal_errors`` and logged on ``gslb.dns`` with its
+    traceback, one line per distinct error (:func:`gslb.logs.error_key`)
+    per ``ERROR_LOG_PERIOD_S`` seconds."""
+
+    __slots__ = ("_errors", "_observe", "authority", "stats")
 
     def __init__(self, authority: Authority, stats: QueryStats,
                  query_log_sample: float = 0.0) -> None:
         self.authority = authority
         self.stats = stats
         self._observe = with_query_log(stats.query, query_log_sample)
+        self._errors = RateLimitedLog(log, ERROR_LOG_PERIOD_S)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         """Answer one query message from address ``who`` (the DNS
-        listeners' handler, :mod:`gslb.dns.server`); None: send nothing."""
+        listeners' handler, :mod:`gslb.dns.server`); None: send nothing.
+        Never raises (an ``Exception``): see the class doc."""
         start = perf_counter()
-        response = respond(self.authority, data, who, udp, self._observe)
+        try:
+            response = respond(self.authority, data, who, udp, self._observe)
+        except Exception as exc:
+            response = self._failed(exc, data, who, udp)
         self.stats.duration(perf_counter() - start)
+        return response
+
+    def _failed(self, exc: Exception, data: bytes, who: str, udp: bool) -> bytes | None:
+        """SERVFAIL for ``data``, whose answer raised ``exc``: counted, logged."""
+        self.stats.internal_errors += 1
+        response, query = servfail(data, who, udp, self._observe)
+        asked = f"{query.qname} {qtype_name(query.qtype)}" if query is not None else "a query"
+        with contextlib.suppress(Exception):  # a log handler failing: still answer
+            self._errors.log(error_key(exc), logging.ERROR, "internal error answering %s from "
+                             "%s (SERVFAIL): %s: %s", asked, who, type(exc).__name__, exc,
+                             exc_info=exc, extra={"client": who})
         return response
 
     def install(self, authority: Authority) -> None:

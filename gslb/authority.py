@@ -7,6 +7,8 @@ RDATA compiled, names indexed) and answers a decoded ``Query`` with an
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from gslb.config.model import Config, GslbRecord, Zone
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache
 from gslb.dns.wire import (
+    FORMERR,
     NOERROR,
     NOTIMP,
     NXDOMAIN,
@@ -34,8 +37,37 @@ from gslb.dns.wire import (
 )
 from gslb.geo import AsnLookup
 from gslb.health.view import HealthView
+from gslb.logs import RateLimitedLog, qtype_name
 from gslb.steering import Choice, Steering
 from gslb.steering.base import Basis, Client, Locator
+
+log = logging.getLogger("gslb.dns")
+
+#: The RCODE a question of a Meta-TYPE or QTYPE (RFC 6895 section 3.1) gets
+#: instead of a lookup; ANY (255) is looked up (RFC 8482). Chosen as BIND
+#: answers (``ns_query_start``), where Knot and NSD send NODATA:
+#:
+#: * AXFR (252), IXFR (251): REFUSED, as NSD and Knot answer a transfer no
+#:   ACL allows: gslb serves no zone transfers (RFC 5936 section 4.2 leaves
+#:   the policy to the operator); each is logged, one line per client per
+#:   minute (:class:`gslb.logs.RateLimitedLog`);
+#: * MAILB (253), MAILA (254): NOTIMP, obsolete QTYPEs (RFC 1035 section
+#:   3.2.3, RFC 2505 section 2.6), and TKEY (249): NOTIMP, since gslb
+#:   implements no key agreement (RFC 2930);
+#: * OPT (41), TSIG (250) and the rest of the Meta-TYPE and QTYPE range
+#:   128-254 (e.g. NXNAME, 128, RFC 9824 section 3.5): FORMERR: they
+#:   describe a message, never data a name holds, and cannot be asked for
+#:   (RFC 6891 section 6.1.1, RFC 8945 section 4.1); type 0 too, reserved
+#:   and never a data type (RFC 6895 section 3.1).
+META_RCODES: dict[int, int] = {
+    **{code: FORMERR for code in range(128, 255)},
+    0: FORMERR, wire.QTYPE_OPT: FORMERR, wire.QTYPE_TSIG: FORMERR,
+    wire.QTYPE_TKEY: NOTIMP, wire.QTYPE_MAILB: NOTIMP, wire.QTYPE_MAILA: NOTIMP,
+    wire.QTYPE_IXFR: REFUSED, wire.QTYPE_AXFR: REFUSED,
+}
+
+#: Seconds between two log lines about one client's zone transfer requests.
+TRANSFER_LOG_PERIOD_S = 60.0
 
 #: A choice that depended on these may not be reused (``Basis``).
 _NOT_REUSABLE = Basis.DRAW | Basis.RTT
@@ -217,6 +249,7 @@ class Authority:
             self.zones = {name: _compile_zone(zone, shared)
                           for name, zone in config.zones.items()}
         self._on_choice = on_choice
+        self._transfers = RateLimitedLog(log, TRANSFER_LOG_PERIOD_S)
         self.cache: AnswerCache[CacheNote] | None = AnswerCache(
             lambda: health.generation, cache_entries) if cache_entries > 0 else None
         """Encoded responses reused by :func:`respond` (None: disabled)."""
@@ -246,15 +279,38 @@ class Authority:
                       asn_lookup=self.asn_lookup)
 
     def lookup(self, query: Query, who: str) -> Lookup:
-        """Answer ``query`` from packet source address ``who`` (text)."""
+        """Answer ``query`` from packet source address ``who`` (text).
+
+        Another OPCODE than QUERY gets NOTIMP (RFC 1035 section 4.1.1: gslb
+        implements none of IQUERY, STATUS, NOTIFY, UPDATE); a Meta-TYPE or
+        QTYPE other than ANY gets the RCODE of :data:`META_RCODES`."""
         if query.opcode != 0:
             return Lookup(Kind.REFUSED, Answer(rcode=NOTIMP, aa=False))
+        if query.qtype in META_RCODES:
+            return self._meta(query, who)
         if query.qclass != wire.CLASS_IN:
             return self._chaos(query)
         zone = self.find_zone(query.qname_lower)
         if zone is None:
             return Lookup(Kind.REFUSED, Answer(rcode=REFUSED, aa=False))
         return self._lookup_in(zone, query, who)
+
+    def _meta(self, query: Query, who: str) -> Lookup:
+        """A question of a Meta-TYPE or QTYPE (:data:`META_RCODES`); a zone
+        transfer request is logged (at most one line per client a minute)
+        and never reused from the answer cache, so each is seen."""
+        rcode = META_RCODES[query.qtype]
+        answer = Answer(rcode=rcode, aa=False)
+        if rcode == REFUSED:
+            answer.reusable = False
+            zone = self.find_zone(query.qname_lower)
+            name = zone.name if zone is not None else query.qname_lower
+            kind = qtype_name(query.qtype)
+            self._transfers.log(who, logging.INFO, "%s of %s from %s refused: zone transfers "
+                                "are not served%s", kind, name, who,
+                                "" if zone is not None else " (not a zone of ours)",
+                                extra={"client": who, "zone": name, "qtype": kind})
+        return Lookup(Kind.REFUSED, answer)
 
     def _chaos(self, query: Query) -> Lookup:
         """CHAOS TXT ``id.server``/``hostname.bind`` with a server id: the
@@ -420,5 +476,32 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     return response
 
 
-__all__ = ["IDENTITY_NAMES", "NOERROR", "RR", "Authority", "CacheNote", "Chosen", "Kind", "Lookup",
-           "Observer", "OnChoice", "respond", "server_identity"]
+def servfail(data: bytes, who: str, udp: bool,
+             observe: Observer | None = None) -> tuple[bytes | None, Query | None]:
+    """The response to ``data`` (from address ``who``) when answering it
+    failed with an exception, and the query it was, decoded again:
+    SERVFAIL (RFC 1035 section 4.1.1: the server could not process the
+    query, as CoreDNS answers a plugin's error) with the ID, the question
+    and an OPT record as usual, RD copied, AA clear; ``observe`` hears of
+    it. A message that cannot be decoded gets a header-only SERVFAIL
+    (query None); one that is no query gets nothing (``(None, None)``, as
+    :func:`respond`). Never raises."""
+    try:
+        query = wire.decode(data)
+    except wire.Drop:
+        return None, None
+    except Exception:  # FORMERR, or the decoder failing: answer from the header
+        return wire.header_reply(data, SERVFAIL), None
+    answer = Answer(rcode=SERVFAIL, aa=False)
+    try:
+        response = wire.encode(query, answer, query.udp_limit if udp else 65535)
+    except Exception:
+        return wire.header_reply(data, SERVFAIL), query
+    if observe is not None:
+        with contextlib.suppress(Exception):  # the observer may be what failed
+            observe(query, answer, who)
+    return response, query
+
+
+__all__ = ["IDENTITY_NAMES", "META_RCODES", "NOERROR", "RR", "Authority", "CacheNote", "Chosen",
+           "Kind", "Lookup", "Observer", "OnChoice", "respond", "server_identity", "servfail"]

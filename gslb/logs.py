@@ -7,6 +7,9 @@
 * ``setup(level, fmt)``: configure the root logger on stderr.
 * ``QueryLog``: logs a random ``sample`` fraction of queries (logger
   ``gslb.query``, level INFO), one line each, with structured fields.
+* ``RateLimitedLog``: at most one line per key (a client, an error) per
+  period, for events a client can cause at will (zone transfer requests,
+  internal errors); ``error_key`` is the key of an exception.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Literal, TextIO
 
 from gslb.dns.wire import QTYPE, Answer, Query
@@ -126,3 +129,83 @@ def with_query_log(count: Callable[[Query | None, Answer | None, str], None],
         count(query, answer, who)
         query_log(query, answer, who)
     return observe
+
+
+class RateLimitedLog:
+    """Logs on ``logger`` at most one line per key per ``period_s`` seconds
+    (default 60), and at most ``max_lines`` lines per period in all (so a
+    flood from many spoofed sources cannot flood the log either); the
+    events left out are counted, and the next line of the key says how
+    many there were. Memory is bounded: at most ``max_keys`` keys are
+    remembered (the longest unlogged are forgotten first). ``clock``:
+    seconds, monotonic (tests pass their own). Not thread-safe: one per
+    event loop. Raises ``ValueError`` for a period, ``max_keys`` or
+    ``max_lines`` below 1 (period: not above 0)."""
+
+    __slots__ = ("_clock", "_lines", "_seen", "_window", "logger", "max_keys", "max_lines",
+                 "period_s", "suppressed")
+
+    def __init__(self, logger: logging.Logger, period_s: float = 60.0, *,
+                 max_keys: int = 1024, max_lines: int = 100,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if period_s <= 0 or max_keys < 1 or max_lines < 1:
+            raise ValueError("period_s must be above 0, max_keys and max_lines at least 1")
+        self.logger = logger
+        self.period_s = period_s
+        self.max_keys = max_keys
+        self.max_lines = max_lines
+        self._clock = clock
+        #: key -> [when last logged (clock seconds), events left out since];
+        #: in the order they were last logged (oldest first)
+        self._seen: dict[Hashable, list[float]] = {}
+        self._window = -period_s
+        self._lines = 0
+        self.suppressed = 0
+        """Events left out since this log was made, in all (for tests)."""
+
+    def log(self, key: Hashable, level: int, msg: str, *args: object,
+            exc_info: BaseException | None = None,
+            extra: dict[str, object] | None = None) -> bool:
+        """Log ``msg % args`` at ``level`` (with ``exc_info``'s traceback and
+        ``extra`` fields) unless ``key`` was logged within ``period_s`` or
+        this period's ``max_lines`` are spent; True when it was logged. A
+        line after some were left out for its key ends with ``(N more
+        since)`` and has the field ``suppressed``."""
+        now = self._clock()
+        seen = self._seen
+        entry = seen.get(key)
+        if entry is not None and now - entry[0] < self.period_s:
+            entry[1] += 1
+            self.suppressed += 1
+            return False
+        if now - self._window >= self.period_s:
+            self._window, self._lines = now, 0
+        if self._lines >= self.max_lines:
+            if entry is not None:
+                entry[1] += 1
+            self.suppressed += 1
+            return False
+        self._lines += 1
+        skipped = int(entry[1]) if entry is not None else 0
+        seen.pop(key, None)
+        seen[key] = [now, 0]  # last in the order: the most recently logged
+        while len(seen) > self.max_keys:
+            del seen[next(iter(seen))]
+        fields = dict(extra or {})
+        if skipped:
+            msg += f" ({skipped} more since)"
+            fields["suppressed"] = skipped
+        self.logger.log(level, msg, *args, exc_info=exc_info, extra=fields or None)
+        return True
+
+
+def error_key(exc: BaseException) -> tuple[str, str, int]:
+    """What makes an error distinct for :class:`RateLimitedLog`: the
+    exception's type and the file and line of the innermost frame of its
+    traceback (where it was raised), ``("", 0)`` for those without one."""
+    tb = exc.__traceback__
+    if tb is None:
+        return type(exc).__qualname__, "", 0
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return type(exc).__qualname__, tb.tb_frame.f_code.co_filename, tb.tb_lineno

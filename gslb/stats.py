@@ -31,6 +31,7 @@ class Taken(TypedDict):
     duration_sum_s: float
     answers: dict[tuple[str, str], int]
     fallbacks: dict[str, int]
+    internal_errors: int
 
 
 def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
@@ -48,11 +49,13 @@ class QueryStats:
       ``duration_sum_s``: their total, seconds;
     * ``answers[(pool, address)]`` (``pool``: the leaf pool the address
       came from, in a tree of pools), ``fallbacks[pool]``;
-    * ``transitions[(origin, state)]``, ``reloads[result]``.
+    * ``transitions[(origin, state)]``, ``reloads[result]``;
+    * ``internal_errors``: queries whose answer failed with an exception
+      (answered SERVFAIL, :class:`gslb.answering.Answering`).
     """
 
-    __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "queries", "reloads",
-                 "transitions")
+    __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "internal_errors", "queries",
+                 "reloads", "transitions")
 
     def __init__(self) -> None:
         self.queries: dict[tuple[int, int], int] = {}
@@ -62,6 +65,7 @@ class QueryStats:
         self.fallbacks: dict[str, int] = {}
         self.transitions: dict[tuple[str, str], int] = {}
         self.reloads: dict[str, int] = {"ok": 0, "error": 0}
+        self.internal_errors = 0
 
     def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
         """Count one response (an ``authority.Observer``)."""
@@ -71,11 +75,14 @@ class QueryStats:
 
     def take(self) -> Taken:
         """The query-path counters counted since the last ``take`` (queries,
-        latency buckets and sum, answers, fallbacks), reset to zero: what a
+        latency buckets and sum, answers, fallbacks, internal errors), reset
+        to zero: what a
         ``gslb serve --workers`` worker ships to the supervisor."""
         out: Taken = {"queries": self.queries, "buckets": self.buckets,
                       "duration_sum_s": self.duration_sum_s,
-                      "answers": self.answers, "fallbacks": self.fallbacks}
+                      "answers": self.answers, "fallbacks": self.fallbacks,
+                      "internal_errors": self.internal_errors}
+        self.internal_errors = 0
         self.queries, self.answers, self.fallbacks = {}, {}, {}
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
@@ -89,6 +96,7 @@ class QueryStats:
         for i, n in enumerate(taken["buckets"]):
             self.buckets[i] += n
         self.duration_sum_s += taken["duration_sum_s"]
+        self.internal_errors += taken["internal_errors"]
 
     def duration(self, seconds: float) -> None:
         """Count one answer's latency, seconds."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from dnslib import (
@@ -30,10 +30,13 @@ from gslb.dns.zonetext import from_zone
 
 __all__ = [
     "BADVERS", "CLASS_CH", "CLASS_IN", "FORMERR", "NOERROR", "NOTIMP", "NXDOMAIN",
+    "OPCODE_NOTIFY", "OPCODE_QUERY", "OPCODE_UPDATE",
     "OPTION_ECS", "OPTION_NSID", "OUR_UDP_SIZE", "PLAIN_UDP_SIZE", "QTYPE", "QTYPE_A",
-    "QTYPE_AAAA", "QTYPE_ANY", "QTYPE_CNAME", "QTYPE_NS", "QTYPE_OPT", "QTYPE_SOA", "QTYPE_TXT",
+    "QTYPE_AAAA", "QTYPE_ANY", "QTYPE_AXFR", "QTYPE_CNAME", "QTYPE_IXFR", "QTYPE_MAILA",
+    "QTYPE_MAILB", "QTYPE_NS", "QTYPE_OPT", "QTYPE_SOA", "QTYPE_TKEY", "QTYPE_TSIG", "QTYPE_TXT",
     "REFUSED", "SERVFAIL", "Answer", "Drop", "FormErr", "Query", "Rdata", "address_rdata",
-    "compile_rdata", "decode", "decode_dnslib", "encode", "qtype_code", "response_options",
+    "compile_rdata", "decode", "decode_dnslib", "encode", "header_reply", "qtype_code",
+    "response_options",
 ]
 """The codec's names; ``QTYPE`` is dnslib's RR type table (mnemonic ⇄ code)."""
 
@@ -53,6 +56,13 @@ OUR_UDP_SIZE = 1232
 PLAIN_UDP_SIZE = 512
 QTYPE_A, QTYPE_NS, QTYPE_CNAME, QTYPE_SOA, QTYPE_TXT, QTYPE_AAAA, QTYPE_OPT, QTYPE_ANY = (
     1, 2, 5, 6, 16, 28, 41, 255)
+#: Meta-TYPEs and QTYPEs (RFC 6895 section 3.1): TKEY (RFC 2930), TSIG
+#: (RFC 8945), IXFR (RFC 1995), AXFR (RFC 5936), MAILB and MAILA (RFC 1035
+#: section 3.2.3, obsolete).
+QTYPE_TKEY, QTYPE_TSIG, QTYPE_IXFR, QTYPE_AXFR, QTYPE_MAILB, QTYPE_MAILA = (
+    249, 250, 251, 252, 253, 254)
+#: OPCODE values (RFC 1035 section 4.1.1; NOTIFY RFC 1996, UPDATE RFC 2136).
+OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE = 0, 4, 5
 CLASS_IN = 1
 #: CHAOS class: server identification queries (RFC 4892 section 2.2).
 CLASS_CH = 3
@@ -217,10 +227,52 @@ def address_rdata(address: str) -> Rdata:
 
 def _header_only(data: bytes, rcode: int) -> bytes:
     """A response carrying only the header of ``data`` with QR set, counts
-    zero and ``rcode``: for packets we cannot parse (RFC 1035 section 4.1.1)."""
+    zero and ``rcode``: for packets we cannot parse (RFC 1035 section 4.1.1).
+    RD is copied for a QUERY only: outside QUERY the flag bits are not
+    defined (RFC 2136 section 2.2 makes them Z for UPDATE), so the response
+    has QR, the OPCODE and the RCODE alone, as BIND sends."""
     (qid, flags) = struct.unpack_from("!HH", data)
-    opcode_rd = flags & 0x7900  # opcode and RD
-    return struct.pack("!HHHHHH", qid, 0x8000 | opcode_rd | (rcode & 0xF), 0, 0, 0, 0)
+    kept = flags & (0x7900 if flags & 0x7800 == 0 else 0x7800)  # opcode, and RD for QUERY
+    return struct.pack("!HHHHHH", qid, 0x8000 | kept | (rcode & 0xF), 0, 0, 0, 0)
+
+
+def header_reply(data: bytes, rcode: int) -> bytes | None:
+    """The header-only response with ``rcode`` to the message ``data`` (as
+    :func:`_header_only`), or None when ``data`` is no query: shorter than
+    a header, or QR set (answering a response could start a loop). For a
+    message that could not be answered otherwise (SERVFAIL)."""
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    return _header_only(data, rcode)
+
+
+def _bare(query: Query, rcode: int) -> bytes:
+    """A response without records to ``query``: for another OPCODE than
+    QUERY, and for errors found while decoding.
+
+    Outside QUERY only QR, the OPCODE and the RCODE are set (RFC 1035
+    section 4.1.1 defines AA, TC, RD, RA for QUERY; RFC 2136 section 2.2
+    makes them zero for UPDATE; genreport's ``opcodeflg`` test), and the
+    question is echoed for NOTIFY (RFC 1996 section 3.7) and UPDATE (its
+    zone section, RFC 2136 section 3.8) only, as BIND does. For a QUERY,
+    RD is copied. ``query.question_wire == b""`` means the query had no
+    question that could be read: none is sent (QDCOUNT 0). An OPT record
+    is sent when the query had one, for FORMERR too (RFC 6891 section 7).
+    """
+    opcode = query.opcode
+    echo = query.question_wire != b"" and opcode in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE)
+    plain = replace(query, opcode=OPCODE_QUERY, rd=False,
+                    question_wire=query.question_wire if echo else _NO_QUESTION)
+    wire = encode(plain, Answer(rcode=rcode, aa=False))
+    flags = 0x8000 | (opcode << 11) | (0x0100 if query.rd and not opcode else 0) | (rcode & 0xF)
+    if echo:
+        return wire[:2] + _QFIXED.pack(flags, 1) + wire[6:]
+    return wire[:2] + _QFIXED.pack(flags, 0) + wire[6:12] + wire[12 + len(_NO_QUESTION):]
+
+
+#: The stand-in question ``_bare`` encodes, then cuts out (root, type 0,
+#: class 0: 5 octets).
+_NO_QUESTION = b"\0\0\0\0\0"
 
 
 class FormErr(Exception):
@@ -229,6 +281,13 @@ class FormErr(Exception):
     def __init__(self, response: bytes) -> None:
         super().__init__("FORMERR")
         self.response = response
+
+
+def _formerr(query: Query, rcode: int = FORMERR) -> FormErr:
+    """The ``FormErr`` for ``query`` as read so far: its question when it
+    had one that could be read, an OPT record when it had one (RFC 6891
+    section 7: a FORMERR to an EDNS query carries OPT)."""
+    return FormErr(_bare(query, rcode))
 
 
 def decode(data: bytes) -> Query:
@@ -251,34 +310,41 @@ def decode(data: bytes) -> Query:
 
 
 def decode_dnslib(data: bytes) -> Query:
-    """``decode`` through dnslib (any well-formed message); same errors."""
+    """``decode`` through dnslib (any well-formed message); same errors.
+    Another OPCODE than QUERY gets NOTIMP where QUERY gets FORMERR (a
+    message of a kind we do not implement, RFC 1035 section 4.1.1), but
+    NOTIFY and UPDATE without exactly one question (zone) get FORMERR, as
+    Knot sends."""
     try:
         rec = DNSRecord.parse(data)
     except Exception:  # dnslib raises several types on junk
-        raise FormErr(_header_only(data, FORMERR)) from None
+        raise FormErr(_header_only(data, FORMERR if data[2] & 0x78 == 0 else NOTIMP)) from None
     h = rec.header
-    if len(rec.questions) != 1:
-        raise FormErr(_header_only(data, FORMERR if h.opcode == 0 else NOTIMP))
-    q = rec.questions[0]
-    label = q.qname
-    qname = str(label)
-    query = Query(
-        id=h.id, opcode=h.opcode, rd=bool(h.rd),
-        qname=qname, qname_lower=qname.lower(), qtype=q.qtype, qclass=q.qclass, label=label,
-    )
+    # no question yet (b""): the errors below answer without one
+    query = Query(id=h.id, opcode=h.opcode, rd=bool(h.rd), qname=".", qname_lower=".",
+                  qtype=0, qclass=0, question_wire=b"")
+    if len(rec.questions) == 1:
+        q = rec.questions[0]
+        label = q.qname
+        qname = str(label)
+        query.qname, query.qname_lower, query.label = qname, qname.lower(), label
+        query.qtype, query.qclass, query.question_wire = q.qtype, q.qclass, None
     opts = [rr for rr in rec.ar if rr.rtype == QTYPE_OPT]
-    if len(opts) > 1:
-        raise FormErr(_header_only(data, FORMERR))
     if opts:
         opt = opts[0]
         query.edns = True
         query.edns_version = (opt.ttl >> 16) & 0xFF
         query.dnssec_ok = bool(opt.ttl & 0x8000)
         query.udp_limit = min(max(opt.rclass, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
+        if len(opts) > 1:
+            raise _formerr(query)  # RFC 6891 section 6.1.1
         # the options from the octets: dnslib 0.9.26 drops an empty option
         # at the end of the OPT RDATA (an NSID request, RFC 5001)
         start, end = _opt_rdata(data, rec)
         _read_options(query, data, start, end)
+    if len(rec.questions) != 1:
+        known = h.opcode in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE)
+        raise _formerr(query, FORMERR if known else NOTIMP)
     return query
 
 
@@ -307,15 +373,15 @@ def _read_options(query: Query, data: bytes, pos: int, end: int) -> None:
     past the RDATA or the ECS option is malformed (RFC 7871 section 6)."""
     while pos < end:
         if pos + 4 > end:
-            raise FormErr(_header_only(data, FORMERR))
+            raise _formerr(query)
         code, length = _QFIXED.unpack_from(data, pos)
         if pos + 4 + length > end:
-            raise FormErr(_header_only(data, FORMERR))
+            raise _formerr(query)
         if code == OPTION_ECS and query.ecs is None:
             try:
                 query.ecs = parse_ecs(data[pos + 4:pos + 4 + length])
             except EcsError:
-                raise FormErr(encode(query, Answer(rcode=FORMERR, aa=False))) from None
+                raise _formerr(query) from None
         elif code == OPTION_NSID:
             query.nsid = True
         pos += 4 + length
@@ -431,11 +497,14 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     query an OPT record with our payload size is added (RFC 6891 section
     6.1.1), the DO bit copied (RFC 3225 section 3), and the options of
     :func:`response_options`. Records carry the query's class. Extended
-    RCODEs (BADVERS) go in the OPT record. When the message exceeds
+    RCODEs (BADVERS) go in the OPT record. Another OPCODE than QUERY gets
+    the header :func:`_bare` writes (no records). When the message exceeds
     ``limit`` bytes (UDP), the additional section is dropped first, then
     every section with TC set (RFC 2181 section 9).
     """
-    flags = (0x8000 | (query.opcode << 11) | (0x0400 if answer.aa else 0)
+    if query.opcode or query.question_wire == b"":
+        return _bare(query, answer.rcode)  # another OPCODE, or no question to echo
+    flags = (0x8000 | (0x0400 if answer.aa else 0)
              | (0x0100 if query.rd else 0) | (answer.rcode & 0xF))
     question = _question_wire(query)
     opt = b""

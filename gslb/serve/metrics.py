@@ -11,6 +11,8 @@ Families (labels in braces):
 * ``gslb_dns_queries_total{qtype,rcode}``: responses sent;
 * ``gslb_dns_answer_duration_seconds``: histogram, decode to encoded
   response, seconds;
+* ``gslb_dns_internal_errors_total``: queries whose answer failed with an
+  exception (answered SERVFAIL; every worker's);
 * ``gslb_dns_answer_cache_lookups_total{result}`` (``hit``, ``miss``),
   ``gslb_dns_answer_cache_entries``: the answer cache (every worker's);
   lookups count on across reloads and worker restarts;
@@ -145,6 +147,9 @@ class GslbCollector(Collector):
         yield HistogramMetricFamily("gslb_dns_answer_duration_seconds", "Time from a query's "
                                     "bytes to its response's bytes, seconds",
                                     buckets=buckets, sum_value=stats.duration_sum_s)
+        yield CounterMetricFamily("gslb_dns_internal_errors", "Queries whose answer failed "
+                                  "with an internal error (answered SERVFAIL)",
+                                  value=stats.internal_errors)
 
     @staticmethod
     def _steering(service: Measured) -> Iterator[Metric]:
