@@ -502,8 +502,9 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     ``limit`` bytes (UDP), the additional section is dropped first, then
     every section with TC set (RFC 2181 section 9).
     """
-    if query.opcode or query.question_wire == b"":
-        return _bare(query, answer.rcode)  # another OPCODE, or no question to echo
+    asked = query.question_wire  # b"": the query had no question to echo
+    if query.opcode or (not asked and asked is not None):
+        return _bare(query, answer.rcode)
     flags = (0x8000 | (0x0400 if answer.aa else 0)
              | (0x0100 if query.rd else 0) | (answer.rcode & 0xF))
     question = _question_wire(query)
