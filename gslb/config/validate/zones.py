@@ -1,7 +1,8 @@
 """The ``zones`` section: each zone's records (static RRsets, checked and made
 canonical by ``gslb.dns.zonetext``, and ``gslb`` records naming a pool), the
-rules between the records of a zone (SOA and NS at the apex, CNAME alone),
-and records that lie inside another configured zone."""
+rules between the records of a zone (SOA and NS at the apex, CNAME alone, DS
+only at a delegation, no NS at a wildcard), and records that lie inside
+another configured zone."""
 
 from __future__ import annotations
 
@@ -119,6 +120,10 @@ def _owner(r: Reader, key: str, zone: str, at: At) -> str | None:
             return None
     else:
         owner = f"{key.lower()}.{zone}"
+    if any("*" in label and label != "*" for label in owner.split(".")):
+        r.report(at, f"bad owner {owner!r}: '*' must be a whole label, the leftmost for a "
+                     "wildcard (RFC 4592 §2.1.1)")
+        return None
     problem = bad_name(owner)
     if problem:
         r.report(at, problem)
@@ -197,6 +202,11 @@ def _zone_rules(r: Reader, zone: str, at: At, owners: Mapping[str, At],
             _cname_alone(r, zone, owner, oat, present, rrsets)
         if "gslb" in present and {"A", "AAAA"} & set(present):
             r.report(oat, "a gslb name cannot also have static A or AAAA records")
+        if "NS" in present and owner.startswith("*."):
+            r.report(oat, "NS is not allowed at a wildcard owner (RFC 4592 §4.2)")
+        if "DS" in present and (owner == zone or "NS" not in present):
+            r.report(oat, "DS is only allowed at a delegation (a name with NS, not the apex) "
+                          "(RFC 4035 §2.4)")
     apex = types.get(zone, [])
     if "SOA" not in apex:
         r.report(at, f"missing SOA record at the zone apex of {zone}")
