@@ -191,6 +191,13 @@ _NO_DATA: dict[int, tuple[RR, ...]] = {}
 """The node of a name without static data (never modified)."""
 
 
+def _renamed(node: dict[int, tuple[RR, ...]], owner: str) -> dict[int, tuple[RR, ...]]:
+    """``node``'s RRsets with ``owner`` as their owner: a wildcard's data
+    synthesised for the name asked (RFC 4592 section 3.3.1). A function of
+    its own, so that ``_lookup_in``'s locals are not closure cells."""
+    return {code: tuple((owner, c, t, r) for _o, c, t, r in rrs) for code, rrs in node.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """The kind of a lookup, the answer built for it and the steering
@@ -357,22 +364,18 @@ class Authority:
                     return self._referral(zone, cut, answer)
             node = zone.rrsets.get(name, _NO_DATA)
             record = zone.gslb.get(name)
-            synthesised = False
-            if node is _NO_DATA and record is None and zone.wildcards and name not in zone.ents:
+            if record is None and node is _NO_DATA and zone.wildcards and name not in zone.ents:
                 source = zone.source_of_synthesis(name)
                 if source is not None:  # RFC 4592 section 3.3.1: owner becomes the name
-                    synthesised = True
                     record = zone.gslb.get(source)
-                    node = {code: tuple((name, c, t, r) for _o, c, t, r in rrs)
-                            for code, rrs in zone.rrsets.get(source, _NO_DATA).items()}
+                    node = _renamed(zone.rrsets.get(source, _NO_DATA), name)
             if record is not None and qtype in (QTYPE_A, QTYPE_AAAA, QTYPE_ANY):
                 family_qtype = QTYPE_A if qtype == QTYPE_ANY else qtype
                 return self._gslb(zone, record, family_qtype, query, who, name, answer)
             if qtype in node:
-                rrs = node[qtype]
-                answer.answer.extend(rrs)
+                answer.answer.extend(node[qtype])
                 if qtype == QTYPE_NS:
-                    self._ns_addresses(zone, rrs, answer)
+                    self._ns_addresses(zone, node[qtype], answer)
                 return Lookup(Kind.ANSWER, answer)
             cname = node.get(QTYPE_CNAME)
             if cname is not None:
@@ -393,7 +396,9 @@ class Authority:
             # a CNAME chain ending at a name without the type: the response
             # carries the chain, NOERROR (RFC 2308 section 2.2); a name a
             # wildcard covers exists (RFC 4592 section 2.2.1: NODATA)
-            kind = Kind.NODATA if synthesised or zone.exists(name) else Kind.NXDOMAIN
+            covered = zone.exists(name) or (
+                zone.wildcards and zone.source_of_synthesis(name) is not None)
+            kind = Kind.NODATA if covered else Kind.NXDOMAIN
             return self._negative(zone, kind, answer)
         answer.rcode = SERVFAIL  # CNAME loop inside our zones
         return Lookup(Kind.SERVFAIL, answer)
