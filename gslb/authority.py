@@ -75,6 +75,10 @@ _NOT_REUSABLE = Basis.DRAW | Basis.RTT
 #: Longest CNAME chain followed inside our zones before giving up.
 MAX_CNAME_CHAIN = 8
 
+#: The DS type (RFC 4034 section 5): answered by the parent side of a
+#: zone cut (RFC 4035 section 3.1.4.1).
+QTYPE_DS = 43
+
 #: CHAOS-class names answered with the server identity (RFC 4892 section
 #: 2.3: ``id.server``; ``hostname.bind`` as BIND, Knot and PowerDNS do).
 IDENTITY_NAMES = frozenset({"id.server.", "hostname.bind."})
@@ -126,7 +130,9 @@ class Kind(Enum):
 class _Zone:
     """One zone compiled for lookups: ``rrsets`` owner → type code → RRs (a
     tuple, in config order); ``ents`` the empty non-terminals (names with no
-    data of their own but data below them); ``cuts`` the delegations."""
+    data of their own but data below them); ``cuts`` the delegations;
+    ``wildcards``: some owner's leftmost label is ``*`` (RFC 4592), so a
+    name that does not exist is looked up as a wildcard match."""
 
     name: str
     soa: RR
@@ -135,11 +141,29 @@ class _Zone:
     gslb: dict[str, GslbRecord]
     ents: frozenset[str] = frozenset()
     cuts: frozenset[str] = frozenset()
+    wildcards: bool = False
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (lower case, absolute, in the zone) has any data,
         static or GSLB, or is an empty non-terminal (NODATA, not NXDOMAIN)."""
         return name in self.rrsets or name in self.gslb or name in self.ents
+
+    def source_of_synthesis(self, name: str) -> str | None:
+        """The wildcard owner whose data answers ``name`` (lower case,
+        absolute, in the zone, not existing, not at or below a cut), or None
+        when no wildcard covers it (RFC 4592 section 3.3.1): ``*.`` and the
+        closest encloser (the longest existing ancestor of ``name``, empty
+        non-terminals included), when that owner exists. A ``*`` label
+        elsewhere than leftmost is a plain label: ``ghost.*.example.``'s
+        closest encloser is ``*.example.`` itself, which has no ``*`` child."""
+        apex = self.name
+        encloser = name
+        while encloser != apex:
+            encloser = encloser.split(".", 1)[1]
+            if self.exists(encloser):
+                break
+        source = "*." + encloser
+        return source if source in self.rrsets or source in self.gslb else None
 
 
 def _ancestors(name: str, apex: str) -> list[str]:
@@ -180,6 +204,7 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
                 break  # its parents are done, or will be as an owner's
             ents.add(name)
     cuts = frozenset(o for o, types in rrsets.items() if o != zone.name and QTYPE_NS in types)
+    wildcards = any(owner.startswith("*.") for owner in (*rrsets, *gslb))
     return _Zone(
         name=zone.name,
         soa=soa_rr,
@@ -190,11 +215,19 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
         gslb=gslb,
         ents=frozenset(ents),
         cuts=cuts,
+        wildcards=wildcards,
     )
 
 
 _NO_DATA: dict[int, tuple[RR, ...]] = {}
 """The node of a name without static data (never modified)."""
+
+
+def _renamed(node: dict[int, tuple[RR, ...]], owner: str) -> dict[int, tuple[RR, ...]]:
+    """``node``'s RRsets with ``owner`` as their owner: a wildcard's data
+    synthesised for the name asked (RFC 4592 section 3.3.1). A function of
+    its own, so that ``_lookup_in``'s locals are not closure cells."""
+    return {code: tuple((owner, c, t, r) for _o, c, t, r in rrs) for code, rrs in node.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,33 +368,70 @@ class Authority:
 
     def _referral(self, zone: _Zone, cut: str, answer: Answer) -> Lookup:
         """A referral to the child zone at ``cut`` (RFC 1034 section 4.3.2 step
-        3b): not authoritative, NS in the authority section, in-zone glue."""
+        3b): not authoritative, NS in the authority section, the zone's
+        addresses of the NS targets as glue. In-domain glue (targets at or
+        below ``cut``) comes first and must fit, else the response is sent
+        with TC (RFC 9471 section 3.1, ``Answer.required_additional``);
+        sibling glue (targets elsewhere in the zone) follows and is dropped
+        without TC when it does not fit (RFC 9471 section 3.2)."""
         answer.aa = False
         ns_rrs = zone.rrsets[cut][QTYPE_NS]
         answer.authority.extend(ns_rrs)
+        below = "." + cut
+        sibling: list[RR] = []
         for _o, _c, _t, rdata in ns_rrs:
             target = str(rdata).lower()
+            glue = answer.additional if target == cut or target.endswith(below) else sibling
+            node = zone.rrsets.get(target, _NO_DATA)
             for code in (QTYPE_A, QTYPE_AAAA):
-                answer.additional.extend(zone.rrsets.get(target, _NO_DATA).get(code, ()))
+                glue.extend(node.get(code, ()))
+        answer.required_additional = len(answer.additional)
+        answer.additional.extend(sibling)
         return Lookup(Kind.DELEGATION, answer)
 
+    @staticmethod
+    def _ns_addresses(zone: _Zone, ns_rrs: tuple[RR, ...], answer: Answer) -> None:
+        """Add the zone's A and AAAA RRsets of the targets of ``ns_rrs`` (an
+        NS RRset answered, e.g. at the apex) to the additional section, as
+        RFC 1034 section 4.3.2 step 6 suggests; dropped without TC when the
+        response does not fit."""
+        additional = answer.additional
+        for _o, _c, _t, rdata in ns_rrs:
+            node = zone.rrsets.get(str(rdata).lower(), _NO_DATA)
+            for code in (QTYPE_A, QTYPE_AAAA):
+                additional.extend(node.get(code, ()))
+
     def _lookup_in(self, zone: _Zone, query: Query, who: str) -> Lookup:
+        """``query`` answered from ``zone``: referral below a cut, GSLB or
+        static data, CNAMEs followed inside the zone, wildcards synthesised
+        (RFC 4592 section 3.3.1: only for a name that does not exist, owner
+        the name asked), DS at a cut from the parent side (RFC 4035 section
+        3.1.4.1), else NODATA or NXDOMAIN with the SOA."""
         answer = Answer()
         name = query.qname_lower
         qtype = query.qtype
         for _hop in range(MAX_CNAME_CHAIN + 1):
             for cut in reversed(_ancestors(name, zone.name)):
                 if cut in zone.cuts:
+                    if cut == name and qtype == QTYPE_DS:
+                        break  # the parent side's own data, authoritative
                     if answer.answer:  # CNAME led below a cut: stop at the CNAME
                         return Lookup(Kind.ANSWER, answer)
                     return self._referral(zone, cut, answer)
             node = zone.rrsets.get(name, _NO_DATA)
             record = zone.gslb.get(name)
+            if record is None and node is _NO_DATA and zone.wildcards and name not in zone.ents:
+                source = zone.source_of_synthesis(name)
+                if source is not None:  # RFC 4592 section 3.3.1: owner becomes the name
+                    record = zone.gslb.get(source)
+                    node = _renamed(zone.rrsets.get(source, _NO_DATA), name)
             if record is not None and qtype in (QTYPE_A, QTYPE_AAAA, QTYPE_ANY):
                 family_qtype = QTYPE_A if qtype == QTYPE_ANY else qtype
                 return self._gslb(zone, record, family_qtype, query, who, name, answer)
             if qtype in node:
                 answer.answer.extend(node[qtype])
+                if qtype == QTYPE_NS:
+                    self._ns_addresses(zone, node[qtype], answer)
                 return Lookup(Kind.ANSWER, answer)
             cname = node.get(QTYPE_CNAME)
             if cname is not None:
@@ -374,16 +444,18 @@ class Authority:
                 continue
             if qtype == QTYPE_ANY and node:
                 # RFC 8482 section 4.1: answer ANY with one RRset of the name.
-                answer.answer.extend(node[min(node)])
+                rrs = node[min(node)]
+                answer.answer.extend(rrs)
+                if rrs[0][1] == QTYPE_NS:
+                    self._ns_addresses(zone, rrs, answer)
                 return Lookup(Kind.ANSWER, answer)
-            if answer.answer:
-                # A CNAME chain ending at a name without the type: the
-                # response carries the chain, NOERROR (RFC 2308 section 2.2).
-                kind = Kind.NODATA if zone.exists(name) else Kind.NXDOMAIN
-                return self._negative(zone, kind, answer)
-            if zone.exists(name):
-                return self._negative(zone, Kind.NODATA, answer)
-            return self._negative(zone, Kind.NXDOMAIN, answer)
+            # a CNAME chain ending at a name without the type: the response
+            # carries the chain, NOERROR (RFC 2308 section 2.2); a name a
+            # wildcard covers exists (RFC 4592 section 2.2.1: NODATA)
+            covered = zone.exists(name) or (
+                zone.wildcards and zone.source_of_synthesis(name) is not None)
+            kind = Kind.NODATA if covered else Kind.NXDOMAIN
+            return self._negative(zone, kind, answer)
         answer.rcode = SERVFAIL  # CNAME loop inside our zones
         return Lookup(Kind.SERVFAIL, answer)
 

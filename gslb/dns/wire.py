@@ -115,6 +115,10 @@ class Answer:
     prefix-length to echo when the query had an ECS option (RFC 7871 section
     7.2.1). ``nsid``: the NSID option's payload (the server's identity) to
     send when the query asked for it (RFC 5001 section 2.3), else None.
+    ``required_additional``: how many of the leading ``additional`` records
+    must be sent (a referral's in-domain glue, RFC 9471 section 3.1): when
+    they do not fit, the response is truncated (TC) instead of sent without
+    them; the others are dropped silently when over the limit.
 
     For the answer cache (:mod:`gslb.dns.cache`): ``reusable`` is True when
     the same query gets the same answer while the health generation holds;
@@ -130,6 +134,7 @@ class Answer:
     nsid: bytes | None = None
     reusable: bool = True
     per_client: bool = False
+    required_additional: int = 0
 
 
 class _Uncompressed(DNSBuffer):  # type: ignore[misc]  # dnslib has no types: DNSBuffer is Any
@@ -499,8 +504,9 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     :func:`response_options`. Records carry the query's class. Extended
     RCODEs (BADVERS) go in the OPT record. Another OPCODE than QUERY gets
     the header :func:`_bare` writes (no records). When the message exceeds
-    ``limit`` bytes (UDP), the additional section is dropped first, then
-    every section with TC set (RFC 2181 section 9).
+    ``limit`` bytes (UDP), the additional section is dropped first (but for
+    its ``answer.required_additional`` leading records), then every section
+    with TC set (RFC 2181 section 9, RFC 9471 section 3.1).
     """
     asked = query.question_wire  # b"": the query had no question to echo
     if query.opcode or (not asked and asked is not None):
@@ -524,8 +530,11 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     wire = _HEADER.pack(query.id, flags, 1, *counts) + question + an + ns + ad + opt
     if limit is None or len(wire) <= limit:
         return wire
-    wire = (_HEADER.pack(query.id, flags, 1, counts[0], counts[1], nopt)
-            + question + an + ns + opt)
+    need = answer.required_additional
+    if need:
+        ad = _section(answer.additional[:need], query.qname_lower, rclass)
+    wire = (_HEADER.pack(query.id, flags, 1, counts[0], counts[1], need + nopt)
+            + question + an + ns + (ad if need else b"") + opt)
     if len(wire) <= limit:
         return wire
     return _HEADER.pack(query.id, flags | 0x0200, 1, 0, 0, nopt) + question + opt

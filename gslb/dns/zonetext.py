@@ -33,7 +33,12 @@ STATIC_TYPES: dict[str, int | None] = {
     "TXT": None,
     "SRV": 4,
     "CAA": 3,
+    "DS": 4,
 }
+
+#: Digest length in octets of each DS digest type we can check (RFC 4034
+#: section 5.1.4: SHA-1; RFC 4509: SHA-256; RFC 6605: SHA-384).
+DS_DIGEST_OCTETS = {1: 20, 2: 32, 4: 48}
 
 
 def normalize_rdata(rtype: str, text: str, origin: str) -> str:
@@ -70,10 +75,13 @@ def normalize_rdata(rtype: str, text: str, origin: str) -> str:
         if addr.version != (4 if rtype == "A" else 6):
             raise ValueError(f"bad {rtype} address {text!r}: IPv{addr.version}")
         return str(addr)
-    numeric = {"MX": (0,), "SRV": (0, 1, 2), "CAA": (0,), "SOA": (2, 3, 4, 5, 6)}.get(rtype, ())
+    numeric = {"MX": (0,), "SRV": (0, 1, 2), "CAA": (0,), "SOA": (2, 3, 4, 5, 6),
+               "DS": (0, 1, 2)}.get(rtype, ())
     for i in numeric:
         if not fields[i].isdigit():
             raise ValueError(f"bad {rtype} data {text!r}: field {i + 1} must be a number")
+    if rtype == "DS":
+        _check_ds(text, fields)
     names = {"NS": (0,), "CNAME": (0,), "MX": (1,), "SRV": (3,), "SOA": (0, 1)}.get(rtype, ())
     for i in names:
         fields[i] = _absolute(fields[i], origin)
@@ -102,6 +110,24 @@ def _ipv4_text(text: str) -> str | None:
     except (OSError, ValueError):
         return None
     return address if address == text else None
+
+
+def _check_ds(text: str, fields: list[str]) -> None:
+    """DS fields (RFC 4034 section 5.3: key tag, algorithm, digest type,
+    digest in hex, here in one piece): in range, and the digest as long as
+    its type says when we know the type. Raises ``ValueError``."""
+    tag, algorithm, digest_type = (int(f) for f in fields[:3])
+    if tag > 65535 or algorithm > 255 or digest_type > 255:
+        raise ValueError(f"bad DS data {text!r}: key tag is 0-65535, algorithm and "
+                         "digest type 0-255")
+    try:
+        digest = bytes.fromhex(fields[3])
+    except ValueError:
+        raise ValueError(f"bad DS data {text!r}: the digest must be hexadecimal") from None
+    want = DS_DIGEST_OCTETS.get(digest_type)
+    if want is not None and len(digest) != want:
+        raise ValueError(f"bad DS data {text!r}: a type {digest_type} digest is {want} "
+                         f"octets, not {len(digest)}")
 
 
 def from_zone(text: str) -> list[RR]:

@@ -39,8 +39,9 @@ def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> byt
     6.1.1), with the options of ``wire.response_options``. Records carry the
     query's class (IN, or CH for RFC 4892 queries). Extended RCODEs
     (BADVERS) go in the OPT record. When the message exceeds ``limit`` bytes
-    (UDP), the additional section is dropped first, then every section with
-    TC set (RFC 2181 section 9).
+    (UDP), the additional section is dropped first (but for its
+    ``answer.required_additional`` leading records), then every section with
+    TC set (RFC 2181 section 9, RFC 9471 section 3.1).
     """
     header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, aa=int(answer.aa),
                        rd=int(query.rd), rcode=answer.rcode & 0xF)
@@ -59,12 +60,12 @@ def encode_dnslib(query: Query, answer: Answer, limit: int | None = None) -> byt
     wire = bytes(msg.pack())
     if limit is None or len(wire) <= limit:
         return wire
-    msg.ar = [opt] if opt is not None else []
+    msg.ar = msg.ar[:answer.required_additional] + ([opt] if opt is not None else [])
     msg.set_header_qa()
     wire = bytes(msg.pack())
     if len(wire) <= limit:
         return wire
-    msg.rr, msg.auth = [], []
+    msg.rr, msg.auth, msg.ar = [], [], [opt] if opt is not None else []
     msg.header.tc = 1
     msg.set_header_qa()
     return bytes(msg.pack())

@@ -1,7 +1,8 @@
 """The ``zones`` section: each zone's records (static RRsets, checked and made
 canonical by ``gslb.dns.zonetext``, and ``gslb`` records naming a pool), the
-rules between the records of a zone (SOA and NS at the apex, CNAME alone),
-and records that lie inside another configured zone."""
+rules between the records of a zone (SOA and NS at the apex, CNAME alone, DS
+only at a delegation, no NS at a wildcard), RRsets too big for any DNS
+message, and records that lie inside another configured zone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from gslb.config.loader import MarkedDict
 from gslb.config.model import DEFAULT_GSLB_TTL, GslbRecord, RRset, Zone
 from gslb.config.validate.reader import At, Reader, absolute, bad_name, inside, kind
+from gslb.dns.wire import compile_rdata
 from gslb.dns.zonetext import STATIC_TYPES, normalize_rdata
 
 ZONE_KEYS = ("ttl", "records")
@@ -21,6 +23,22 @@ MAX_TTL = 2**31 - 1
 """Largest TTL, seconds (RFC 2181 section 8)."""
 DEFAULT_ZONE_TTL = 3600
 """TTL (seconds) of static RRsets when neither the RRset nor the zone gives one."""
+
+MAX_MESSAGE = 65535
+"""Largest DNS message, octets: what the two-octet length prefix of DNS over
+TCP can frame (RFC 1035 section 4.2.2)."""
+OPT_RESERVE = 11 + (4 + 20) + (4 + 255) + (4 + 40)
+"""Octets kept free in that message for the response's OPT record (RFC 6891
+section 6.1.2: 11 fixed) with the largest options it may carry: an ECS echo
+(RFC 7871 section 6: 4 + up to 20), an NSID (RFC 5001: 4 + up to 255) and a
+COOKIE (RFC 7873 section 4: 4 + up to 40)."""
+MAX_QNAME = 255
+"""Longest name in wire form, octets (RFC 1035 section 2.3.4): the question
+a wildcard answers may be that long."""
+
+_ROUGH_BASE = 12 + MAX_QNAME + 4 + OPT_RESERVE
+"""Header, the longest question and the OPT reserve: the part of
+``message_size`` that does not depend on the records."""
 
 Owners = dict[str, dict[str, At]]
 """Zone → owner name → where the owner is written."""
@@ -83,6 +101,7 @@ def _zone(r: Reader, zone: str, value: object, at: At, pools: Mapping[str, objec
                 rrset = _rrset(r, owner, rtype, data, tat, zone, ttl or 0)
                 if rrset is not None:
                     rrsets[owner, rtype] = rrset
+                    _fits_a_message(r, rrset, tat)
     _zone_rules(r, zone, at, owners, declared, rrsets)
     soa = rrsets.get((zone, "SOA"))
     if r.count > before or soa is None:
@@ -119,6 +138,10 @@ def _owner(r: Reader, key: str, zone: str, at: At) -> str | None:
             return None
     else:
         owner = f"{key.lower()}.{zone}"
+    if any("*" in label and label != "*" for label in owner.split(".")):
+        r.report(at, f"bad owner {owner!r}: '*' must be a whole label, the leftmost for a "
+                     "wildcard (RFC 4592 §2.1.1)")
+        return None
     problem = bad_name(owner)
     if problem:
         r.report(at, problem)
@@ -184,6 +207,34 @@ def _rrset(r: Reader, owner: str, rtype: str, value: object, at: At, zone: str,
     return RRset(name=owner, rtype=rtype, ttl=given_ttl, rdata=tuple(seen))
 
 
+def message_size(rrset: RRset, wire_lengths: list[int] | None = None) -> int:
+    """Octets of the largest response carrying ``rrset`` alone, as
+    ``gslb.dns.wire.encode`` writes it: the header (12), the question (the
+    owner, or for a wildcard owner the longest name, + 4), each record (its
+    owner a 2-octet pointer to the question, 10 fixed, the RDATA) and
+    ``OPT_RESERVE``. ``wire_lengths``: the RDATA lengths, when known."""
+    if wire_lengths is None:
+        wire_lengths = [len(compile_rdata(rrset.rtype, text).wire) for text in rrset.rdata]
+    qname = MAX_QNAME if rrset.name.startswith("*.") else len(rrset.name) + 1
+    return 12 + qname + 4 + sum(12 + n for n in wire_lengths) + OPT_RESERVE
+
+
+def _fits_a_message(r: Reader, rrset: RRset, at: At) -> None:
+    """Report ``rrset`` (written at ``at``) when a response carrying it
+    cannot fit in one DNS message of ``MAX_MESSAGE`` octets, even over TCP:
+    it could never be answered (RFC 2181 section 5: an RRset is sent whole).
+    RDATA is compiled only for an RRset near that size (every type's RDATA
+    is at most its canonical text's length + 24 octets)."""
+    texts = rrset.rdata
+    if _ROUGH_BASE + 36 * len(texts) + sum(map(len, texts)) <= MAX_MESSAGE:
+        return
+    size = message_size(rrset)
+    if size > MAX_MESSAGE:
+        r.report(at, f"this {rrset.rtype} RRset ({len(texts)} records) makes a response of "
+                     f"{size} octets: it cannot fit in a DNS message ({MAX_MESSAGE} octets, "
+                     f"{OPT_RESERVE} kept for EDNS options, RFC 1035 §4.2.2)")
+
+
 def _zone_rules(r: Reader, zone: str, at: At, owners: Mapping[str, At],
                 types: Mapping[str, list[str]],
                 rrsets: Mapping[tuple[str, str], RRset]) -> None:
@@ -197,6 +248,11 @@ def _zone_rules(r: Reader, zone: str, at: At, owners: Mapping[str, At],
             _cname_alone(r, zone, owner, oat, present, rrsets)
         if "gslb" in present and {"A", "AAAA"} & set(present):
             r.report(oat, "a gslb name cannot also have static A or AAAA records")
+        if "NS" in present and owner.startswith("*."):
+            r.report(oat, "NS is not allowed at a wildcard owner (RFC 4592 §4.2)")
+        if "DS" in present and (owner == zone or "NS" not in present):
+            r.report(oat, "DS is only allowed at a delegation (a name with NS, not the apex) "
+                          "(RFC 4035 §2.4)")
     apex = types.get(zone, [])
     if "SOA" not in apex:
         r.report(at, f"missing SOA record at the zone apex of {zone}")
