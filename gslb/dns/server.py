@@ -3,8 +3,11 @@
 A ``Handler`` takes the query bytes, the client's address (text) and whether
 the query came over UDP, and returns the response bytes or None (no answer).
 TCP uses the 2-octet length framing of RFC 1035 section 4.2.2, accepts
-several queries per connection and closes idle connections (RFC 7766
-sections 6.2.1 and 6.2.3).
+several queries per connection (pipelined: RFC 7766 section 6.2.1.1) and
+keeps its connections from being starved by any client (:class:`TcpLimits`):
+a limit per client address, a write timeout for clients that do not read
+their answers, an idle timeout, and, when the listener is full, the
+connection idle longest closed to admit a new one (RFC 7766 section 6.2.3).
 """
 
 from __future__ import annotations
@@ -14,16 +17,73 @@ import contextlib
 import logging
 import socket
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger("gslb.dns")
 
 Handler = Callable[[bytes, str, bool], bytes | None]
 
-#: Seconds a TCP connection may stay idle between queries (RFC 7766 6.2.3).
+#: Seconds a TCP connection may wait for its next complete query (or its
+#: first) before the server closes it (RFC 7766 section 6.2.3). Bytes of an
+#: unfinished query do not count as activity, so a client trickling a query
+#: byte by byte is closed as well.
 TCP_IDLE_TIMEOUT_S = 10.0
-#: Concurrent TCP connections per listener; further ones are closed at once.
+#: Concurrent TCP connections per :class:`DnsServer` (per process: each
+#: ``gslb serve --workers`` worker has its own). When full, the connection
+#: idle longest is closed to admit a new one; with none idle, the new one is
+#: closed at once.
 MAX_TCP_CLIENTS = 512
+#: Concurrent TCP connections from one client address; a further one is
+#: closed at once. RFC 7766 section 6.2.2 asks clients for one connection per
+#: server; 16 leaves room for resolvers sharing an address behind a NAT,
+#: while one address can hold no more than 1/32 of ``MAX_TCP_CLIENTS``.
+TCP_PER_SOURCE = 16
+#: Seconds a response may wait for a client that does not read it (the
+#: kernel's send buffer full, nothing more accepted) before the connection
+#: is reset. Meanwhile no further query of that connection is read.
+TCP_WRITE_TIMEOUT_S = 5.0
+#: Bytes asked for each TCP connection's kernel send and receive buffers
+#: (set on the listening socket, inherited by every connection; Linux
+#: doubles the figure for its bookkeeping). Bounds what a client that stops
+#: reading can leave queued in the kernel, instead of Linux's autotuned
+#: megabytes; a whole 65,535-byte response still fits.
+TCP_SOCKET_BUFFER = 64 << 10
+#: Queries of one connection answered per turn of the event loop before the
+#: others get theirs (a pipelining client cannot hold the loop).
+TCP_BATCH = 16
+#: Seconds between two log lines about TCP connections refused, evicted or
+#: reset (one line sums each period, never one per connection).
+TCP_LOG_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    """How a :class:`DnsServer` shares its TCP connections: ``clients``
+    concurrent connections (when full, the one idle longest is closed to
+    admit a new one, RFC 7766 section 6.2.3; with none idle the new one is
+    closed), ``per_source`` concurrent connections from one client address
+    (a further one is closed at once), ``idle_s`` seconds waiting for the
+    next complete query before the server closes the connection, and
+    ``write_timeout_s`` seconds a response may wait for a client that does
+    not read before the connection is reset. Defaults: the module's
+    ``MAX_TCP_CLIENTS``, ``TCP_PER_SOURCE``, ``TCP_IDLE_TIMEOUT_S`` and
+    ``TCP_WRITE_TIMEOUT_S``. Raises ``ValueError`` for a count below 1 or a
+    time not above 0."""
+
+    clients: int = MAX_TCP_CLIENTS
+    per_source: int = TCP_PER_SOURCE
+    idle_s: float = TCP_IDLE_TIMEOUT_S
+    write_timeout_s: float = TCP_WRITE_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        for name, value in (("clients", self.clients), ("per_source", self.per_source)):
+            if value < 1:
+                raise ValueError(f"TCP {name} must be at least 1, not {value}")
+        for name, seconds in (("idle_s", self.idle_s), ("write_timeout_s", self.write_timeout_s)):
+            if not seconds > 0:
+                raise ValueError(f"TCP {name} must be above 0 seconds, not {seconds}")
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -180,38 +240,237 @@ class _Udp:
         self.sock.close()
 
 
+
+class TcpCounters:
+    """What a :class:`DnsServer` did to TCP connections since it started,
+    each a count of connections: ``refused_per_source`` (closed at once: its
+    client address already had ``TcpLimits.per_source``), ``refused_full``
+    (closed at once: the listener full and none of its connections idle),
+    ``evicted`` (idle, closed to admit a new one), ``write_timeouts`` (reset:
+    the client did not read its answers within ``write_timeout_s``),
+    ``idle_timeouts`` (closed after ``idle_s`` without a query)."""
+
+    __slots__ = ("evicted", "idle_timeouts", "refused_full", "refused_per_source",
+                 "write_timeouts")
+
+    def __init__(self) -> None:
+        self.refused_per_source = 0
+        self.refused_full = 0
+        self.evicted = 0
+        self.write_timeouts = 0
+        self.idle_timeouts = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class _TcpConnection(asyncio.Protocol):
+    """One TCP connection: queries framed by RFC 1035 section 4.2.2, answered
+    in order as they arrive, several per connection (RFC 7766 section
+    6.2.1.1). A response the kernel cannot take at once (the client is not
+    reading) stops the reading of further queries until it is sent (the
+    transport's write-buffer limits are 0: ``pause_writing`` as soon as
+    anything waits), so at most one response waits in this process per
+    connection; ``write_timeout_s`` later, still unsent, the connection is
+    reset. "Idle" (in the server's ``_idle``, evictable): no query being
+    answered, nothing waiting to be sent."""
+
+    __slots__ = ("blocked", "deferred", "eof", "open", "pending", "server", "timer",
+                 "transport", "who")
+
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.who = ""
+        self.pending = bytearray()  # received, not yet answered: a partial query, or more
+        self.open = False  # counted by the server (admitted, not yet forgotten)
+        self.blocked = False  # a response waits for the client to read (pause_writing)
+        self.deferred = False  # queries left for the next turn of the loop (TCP_BATCH)
+        self.eof = False  # the client half-closed: close once everything is answered
+        self.timer: asyncio.TimerHandle | None = None  # the write timeout, while blocked
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.who = peer[0] if peer else ""
+        transport.set_write_buffer_limits(0)  # pause_writing once anything waits
+        self.server._admit(self)
+
+    def data_received(self, data: bytes) -> None:
+        pending = self.pending
+        if pending or self.blocked or self.deferred:
+            pending += data
+            if (self.blocked or self.deferred or len(pending) < 2
+                    or len(pending) < 2 + (pending[0] << 8 | pending[1])):
+                return  # waiting: for the client to read, or for the rest of a query
+            data = bytes(pending)
+            pending.clear()
+        self._answer(data)
+
+    def _answer(self, data: bytes) -> None:
+        """Answer the complete queries at the start of ``data`` (up to
+        ``TCP_BATCH``, and until a response has to wait); keep the rest."""
+        transport, handler, who = self.transport, self.server.handler, self.who
+        assert transport is not None
+        size, pos, answered = len(data), 0, 0
+        while size - pos >= 2:
+            end = pos + 2 + (data[pos] << 8 | data[pos + 1])
+            if end > size:
+                break
+            if answered == TCP_BATCH or self.blocked:
+                if not self.blocked:  # more than a batch: the others' turn first
+                    self.deferred = True
+                    transport.pause_reading()
+                    self.server._loop.call_soon(self._continue)
+                break
+            query = data[pos + 2:end]
+            pos = end
+            try:
+                response = handler(query, who, False)
+            except Exception:
+                log.exception("query from %s over TCP failed", who)
+                self.drop()
+                return
+            if response is None:
+                self.drop()  # nothing sensible to say: close (RFC 7766 6.2.4)
+                return
+            transport.write(len(response).to_bytes(2, "big") + response)
+            answered += 1
+        if pos < size:
+            self.pending += data[pos:] if pos else data
+        self.server._settle(self, answered)
+
+    def _continue(self) -> None:
+        """Answer what is pending (after a batch, or once a blocked response
+        was sent), then read again."""
+        self.deferred = False
+        if not self.open or self.blocked:
+            return
+        data = bytes(self.pending)
+        self.pending.clear()
+        self._answer(data)
+        if self.open and not (self.blocked or self.deferred) and self.transport is not None:
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if not self.open:
+            return
+        assert self.transport is not None
+        self.blocked = True
+        self.transport.pause_reading()
+        self.server._idle.pop(self, None)
+        self.timer = self.server._loop.call_later(self.server.tcp.write_timeout_s,
+                                                  self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        self.blocked = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.deferred:
+            self._continue()
+
+    def _write_timed_out(self) -> None:
+        self.timer = None
+        self.server._note("write_timeouts")
+        self.reset()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not (self.blocked or self.deferred):
+            self.drop()
+        return True  # keep the transport: answers may still be on their way
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._forget(self)
+
+    def drop(self) -> None:
+        """Close the connection (what is written is still sent) and free
+        its slot now."""
+        self.server._forget(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def reset(self) -> None:
+        """Reset the connection (RST: what waits in the kernel is thrown
+        away too, so a client that never reads learns of it) and free its
+        slot now."""
+        self.server._forget(self)
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+
+
 class DnsServer:
     """Listens on every ``(address, port)`` of ``listen`` over UDP and TCP.
 
     Port 0 picks a free port, the same for UDP and TCP; ``addresses`` gives
-    the bound ``(address, port)`` pairs after ``start()``. ``tcp_idle_s`` is
-    the TCP idle timeout in seconds (default ``TCP_IDLE_TIMEOUT_S``).
+    the bound ``(address, port)`` pairs after ``start()``. ``tcp``: how TCP
+    connections are shared (:class:`TcpLimits`, counted over every listener
+    of this server); ``tcp_counters`` (:class:`TcpCounters`) counts what
+    they did, ``tcp_connections`` the connections open now.
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes share
     the port and the kernel spreads queries over them (``gslb serve
     --workers``).
+
+    Refused, evicted and reset connections are logged on ``gslb.dns`` at
+    most once every ``TCP_LOG_INTERVAL_S`` seconds, one line summing them.
     """
 
     def __init__(
         self,
         handler: Handler,
         listen: list[tuple[str, int]],
-        tcp_idle_s: float | None = None,
-        max_tcp_clients: int = MAX_TCP_CLIENTS,
+        tcp: TcpLimits | None = None,
         reuse_port: bool = False,
     ) -> None:
         self.handler = handler
         self.reuse_port = reuse_port
         self.listen = listen
-        self.tcp_idle_s = TCP_IDLE_TIMEOUT_S if tcp_idle_s is None else tcp_idle_s
-        self.max_tcp_clients = max_tcp_clients
+        self.tcp = tcp if tcp is not None else TcpLimits()
+        self.tcp_counters = TcpCounters()
         self.addresses: list[tuple[str, int]] = []
         self._udp: list[_Udp] = []
         self._tcp: list[asyncio.Server] = []
-        self._tcp_tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: set[_TcpConnection] = set()
+        self._per_source: dict[str, int] = {}
+        #: idle connections, the one idle longest first: since when (loop time, seconds)
+        self._idle: OrderedDict[_TcpConnection, float] = OrderedDict()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._log_timer: asyncio.TimerHandle | None = None
+        self._next_log_at = 0.0
+        self._logged: dict[str, int] = self.tcp_counters.as_dict()
+        self._loop: asyncio.AbstractEventLoop  # from start()
+        self._stopped = False
+
+    @property
+    def tcp_connections(self) -> int:
+        """TCP connections open now (admitted, not yet closed)."""
+        return len(self._connections)
+
+    def tcp_queued_bytes(self) -> int:
+        """Bytes this process holds for its TCP connections now: responses
+        waiting for their client to read, and received queries not yet
+        answered (a partial one, or those behind a waiting response).
+        Bounded per connection by one response (65,537 bytes) plus what one
+        read of the socket brings (asyncio reads up to 256 KiB)."""
+        total = 0
+        for conn in self._connections:
+            total += len(conn.pending)
+            if conn.transport is not None:
+                total += conn.transport.get_write_buffer_size()
+        return total
 
     async def start(self) -> None:
         """Bind every listener. Raises ``OSError`` when an address cannot be
         bound (in use, not local)."""
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
         try:
             for host, port in self.listen:
                 await self._bind(host, port)
@@ -223,7 +482,10 @@ class DnsServer:
         udp_sock, tcp_sock = bind_udp_tcp(host, port, reuse_port=self.reuse_port,
                                           receive_buffer=UDP_RCVBUF)
         try:
-            tcp_server = await asyncio.start_server(self._tcp_client, sock=tcp_sock, backlog=128)
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):  # inherited by connections
+                tcp_sock.setsockopt(socket.SOL_SOCKET, option, TCP_SOCKET_BUFFER)
+            tcp_server = await self._loop.create_server(
+                lambda: _TcpConnection(self), sock=tcp_sock, backlog=128)
         except BaseException:
             udp_sock.close()
             tcp_sock.close()
@@ -238,49 +500,111 @@ class DnsServer:
             log.info("UDP receive buffer %d bytes (asked for %d): raise "
                      "net.core.rmem_max to absorb bigger bursts", granted, UDP_RCVBUF)
 
-    def _tcp_client(self, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> None:
-        # A plain function, so the connection is counted and its writer
-        # registered before the loop runs anything else: asyncio's stream
-        # server does not close the transport of a handler task cancelled
-        # before its first step (stop() can do that), so stop() closes any
-        # writer its task left open.
-        if len(self._tcp_tasks) >= self.max_tcp_clients:
-            writer.close()
-            return
-        task = asyncio.get_running_loop().create_task(self._tcp_serve(reader, writer))
-        self._tcp_tasks[task] = writer
-        task.add_done_callback(self._tcp_tasks.pop)
+    # -- TCP connections: admission, idleness, eviction ------------------------------
 
-    async def _tcp_serve(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        """Answer one TCP connection's queries (RFC 7766 framing) until the
-        client closes it, it idles past ``tcp_idle_s`` seconds, or stop()."""
-        peer = writer.get_extra_info("peername")
-        who = peer[0] if peer else ""
-        try:
-            while True:
-                try:
-                    head = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle_s)
-                    (length,) = struct.unpack("!H", head)
-                    data = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_s)
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    return
-                try:
-                    response = self.handler(data, who, False)
-                except Exception:
-                    log.exception("query from %s over TCP failed", who)
-                    return
-                if response is None:
-                    return  # nothing sensible to say: close (RFC 7766 6.2.4)
-                writer.write(struct.pack("!H", len(response)) + response)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            return  # stop() cancels open connections: end quietly
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    def _admit(self, conn: _TcpConnection) -> None:
+        """Count a new connection in, or close it: its address at its limit,
+        or the listener full with no idle connection to close instead."""
+        transport, who, limits = conn.transport, conn.who, self.tcp
+        assert transport is not None
+        if self._stopped:  # accepted as stop() closed the listeners
+            transport.abort()
+            return
+        count = self._per_source.get(who, 0)
+        if count >= limits.per_source:
+            self._note("refused_per_source")
+            transport.close()
+            return
+        if len(self._connections) >= limits.clients:
+            if not self._idle:
+                self._note("refused_full")
+                transport.close()
+                return
+            oldest, _since = self._idle.popitem(last=False)
+            self._note("evicted")
+            oldest.drop()
+        conn.open = True
+        self._connections.add(conn)
+        self._per_source[who] = count + 1
+        self._make_idle(conn)  # waiting for its first query
+
+    def _settle(self, conn: _TcpConnection, answered: int) -> None:
+        """After ``conn`` answered ``answered`` queries: busy (a response
+        waits, or queries wait for the next turn) or idle again, since now
+        when it answered something."""
+        if not conn.open:
+            return
+        if conn.blocked or conn.deferred:
+            self._idle.pop(conn, None)
+        elif conn.eof:
+            conn.drop()
+        elif answered or conn not in self._idle:
+            self._make_idle(conn)
+
+    def _make_idle(self, conn: _TcpConnection) -> None:
+        idle = self._idle
+        idle[conn] = self._loop.time()
+        idle.move_to_end(conn)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(self.tcp.idle_s, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for ``idle_s`` seconds (the oldest
+        are first), then wait for the next one's turn."""
+        self._sweeper = None
+        idle, idle_s = self._idle, self.tcp.idle_s
+        deadline = self._loop.time() - idle_s
+        while idle:
+            conn = next(iter(idle))
+            since = idle[conn]
+            if since > deadline:
+                self._sweeper = self._loop.call_at(since + idle_s, self._sweep)
+                return
+            self.tcp_counters.idle_timeouts += 1
+            conn.drop()
+
+    def _forget(self, conn: _TcpConnection) -> None:
+        """Free ``conn``'s slot (once; closing it is the caller's)."""
+        if not conn.open:
+            return
+        conn.open = False
+        self._connections.discard(conn)
+        self._idle.pop(conn, None)
+        left = self._per_source[conn.who] - 1
+        if left:
+            self._per_source[conn.who] = left
+        else:
+            del self._per_source[conn.who]
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+
+    def _note(self, counter: str) -> None:
+        """Count a refused, evicted or reset connection; log the sum of
+        them within ``TCP_LOG_INTERVAL_S`` (at once after a quiet period)."""
+        setattr(self.tcp_counters, counter, getattr(self.tcp_counters, counter) + 1)
+        if self._log_timer is None:
+            self._log_timer = self._loop.call_at(max(self._loop.time(), self._next_log_at),
+                                                 self._log_tcp)
+
+    def _log_tcp(self) -> None:
+        self._log_timer = None
+        self._next_log_at = self._loop.time() + TCP_LOG_INTERVAL_S
+        now = self.tcp_counters.as_dict()
+        new = {name: now[name] - self._logged[name] for name in now}
+        self._logged = now
+        limits = self.tcp
+        parts = [text for count, text in (
+            (new["refused_per_source"],
+             f"refused from addresses at their limit of {limits.per_source}"),
+            (new["refused_full"], f"refused with all {limits.clients} busy"),
+            (new["evicted"], "idle ones closed to admit new ones"),
+            (new["write_timeouts"],
+             f"reset for not reading their answers within {limits.write_timeout_s:g} s"),
+        ) if count for text in [f"{count} {text}"]]
+        if parts:
+            log.warning("TCP connections since the last report: %s (%d open)",
+                        ", ".join(parts), len(self._connections))
 
     async def stop(self) -> None:
         """Close every listener and TCP connection."""
@@ -288,16 +612,18 @@ class DnsServer:
             udp.close()
         for server in self._tcp:
             server.close()
-        connections = dict(self._tcp_tasks)
-        for task in connections:
-            task.cancel()
+        for timer in (self._sweeper, self._log_timer):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._log_timer = None
+        self._stopped = True
+        for conn in list(self._connections):
+            self._forget(conn)
+            if conn.transport is not None:
+                conn.transport.abort()
         for server in self._tcp:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
-        await asyncio.gather(*connections, return_exceptions=True)
-        for writer in connections.values():  # a task cancelled before it ran
-            writer.close()
-        await asyncio.gather(*(w.wait_closed() for w in connections.values()),
-                             return_exceptions=True)
+        await asyncio.sleep(0)  # let the transports' connection_lost run
         self._udp.clear()
         self._tcp.clear()
