@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import socket
 import struct
 from collections import OrderedDict
@@ -50,9 +51,18 @@ TCP_WRITE_TIMEOUT_S = 5.0
 #: reading can leave queued in the kernel, instead of Linux's autotuned
 #: megabytes; a whole 65,535-byte response still fits.
 TCP_SOCKET_BUFFER = 64 << 10
+#: Connections the kernel may hold completed for the server to accept
+#: (``listen`` backlog; Linux caps it at ``net.core.somaxconn``, 4096 by
+#: default): a burst of connections waits there instead of having its SYNs
+#: dropped, which costs a client a one-second retransmission.
+TCP_BACKLOG = 1024
 #: Queries of one connection answered per turn of the event loop before the
-#: others get theirs (a pipelining client cannot hold the loop).
-TCP_BATCH = 16
+#: others get theirs (a pipelining client cannot hold the loop); their
+#: answers leave in one write.
+TCP_BATCH = 8
+#: Bytes of answers after which a turn ends early (so that a batch of large
+#: answers is not queued whole behind a client that does not read).
+TCP_WRITE_CHUNK = 16 << 10
 #: Seconds between two log lines about TCP connections refused, evicted or
 #: reset (one line sums each period, never one per connection).
 TCP_LOG_INTERVAL_S = 10.0
@@ -78,12 +88,36 @@ class TcpLimits:
     write_timeout_s: float = TCP_WRITE_TIMEOUT_S
 
     def __post_init__(self) -> None:
-        for name, value in (("clients", self.clients), ("per_source", self.per_source)):
+        for what, value in (("connections", self.clients),
+                            ("connections per client address", self.per_source)):
             if value < 1:
-                raise ValueError(f"TCP {name} must be at least 1, not {value}")
-        for name, seconds in (("idle_s", self.idle_s), ("write_timeout_s", self.write_timeout_s)):
+                raise ValueError(f"TCP {what}: must be at least 1, not {value}")
+        for what, seconds in (("idle timeout", self.idle_s),
+                              ("write timeout", self.write_timeout_s)):
             if not seconds > 0:
-                raise ValueError(f"TCP {name} must be above 0 seconds, not {seconds}")
+                raise ValueError(f"TCP {what}: must be above 0 seconds, not {seconds}")
+
+
+#: File descriptors a server wants beyond its TCP connections: listeners,
+#: evicted connections still closing, health checks, Redis, the admin server.
+SPARE_FILES = 256
+
+
+def raise_open_files(needed: int) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to ``needed`` file
+    descriptors when it is lower (up to the hard limit: Debian's default
+    soft limit, 1024, would otherwise cap the TCP connections); returns the
+    soft limit now. Logs a warning when the hard limit is below
+    ``needed``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if soft < needed:
+            log.warning("open files limited to %d (RLIMIT_NOFILE hard limit), below the %d "
+                        "the TCP connection limit wants: raise it (LimitNOFILE= under systemd)",
+                        soft, needed)
+    return soft
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -268,13 +302,14 @@ class TcpCounters:
 class _TcpConnection(asyncio.Protocol):
     """One TCP connection: queries framed by RFC 1035 section 4.2.2, answered
     in order as they arrive, several per connection (RFC 7766 section
-    6.2.1.1). A response the kernel cannot take at once (the client is not
-    reading) stops the reading of further queries until it is sent (the
-    transport's write-buffer limits are 0: ``pause_writing`` as soon as
-    anything waits), so at most one response waits in this process per
-    connection; ``write_timeout_s`` later, still unsent, the connection is
-    reset. "Idle" (in the server's ``_idle``, evictable): no query being
-    answered, nothing waiting to be sent."""
+    6.2.1.1), a turn's answers in one write. Answers the kernel cannot take
+    at once (the client is not reading) stop the reading of further queries
+    until they are sent (the transport's write-buffer limits are 0:
+    ``pause_writing`` as soon as anything waits), so at most one turn's
+    answers wait in this process per connection; ``write_timeout_s`` later,
+    still unsent, the connection is reset. "Idle" (in the server's
+    ``_idle``, evictable): no query being answered, nothing waiting to be
+    sent."""
 
     __slots__ = ("blocked", "deferred", "eof", "open", "pending", "server", "timer",
                  "transport", "who")
@@ -310,20 +345,21 @@ class _TcpConnection(asyncio.Protocol):
         self._answer(data)
 
     def _answer(self, data: bytes) -> None:
-        """Answer the complete queries at the start of ``data`` (up to
-        ``TCP_BATCH``, and until a response has to wait); keep the rest."""
+        """Answer the complete queries at the start of ``data``, up to
+        ``TCP_BATCH`` of them or ``TCP_WRITE_CHUNK`` bytes of answers (then
+        the other connections' turn), in one write; keep the rest."""
         transport, handler, who = self.transport, self.server.handler, self.who
         assert transport is not None
-        size, pos, answered = len(data), 0, 0
+        size, pos, answered, written = len(data), 0, 0, 0
+        out: list[bytes] = []
         while size - pos >= 2:
             end = pos + 2 + (data[pos] << 8 | data[pos + 1])
             if end > size:
                 break
-            if answered == TCP_BATCH or self.blocked:
-                if not self.blocked:  # more than a batch: the others' turn first
-                    self.deferred = True
-                    transport.pause_reading()
-                    self.server._loop.call_soon(self._continue)
+            if answered == TCP_BATCH or written >= TCP_WRITE_CHUNK:
+                self.deferred = True
+                transport.pause_reading()
+                self.server._loop.call_soon(self._continue)
                 break
             query = data[pos + 2:end]
             pos = end
@@ -331,15 +367,19 @@ class _TcpConnection(asyncio.Protocol):
                 response = handler(query, who, False)
             except Exception:
                 log.exception("query from %s over TCP failed", who)
+                response = None
+            if response is None:  # nothing sensible to say: close (RFC 7766 6.2.4)
+                transport.write(b"".join(out))
                 self.drop()
                 return
-            if response is None:
-                self.drop()  # nothing sensible to say: close (RFC 7766 6.2.4)
-                return
-            transport.write(len(response).to_bytes(2, "big") + response)
+            out.append(len(response).to_bytes(2, "big"))
+            out.append(response)
+            written += 2 + len(response)
             answered += 1
         if pos < size:
             self.pending += data[pos:] if pos else data
+        if out:
+            transport.write(b"".join(out))  # what the kernel cannot take: pause_writing()
         self.server._settle(self, answered)
 
     def _continue(self) -> None:
@@ -457,8 +497,9 @@ class DnsServer:
         """Bytes this process holds for its TCP connections now: responses
         waiting for their client to read, and received queries not yet
         answered (a partial one, or those behind a waiting response).
-        Bounded per connection by one response (65,537 bytes) plus what one
-        read of the socket brings (asyncio reads up to 256 KiB)."""
+        Bounded per connection by one turn's answers (under
+        ``TCP_WRITE_CHUNK`` plus one answer of up to 65,537 bytes) plus what
+        one read of the socket brings (asyncio reads up to 256 KiB)."""
         total = 0
         for conn in self._connections:
             total += len(conn.pending)
@@ -467,10 +508,12 @@ class DnsServer:
         return total
 
     async def start(self) -> None:
-        """Bind every listener. Raises ``OSError`` when an address cannot be
-        bound (in use, not local)."""
+        """Bind every listener (first raising the open-files limit to fit
+        ``tcp.clients``: :func:`raise_open_files`). Raises ``OSError`` when an
+        address cannot be bound (in use, not local)."""
         self._loop = asyncio.get_running_loop()
         self._stopped = False
+        raise_open_files(self.tcp.clients + SPARE_FILES)
         try:
             for host, port in self.listen:
                 await self._bind(host, port)
@@ -485,7 +528,7 @@ class DnsServer:
             for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):  # inherited by connections
                 tcp_sock.setsockopt(socket.SOL_SOCKET, option, TCP_SOCKET_BUFFER)
             tcp_server = await self._loop.create_server(
-                lambda: _TcpConnection(self), sock=tcp_sock, backlog=128)
+                lambda: _TcpConnection(self), sock=tcp_sock, backlog=TCP_BACKLOG)
         except BaseException:
             udp_sock.close()
             tcp_sock.close()
