@@ -59,7 +59,7 @@ TCP_BACKLOG = 1024
 #: Queries of one connection answered per turn of the event loop before the
 #: others get theirs (a pipelining client cannot hold the loop); their
 #: answers leave in one write.
-TCP_BATCH = 8
+TCP_BATCH = 4
 #: Bytes of answers after which a turn ends early (so that a batch of large
 #: answers is not queued whole behind a client that does not read).
 TCP_WRITE_CHUNK = 16 << 10
@@ -311,14 +311,16 @@ class _TcpConnection(asyncio.Protocol):
     ``_idle``, evictable): no query being answered, nothing waiting to be
     sent."""
 
-    __slots__ = ("blocked", "deferred", "eof", "open", "pending", "server", "timer",
-                 "transport", "who")
+    __slots__ = ("blocked", "deferred", "eof", "held", "held_pos", "open", "pending", "server",
+                 "timer", "transport", "who")
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.who = ""
-        self.pending = bytearray()  # received, not yet answered: a partial query, or more
+        self.pending = bytearray()  # the first bytes of a query, the rest yet to come
+        self.held = b""  # received, not yet answered (after a turn or while blocked) ...
+        self.held_pos = 0  # ... from here on
         self.open = False  # counted by the server (admitted, not yet forgotten)
         self.blocked = False  # a response waits for the client to read (pause_writing)
         self.deferred = False  # queries left for the next turn of the loop (TCP_BATCH)
@@ -334,29 +336,35 @@ class _TcpConnection(asyncio.Protocol):
         self.server._admit(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.blocked or self.deferred:  # not while reading is paused, but in case
+            self.held = self.held[self.held_pos:] + bytes(self.pending) + data
+            self.held_pos = 0
+            self.pending.clear()
+            return
         pending = self.pending
-        if pending or self.blocked or self.deferred:
+        if pending:
             pending += data
-            if (self.blocked or self.deferred or len(pending) < 2
-                    or len(pending) < 2 + (pending[0] << 8 | pending[1])):
-                return  # waiting: for the client to read, or for the rest of a query
+            if len(pending) < 2 or len(pending) < 2 + (pending[0] << 8 | pending[1]):
+                return  # the rest of the query is yet to come
             data = bytes(pending)
             pending.clear()
-        self._answer(data)
+        self._answer(data, 0)
 
-    def _answer(self, data: bytes) -> None:
-        """Answer the complete queries at the start of ``data``, up to
+    def _answer(self, data: bytes, pos: int) -> None:
+        """Answer the complete queries of ``data`` from ``pos`` on, up to
         ``TCP_BATCH`` of them or ``TCP_WRITE_CHUNK`` bytes of answers (then
-        the other connections' turn), in one write; keep the rest."""
+        the rest is held for the next turn, the other connections' turn
+        first), in one write; a query's first bytes wait in ``pending``."""
         transport, handler, who = self.transport, self.server.handler, self.who
         assert transport is not None
-        size, pos, answered, written = len(data), 0, 0, 0
+        size, answered, written = len(data), 0, 0
         out: list[bytes] = []
         while size - pos >= 2:
             end = pos + 2 + (data[pos] << 8 | data[pos + 1])
             if end > size:
                 break
             if answered == TCP_BATCH or written >= TCP_WRITE_CHUNK:
+                self.held, self.held_pos = data, pos  # no copy: the next turn goes on from pos
                 self.deferred = True
                 transport.pause_reading()
                 self.server._loop.call_soon(self._continue)
@@ -376,21 +384,21 @@ class _TcpConnection(asyncio.Protocol):
             out.append(response)
             written += 2 + len(response)
             answered += 1
-        if pos < size:
-            self.pending += data[pos:] if pos else data
+        if pos < size and not self.deferred:
+            self.pending += data[pos:]  # the start of a query
         if out:
             transport.write(b"".join(out))  # what the kernel cannot take: pause_writing()
         self.server._settle(self, answered)
 
     def _continue(self) -> None:
-        """Answer what is pending (after a batch, or once a blocked response
-        was sent), then read again."""
+        """Answer what is held (after a turn, or once blocked answers were
+        sent), then read again."""
         self.deferred = False
         if not self.open or self.blocked:
             return
-        data = bytes(self.pending)
-        self.pending.clear()
-        self._answer(data)
+        data, pos = self.held, self.held_pos
+        self.held, self.held_pos = b"", 0
+        self._answer(data, pos)
         if self.open and not (self.blocked or self.deferred) and self.transport is not None:
             self.transport.resume_reading()
 
@@ -502,7 +510,7 @@ class DnsServer:
         one read of the socket brings (asyncio reads up to 256 KiB)."""
         total = 0
         for conn in self._connections:
-            total += len(conn.pending)
+            total += len(conn.pending) + len(conn.held) - conn.held_pos
             if conn.transport is not None:
                 total += conn.transport.get_write_buffer_size()
         return total

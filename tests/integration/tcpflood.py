@@ -27,7 +27,8 @@ start; ``nonreader_open``; ``nonreader_lives``: for each non-reading
 connection the server ended since the last line, ``[seconds from connect
 to end, seconds from the start of its last stall (nothing more accepted by
 the socket) to end or null, how it ended ("eof", "reset", or the error's
-name), bytes of queries sent]``; ``done`` on the last line.
+name), bytes of queries sent]`` (a stall is retried every 10 ms, so it
+counts from the last byte the socket took); ``done`` on the last line.
 """
 
 from __future__ import annotations
@@ -139,6 +140,15 @@ class Flood:
             self.ended(fd, "reset" if isinstance(exc, ConnectionResetError)
                        else type(exc).__name__)
 
+    def try_stalled(self) -> None:
+        """Try the stalled non-reading connections again, whether or not
+        epoll says they are writable (it waits for a third of the buffer
+        to be free), so that a stall is counted from the last byte the
+        socket took."""
+        for fd, conn in list(self.conns.items()):
+            if not conn.reader and conn.stalled is not None:
+                self.pump(fd)
+
     def event(self, fd: int, mask: int) -> None:
         conn = self.conns.get(fd)
         if conn is None:
@@ -180,6 +190,7 @@ def run(args: argparse.Namespace) -> None:
         for fd, mask in flood.epoll.poll(0.01):
             flood.event(fd, mask)
         flood.reopen_due()
+        flood.try_stalled()
         if time.monotonic() >= next_report:
             flood.report()
             next_report += REPORT_S

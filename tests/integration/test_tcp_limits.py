@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import resource
 import signal
@@ -230,14 +231,50 @@ async def test_a_query_trickled_byte_by_byte_does_not_keep_its_connection(start)
     client.close()
 
 
+async def read_answers(client: Client, count: int) -> list[bytes]:
+    answers = []
+    for _ in range(count):
+        head = await asyncio.wait_for(client.reader.readexactly(2), STEP_S)
+        answers.append(await asyncio.wait_for(
+            client.reader.readexactly(struct.unpack("!H", head)[0]), STEP_S))
+    return answers
+
+
 async def test_pipelined_queries_are_all_answered_in_order(start) -> None:
+    """500 queries in one write, then 500 in pieces cut anywhere (a length
+    split from its query, a query over several reads): every answer, in
+    order, one turn of TCP_BATCH at a time."""
     _server, port = await start(Echo(), TcpLimits())
     client = await Client.open(port, "127.0.8.1")
-    queries = [f"query {n}".encode() for n in range(500)]
+    queries = [f"query {n}".encode() * (1 + n % 7) for n in range(500)]
     client.writer.write(b"".join(frame(q) for q in queries))
-    for q in queries:
-        head = await asyncio.wait_for(client.reader.readexactly(2), STEP_S)
-        assert await client.reader.readexactly(struct.unpack("!H", head)[0]) == q
+    assert await read_answers(client, len(queries)) == queries
+    rng = random.Random(15)
+    stream = b"".join(frame(q) for q in queries)
+    pos = 0
+    while pos < len(stream):
+        cut = pos + rng.randint(1, 300)
+        client.writer.write(stream[pos:cut])
+        await client.writer.drain()
+        await asyncio.sleep(0.001)  # mostly one read each
+        pos = cut
+    assert await read_answers(client, len(queries)) == queries
+    client.close()
+
+
+async def test_answers_held_back_by_a_slow_reader_all_arrive_in_order(start) -> None:
+    """A client that reads only once its answers have stopped the server's
+    reading (within the write timeout) gets every answer, in order."""
+    handler = Echo(pad=30_000)
+    server, port = await start(handler, TcpLimits())
+    client = await Client.open(port, "127.0.8.2", rcvbuf=4096)
+    queries = [f"q{n}".encode() for n in range(40)]
+    client.writer.write(b"".join(frame(q) for q in queries))
+    await until(lambda: server.tcp_queued_bytes() > 0, "answers waiting for the client")
+    assert handler.calls < len(queries)  # reading stopped while they wait
+    answers = await read_answers(client, len(queries))
+    assert answers == [q + handler.pad for q in queries]
+    assert server.tcp_counters.write_timeouts == 0
     client.close()
 
 
