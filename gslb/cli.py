@@ -159,9 +159,9 @@ def _tcp_arguments(serve: argparse.ArgumentParser) -> None:
                      help="seconds a TCP connection may wait for its next query before it is "
                      f"closed (default {dns.TCP_IDLE_TIMEOUT_S:g})")
     tcp.add_argument("--tcp-write-timeout", type=float, default=dns.TCP_WRITE_TIMEOUT_S,
-                     metavar="S", help="seconds an answer may wait for a client that does not "
-                     f"read it before the connection is reset (default "
-                     f"{dns.TCP_WRITE_TIMEOUT_S:g})")
+                     metavar="S", help="seconds from when answers first wait for a client that "
+                     "does not read them until the connection is reset, unless it drained "
+                     f"meanwhile (default {dns.TCP_WRITE_TIMEOUT_S:g})")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

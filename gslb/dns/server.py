@@ -41,9 +41,10 @@ MAX_TCP_CLIENTS = 512
 #: server; 16 leaves room for resolvers sharing an address behind a NAT,
 #: while one address can hold no more than 1/32 of ``MAX_TCP_CLIENTS``.
 TCP_PER_SOURCE = 16
-#: Seconds a response may wait for a client that does not read it (the
-#: kernel's send buffer full, nothing more accepted) before the connection
-#: is reset. Meanwhile no further query of that connection is read.
+#: Seconds from the moment answers first wait for a client that does not
+#: read them (the kernel's send buffer full) until the connection is reset,
+#: unless it has been idle again since (every answer sent, no query left).
+#: Meanwhile no further query of that connection is read.
 TCP_WRITE_TIMEOUT_S = 5.0
 #: Bytes asked for each TCP connection's kernel send and receive buffers
 #: (set on the listening socket, inherited by every connection; Linux
@@ -76,8 +77,9 @@ class TcpLimits:
     closed), ``per_source`` concurrent connections from one client address
     (a further one is closed at once), ``idle_s`` seconds waiting for the
     next complete query before the server closes the connection, and
-    ``write_timeout_s`` seconds a response may wait for a client that does
-    not read before the connection is reset. Defaults: the module's
+    ``write_timeout_s`` seconds from the moment answers first wait for a
+    client that does not read them until the connection is reset (unless it
+    was idle again meanwhile). Defaults: the module's
     ``MAX_TCP_CLIENTS``, ``TCP_PER_SOURCE``, ``TCP_IDLE_TIMEOUT_S`` and
     ``TCP_WRITE_TIMEOUT_S``. Raises ``ValueError`` for a count below 1 or a
     time not above 0."""
@@ -306,8 +308,10 @@ class _TcpConnection(asyncio.Protocol):
     at once (the client is not reading) stop the reading of further queries
     until they are sent (the transport's write-buffer limits are 0:
     ``pause_writing`` as soon as anything waits), so at most one turn's
-    answers wait in this process per connection; ``write_timeout_s`` later,
-    still unsent, the connection is reset. "Idle" (in the server's
+    answers wait in this process per connection. ``write_timeout_s`` after
+    answers first had to wait, unless the connection has been idle since,
+    it is reset: a client reading a little now and then never letting its
+    answers drain is reset as well. "Idle" (in the server's
     ``_idle``, evictable): no query being answered, nothing waiting to be
     sent."""
 
@@ -325,7 +329,7 @@ class _TcpConnection(asyncio.Protocol):
         self.blocked = False  # a response waits for the client to read (pause_writing)
         self.deferred = False  # queries left for the next turn of the loop (TCP_BATCH)
         self.eof = False  # the client half-closed: close once everything is answered
-        self.timer: asyncio.TimerHandle | None = None  # the write timeout, while blocked
+        self.timer: asyncio.TimerHandle | None = None  # the write timeout, until idle again
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -409,14 +413,14 @@ class _TcpConnection(asyncio.Protocol):
         self.blocked = True
         self.transport.pause_reading()
         self.server._idle.pop(self, None)
-        self.timer = self.server._loop.call_later(self.server.tcp.write_timeout_s,
-                                                  self._write_timed_out)
+        if self.timer is None:  # from the first wait until the connection is idle again
+            self.timer = self.server._loop.call_later(self.server.tcp.write_timeout_s,
+                                                      self._write_timed_out)
 
     def resume_writing(self) -> None:
+        # the write timeout goes on: a client reading a little now and then (and never
+        # letting its answers drain) is reset all the same; _settle stops it once idle
         self.blocked = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if not self.deferred:
             self._continue()
 
@@ -461,7 +465,9 @@ class DnsServer:
     the bound ``(address, port)`` pairs after ``start()``. ``tcp``: how TCP
     connections are shared (:class:`TcpLimits`, counted over every listener
     of this server); ``tcp_counters`` (:class:`TcpCounters`) counts what
-    they did, ``tcp_connections`` the connections open now.
+    they did, ``tcp_connections`` the connections open now, ``tcp_blocked``
+    those waiting for their client to read, ``tcp_queued_bytes()`` what
+    this process holds for them.
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes share
     the port and the kernel spreads queries over them (``gslb serve
     --workers``).
@@ -500,6 +506,12 @@ class DnsServer:
     def tcp_connections(self) -> int:
         """TCP connections open now (admitted, not yet closed)."""
         return len(self._connections)
+
+    @property
+    def tcp_blocked(self) -> int:
+        """TCP connections whose answers wait now for their client to read
+        them (their write timeout running, their queries not read)."""
+        return sum(1 for conn in self._connections if conn.blocked)
 
     def tcp_queued_bytes(self) -> int:
         """Bytes this process holds for its TCP connections now: responses
@@ -590,6 +602,9 @@ class DnsServer:
         elif conn.eof:
             conn.drop()
         elif answered or conn not in self._idle:
+            if conn.timer is not None:  # everything sent: the write timeout is over
+                conn.timer.cancel()
+                conn.timer = None
             self._make_idle(conn)
 
     def _make_idle(self, conn: _TcpConnection) -> None:

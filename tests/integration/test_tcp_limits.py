@@ -166,9 +166,9 @@ async def blocked(port: int, source: str, server: DnsServer, handler: Echo) -> C
     """A client that sends queries and never reads: with 60,000-byte
     answers and a 4 KiB receive buffer, the server's answers soon wait."""
     client = await Client.open(port, source, rcvbuf=4096)
-    before = server.tcp_queued_bytes()
+    before = server.tcp_blocked
     client.writer.write(frame(b"big") * 20)
-    await until(lambda: server.tcp_queued_bytes() > before, f"{source}'s answers waiting")
+    await until(lambda: server.tcp_blocked > before, f"{source}'s answers waiting")
     return client
 
 
@@ -181,9 +181,8 @@ async def test_a_busy_connection_is_never_evicted_and_with_none_idle_a_new_one_i
     newer = await Client.open(port, "127.0.5.3")  # evicts idle, not busy
     assert await idle.closed_by_server()
     assert server.tcp_counters.evicted == 1
-    before = server.tcp_queued_bytes()
     newer.writer.write(frame(b"big") * 40)  # and does not read: now both slots are busy
-    await until(lambda: server.tcp_queued_bytes() > before, "both connections' answers waiting")
+    await until(lambda: server.tcp_blocked == 2, "both connections' answers waiting")
     refused = await Client.open(port, "127.0.5.4")
     assert await refused.closed_by_server()
     assert server.tcp_counters.refused_full == 1
@@ -198,20 +197,51 @@ async def test_a_client_that_does_not_read_is_reset_after_the_write_timeout(star
     client = await blocked(port, "127.0.6.1", server, handler)
     loop = asyncio.get_running_loop()
     since, answered = loop.time(), handler.calls
-    # one answer waits in the process (at most 65,537 bytes), the queries behind it unread
-    assert 0 < server.tcp_queued_bytes() <= 65_537 + 20 * len(frame(b"big"))
-    for _ in range(50):  # more queries while it waits: none is read, none answered
+    # one turn's answers wait in the process (under TCP_WRITE_CHUNK plus one answer of at most
+    # 65,537 bytes), the queries behind them unread
+    assert 0 < server.tcp_queued_bytes() <= TCP_WRITE_CHUNK + 65_537 + 20 * len(frame(b"big"))
+    (conn,) = server._connections
+    assert conn.transport is not None and not conn.transport.is_reading()
+    for _ in range(50):  # more queries while it waits: they are not read
         client.writer.write(frame(b"big"))
     await asyncio.sleep(0.3)  # not before its time
     assert server.tcp_connections == 1
     await until(lambda: server.tcp_connections == 0, "the connection reset", 0.5 + 1.0)
+    # within the timeout of the first wait, though the kernel let a few more bytes through
     assert loop.time() - since < 0.5 + 1.0
-    assert handler.calls == answered
+    assert handler.calls < answered + 10  # of the 70 queries sent
     assert server.tcp_counters.write_timeouts == 1 and server.tcp_queued_bytes() == 0
     with pytest.raises(ConnectionResetError):  # a reset: the client learns of it at once
         while await asyncio.wait_for(client.reader.read(1 << 16), STEP_S):
             pass
     client.close()
+
+
+async def test_a_client_reading_a_little_now_and_then_is_reset_all_the_same(start) -> None:
+    """Reading 64 KiB every 0.1 s lets each waiting answer out within the
+    timeout, but never drains the answers of its 40 queries (2.4 MB): reset
+    within the write timeout of the first wait all the same."""
+    handler = Echo(pad=60_000)
+    server, port = await start(handler, TcpLimits(write_timeout_s=0.5))
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.6.2", 0))
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), STEP_S)
+        await loop.sock_sendall(sock, frame(b"big") * 40)
+        await until(lambda: server.tcp_blocked == 1, "answers waiting for the client")
+        since, got = loop.time(), 0
+        with pytest.raises(ConnectionResetError):
+            while loop.time() - since < 0.5 + 1.0:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 64 << 10), STEP_S)
+                assert data, "closed rather than reset"
+                got += len(data)
+                await asyncio.sleep(0.1)
+        assert got > 0 and loop.time() - since < 0.5 + 1.0
+        assert server.tcp_counters.write_timeouts == 1
+    finally:
+        sock.close()
 
 
 async def test_a_query_trickled_byte_by_byte_does_not_keep_its_connection(start) -> None:
@@ -270,7 +300,7 @@ async def test_answers_held_back_by_a_slow_reader_all_arrive_in_order(start) -> 
     client = await Client.open(port, "127.0.8.2", rcvbuf=4096)
     queries = [f"q{n}".encode() for n in range(40)]
     client.writer.write(b"".join(frame(q) for q in queries))
-    await until(lambda: server.tcp_queued_bytes() > 0, "answers waiting for the client")
+    await until(lambda: server.tcp_blocked == 1, "answers waiting for the client")
     assert handler.calls < len(queries)  # reading stopped while they wait
     answers = await read_answers(client, len(queries))
     assert answers == [q + handler.pad for q in queries]
