@@ -107,7 +107,7 @@ def _admin_token(path: Path | None) -> str | None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from gslb.dns.server import parse_listen
+    from gslb.dns.server import TcpLimits, parse_listen
 
     config = _load(args.config)
     if config is None:
@@ -134,11 +134,34 @@ async def _serve(args: argparse.Namespace) -> int:
                           overrides_path=args.overrides_file,
                           query_log_sample=args.query_log_sample, config_paths=args.config,
                           answer_cache=args.answer_cache, workers=args.workers,
-                          server_id=args.server_id, asn_db=args.asn_db)
+                          server_id=args.server_id, asn_db=args.asn_db,
+                          tcp=TcpLimits(args.tcp_clients, args.tcp_per_source, args.tcp_idle,
+                                        args.tcp_write_timeout))
     except (GslbError, OSError, ValueError) as exc:
         print(f"gslb serve: {exc}", file=sys.stderr)
         return 1
     return await _run_until_signal(service)
+
+
+def _tcp_arguments(serve: argparse.ArgumentParser) -> None:
+    """``gslb serve``'s TCP limits (:class:`gslb.dns.server.TcpLimits`)."""
+    from gslb.dns import server as dns
+
+    tcp = serve.add_argument_group(
+        "TCP connections", "limits of each answering process (each worker with --workers)")
+    tcp.add_argument("--tcp-clients", type=int, default=dns.MAX_TCP_CLIENTS, metavar="N",
+                     help=f"concurrent TCP connections (default {dns.MAX_TCP_CLIENTS}); when "
+                     "full, the one idle longest is closed to admit a new one")
+    tcp.add_argument("--tcp-per-source", type=int, default=dns.TCP_PER_SOURCE, metavar="N",
+                     help="concurrent TCP connections from one client address; a further one "
+                     f"is closed at once (default {dns.TCP_PER_SOURCE})")
+    tcp.add_argument("--tcp-idle", type=float, default=dns.TCP_IDLE_TIMEOUT_S, metavar="S",
+                     help="seconds a TCP connection may wait for its next query before it is "
+                     f"closed (default {dns.TCP_IDLE_TIMEOUT_S:g})")
+    tcp.add_argument("--tcp-write-timeout", type=float, default=dns.TCP_WRITE_TIMEOUT_S,
+                     metavar="S", help="seconds from when answers first wait for a client that "
+                     "does not read them until the connection is reset, unless it drained "
+                     f"meanwhile (default {dns.TCP_WRITE_TIMEOUT_S:g})")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -356,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="identify this instance to `dig +nsid` (EDNS NSID, RFC 5001) and "
                        "`dig CH TXT id.server` (RFC 4892), e.g. its hostname; default: "
                        "neither is answered")
+    _tcp_arguments(serve)
     serve.set_defaults(func=_cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every origin from one vantage, writing to Redis")

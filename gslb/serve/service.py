@@ -29,7 +29,7 @@ from gslb.answering import Answering, AnswerSettings, build_authority, freeze_lo
 from gslb.authority import Authority
 from gslb.config.model import LOCAL_VANTAGE, Config
 from gslb.dns.cache import DEFAULT_ENTRIES
-from gslb.dns.server import DnsServer
+from gslb.dns.server import DnsServer, TcpLimits
 from gslb.errors import ConfigError
 from gslb.geo import AsnDB, GeoDB, GeoDBError
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
@@ -86,6 +86,8 @@ class Service:
     processes sharing the listen ports (:mod:`gslb.workers`).
     ``server_id``: the identity answered to NSID and CHAOS ``id.server``
     queries (:func:`gslb.authority.server_identity`; None: not answered).
+    ``tcp``: how the TCP connections of each answering process are shared
+    (:class:`gslb.dns.server.TcpLimits`; None: its defaults).
 
     The parts, for those who read them: ``quorum`` (health as the vantages
     report it), ``overrides`` (drains), ``view`` (what steering reads:
@@ -116,6 +118,7 @@ class Service:
         workers: int = 1,
         server_id: str | None = None,
         asn_db: str | Path | None = None,
+        tcp: TcpLimits | None = None,
     ) -> None:
         if answer_cache < 0:
             raise ValueError(f"answer cache size must be 0 or more, not {answer_cache}")
@@ -181,9 +184,9 @@ class Service:
                                      paths=lambda: self.reloader.loaded.paths,
                                      geoip=str(geoip) if geoip is not None else None,
                                      asn_db=str(asn_db) if asn_db is not None else None,
-                                     settings=self.settings, stats=self.stats)
+                                     settings=self.settings, stats=self.stats, tcp=tcp)
         else:
-            self.server = DnsServer(self.answering.handle, listen)
+            self.server = DnsServer(self.answering.handle, listen, tcp)
         self.admin = admin
         self.admin_optional = admin_optional
         self.admin_token = admin_token or None

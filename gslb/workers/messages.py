@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gslb.answering import AnswerSettings
+from gslb.dns.server import TcpLimits
 from gslb.health.view import HealthView
 from gslb.stats import Taken
 
@@ -53,8 +54,8 @@ class WorkerArgs:
     """What a worker is started with (pickled to the child): its
     ``index``, the config files, the ``listen`` addresses (ports already
     chosen), the GeoIP and ASN database paths (None: none), how to answer,
-    and the logging set-up
-    (``log_level`` as a ``logging`` number)."""
+    the logging set-up (``log_level`` as a ``logging`` number), and how
+    its TCP connections are shared (``tcp``)."""
 
     index: int
     config_paths: tuple[str, ...]
@@ -64,6 +65,7 @@ class WorkerArgs:
     settings: AnswerSettings
     log_level: int
     log_json: bool
+    tcp: TcpLimits = field(default_factory=TcpLimits)
 
 
 # -- to a worker --------------------------------------------------------------------

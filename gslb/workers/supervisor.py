@@ -17,7 +17,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from gslb.answering import AnswerSettings
-from gslb.dns.server import bind_udp_tcp
+from gslb.dns.server import TcpLimits, bind_udp_tcp
 from gslb.errors import raise_if_cancelling
 from gslb.health.view import generation_moved
 from gslb.logs import JsonFormatter
@@ -77,7 +77,8 @@ class WorkerPool:
     ``view`` is the health view the workers answer from; ``paths()`` the
     config files in force (what a started worker loads); ``geoip`` and
     ``asn_db`` the GeoIP and ASN mmdb paths (None: none); ``settings`` how
-    workers answer; the workers' query counters are added to ``stats``.
+    workers answer; the workers' query counters are added to ``stats``;
+    ``tcp`` how each worker shares its TCP connections (None: the defaults).
 
     Has ``start``/``stop``/``addresses`` like a
     :class:`gslb.dns.server.DnsServer`, so a ``Service`` runs either.
@@ -88,7 +89,7 @@ class WorkerPool:
     def __init__(self, n: int, listen: Sequence[tuple[str, int]], *, view: ViewSource,
                  paths: Callable[[], tuple[str, ...]], geoip: str | None,
                  settings: AnswerSettings, stats: QueryStats,
-                 asn_db: str | None = None) -> None:
+                 asn_db: str | None = None, tcp: TcpLimits | None = None) -> None:
         if n < 2:
             raise ValueError(f"a worker pool needs at least 2 workers, not {n}")
         self.n = n
@@ -98,6 +99,7 @@ class WorkerPool:
         self.geoip = geoip
         self.asn_db = asn_db
         self.settings = settings
+        self.tcp = tcp if tcp is not None else TcpLimits()
         self.stats = stats
         self.addresses: list[tuple[str, int]] = []
         self.workers: dict[int, _Worker] = {}
@@ -131,7 +133,7 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> _Worker:
         args = WorkerArgs(index, self.paths(), tuple(self.addresses), self.geoip, self.asn_db,
-                          self.settings, logging.getLogger().level, _json_logs())
+                          self.settings, logging.getLogger().level, _json_logs(), self.tcp)
         ctx = multiprocessing.get_context("spawn")
         here, there = ctx.Pipe(duplex=True)
         process = ctx.Process(target=worker_main, args=(args, there), daemon=True,

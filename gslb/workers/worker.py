@@ -103,7 +103,8 @@ class _Worker:
         self.answering = Answering(self._build(self.args.config_paths), self.stats,
                                    self.args.settings.query_log_sample)
         freeze_loaded()
-        server = DnsServer(self.answering.handle, list(self.args.listen), reuse_port=True)
+        server = DnsServer(self.answering.handle, list(self.args.listen), self.args.tcp,
+                           reuse_port=True)
         await server.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._readable)

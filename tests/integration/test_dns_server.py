@@ -19,7 +19,7 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from gslb.dns.server import UDP_RCVBUF, enlarge_receive_buffer
+from gslb.dns.server import UDP_RCVBUF, TcpLimits, enlarge_receive_buffer
 from tests.integration.dnsutil import BASE_ZONE, addresses
 
 ZONE = """
@@ -283,11 +283,9 @@ async def test_several_queries_on_one_tcp_connection(server):
         writer.close()
 
 
-async def test_idle_tcp_connection_is_closed(dns_server, monkeypatch):
-    import gslb.dns.server as srv
-
-    monkeypatch.setattr(srv, "TCP_IDLE_TIMEOUT_S", 0.2)
+async def test_idle_tcp_connection_is_closed(dns_server):
     server = await dns_server(ZONE)
+    server.service.server.tcp = TcpLimits(idle_s=0.2)
     reader, writer = await asyncio.open_connection(server.host, server.port)
     try:
         assert await asyncio.wait_for(reader.read(), 3) == b""  # EOF: closed by server

@@ -1,18 +1,28 @@
 """``gslb.dns.server.bind_udp_tcp``: one port for UDP and TCP, the socket
-options, port 0 retried, nothing left open on failure; and ``DnsServer``
-binding through it."""
+options, port 0 retried, nothing left open on failure; ``DnsServer``
+binding through it; the TCP limits' bounds and the open-files limit."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import re
+import resource
 import socket
 from typing import ClassVar
 
 import pytest
 
 from gslb.dns import server as srv
-from gslb.dns.server import BIND_ATTEMPTS, UDP_RCVBUF, DnsServer, bind_udp_tcp
+from gslb.dns.server import (
+    BIND_ATTEMPTS,
+    TCP_SOCKET_BUFFER,
+    UDP_RCVBUF,
+    DnsServer,
+    TcpLimits,
+    bind_udp_tcp,
+    raise_open_files,
+)
 
 
 def _opt(sock: socket.socket, level: int, name: int) -> int:
@@ -158,3 +168,45 @@ async def test_dns_server_listens_on_the_pair_and_a_port_in_use_fails_cleanly() 
         assert other.addresses == []
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"clients": 0}, "TCP connections: must be at least 1, not 0"),
+    ({"per_source": -1}, "TCP connections per client address: must be at least 1, not -1"),
+    ({"idle_s": 0.0}, "TCP idle timeout: must be above 0 seconds, not 0.0"),
+    ({"write_timeout_s": float("nan")}, "TCP write timeout: must be above 0 seconds, not nan"),
+])
+def test_tcp_limits_reject_counts_below_1_and_times_not_above_0(
+        limits: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TcpLimits(**limits)  # type: ignore[arg-type]
+
+
+async def test_tcp_connections_get_the_small_socket_buffers_and_the_open_files_limit_fits(
+        ) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    server = DnsServer(lambda data, who, udp: data, [("127.0.0.1", 0)], TcpLimits(clients=600))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 512), hard))
+    try:
+        await server.start()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(hard, 600 + srv.SPARE_FILES)
+        reader, writer = await asyncio.open_connection(*server.addresses[0])
+        try:
+            writer.write(b"\x00\x01x")
+            assert await asyncio.wait_for(reader.readexactly(3), 2) == b"\x00\x01x"
+            (conn,) = server._connections
+            assert conn.transport is not None
+            sock = conn.transport.get_extra_info("socket")
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):  # Linux doubles the figure
+                assert sock.getsockopt(socket.SOL_SOCKET, option) == 2 * TCP_SOCKET_BUFFER
+        finally:
+            writer.close()
+    finally:
+        await server.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_raise_open_files_never_lowers_the_limit() -> None:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert raise_open_files(16) == soft
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == soft
