@@ -1,7 +1,10 @@
 """UDP and TCP listeners: bytes in, bytes out, no DNS logic.
 
 A ``Handler`` takes the query bytes, the client's address (text) and whether
-the query came over UDP, and returns the response bytes or None (no answer).
+the query came over UDP, and returns the response bytes or None (no answer;
+over TCP the connection is then closed). It must not raise
+(``gslb.answering.Answering.handle`` answers SERVFAIL instead); if it does,
+the listener logs the traceback and goes on without answering that query.
 TCP uses the 2-octet length framing of RFC 1035 section 4.2.2, accepts
 several queries per connection (pipelined: RFC 7766 section 6.2.1.1) and
 keeps its connections from being starved by any client (:class:`TcpLimits`):
@@ -377,9 +380,9 @@ class _TcpConnection(asyncio.Protocol):
             pos = end
             try:
                 response = handler(query, who, False)
-            except Exception:
+            except Exception:  # a bug in the handler: skip the query, keep the framing
                 log.exception("query from %s over TCP failed", who)
-                response = None
+                continue
             if response is None:  # nothing sensible to say: close (RFC 7766 6.2.4)
                 transport.write(b"".join(out))
                 self.drop()
