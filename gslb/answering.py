@@ -19,6 +19,7 @@ from time import perf_counter
 from gslb.authority import Authority, respond
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
+from gslb.dns.rrl import RateLimiter
 from gslb.geo import AsnDB, GeoDB
 from gslb.health.view import HealthView
 from gslb.logs import with_query_log
@@ -57,23 +58,44 @@ def build_authority(config: Config, view: HealthView, geo: GeoDB | None, stats: 
 class Answering:
     """Answers queries with ``authority`` (swapped by :meth:`install` on
     reload), counting into ``stats``; ``query_log_sample`` as in
-    :class:`AnswerSettings`. Raises ``ValueError`` for a sample above 1."""
+    :class:`AnswerSettings`. UDP responses go through ``limiter``
+    (:mod:`gslb.dns.rrl`) when the config has a ``rate_limit`` section;
+    its counts land in ``stats.rrl``. Raises ``ValueError`` for a sample
+    above 1."""
 
-    __slots__ = ("_observe", "authority", "stats")
+    __slots__ = ("_observe", "authority", "limiter", "stats")
 
     def __init__(self, authority: Authority, stats: QueryStats,
                  query_log_sample: float = 0.0) -> None:
         self.authority = authority
         self.stats = stats
         self._observe = with_query_log(stats.query, query_log_sample)
+        self.limiter: RateLimiter | None = None
+        self._set_limits(authority.config)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         """Answer one query message from address ``who`` (the DNS
-        listeners' handler, :mod:`gslb.dns.server`); None: send nothing."""
+        listeners' handler, :mod:`gslb.dns.server`); None: send nothing.
+        Over UDP the response may be dropped or truncated by the rate
+        limiter; TCP is never limited (its source is proven)."""
         start = perf_counter()
         response = respond(self.authority, data, who, udp, self._observe)
+        if udp and response is not None and self.limiter is not None:
+            response = self.limiter.limit(response, who)
         self.stats.duration(perf_counter() - start)
         return response
+
+    def _set_limits(self, config: Config) -> None:
+        """The rate limiter for ``config``: none without a ``rate_limit``
+        section; the one in use reconfigured (keeping its buckets when the
+        prefix lengths stay) when there is one."""
+        limits = config.rate_limit
+        if limits is None:
+            self.limiter = None
+        elif self.limiter is None:
+            self.limiter = RateLimiter(limits, self.stats.rrl)
+        else:
+            self.limiter.configure(limits)
 
     def install(self, authority: Authority) -> None:
         """Answer from ``authority`` from now on: one assignment, so a query
@@ -81,6 +103,7 @@ class Answering:
         lookup counters count on from the old cache's."""
         if authority.cache is not None:
             authority.cache.carry_counts(self.authority.cache)
+        self._set_limits(authority.config)
         self.authority = authority
         freeze_loaded()
 

@@ -31,6 +31,7 @@ class Taken(TypedDict):
     duration_sum_s: float
     answers: dict[tuple[str, str], int]
     fallbacks: dict[str, int]
+    rrl: dict[tuple[str, str], int]
 
 
 def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
@@ -48,11 +49,13 @@ class QueryStats:
       ``duration_sum_s``: their total, seconds;
     * ``answers[(pool, address)]`` (``pool``: the leaf pool the address
       came from, in a tree of pools), ``fallbacks[pool]``;
-    * ``transitions[(origin, state)]``, ``reloads[result]``.
+    * ``transitions[(origin, state)]``, ``reloads[result]``;
+    * ``rrl[(action, kind)]``: responses the rate limiter dropped, slipped
+      or only logged (``gslb.dns.rrl``), and ``rrl[("evicted", "")]``.
     """
 
     __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "queries", "reloads",
-                 "transitions")
+                 "rrl", "transitions")
 
     def __init__(self) -> None:
         self.queries: dict[tuple[int, int], int] = {}
@@ -62,6 +65,7 @@ class QueryStats:
         self.fallbacks: dict[str, int] = {}
         self.transitions: dict[tuple[str, str], int] = {}
         self.reloads: dict[str, int] = {"ok": 0, "error": 0}
+        self.rrl: dict[tuple[str, str], int] = {}
 
     def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
         """Count one response (an ``authority.Observer``)."""
@@ -75,7 +79,9 @@ class QueryStats:
         ``gslb serve --workers`` worker ships to the supervisor."""
         out: Taken = {"queries": self.queries, "buckets": self.buckets,
                       "duration_sum_s": self.duration_sum_s,
-                      "answers": self.answers, "fallbacks": self.fallbacks}
+                      "answers": self.answers, "fallbacks": self.fallbacks,
+                      "rrl": dict(self.rrl)}
+        self.rrl.clear()  # in place: the rate limiter holds this dict
         self.queries, self.answers, self.fallbacks = {}, {}, {}
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
@@ -86,6 +92,7 @@ class QueryStats:
         _add_counts(self.queries, taken["queries"])
         _add_counts(self.answers, taken["answers"])
         _add_counts(self.fallbacks, taken["fallbacks"])
+        _add_counts(self.rrl, taken["rrl"])
         for i, n in enumerate(taken["buckets"]):
             self.buckets[i] += n
         self.duration_sum_s += taken["duration_sum_s"]
