@@ -22,6 +22,7 @@ from gslb.config.model import RateLimit
 from gslb.dns import rrl
 from gslb.dns.rrl import RateLimiter, classify, truncated
 from gslb.errors import ConfigError
+from gslb.stats import QueryStats
 
 
 class Clock:
@@ -325,3 +326,17 @@ def test_bad_values_name_file_line_and_key(tmp_path: Path, body: str, message: s
 def test_given_twice_across_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"d\.yaml:1: rate_limit: rate_limit is given twice"):
         load(config(tmp_path, "rate_limit: {slip: 1}\n", "rate_limit: {slip: 2}\n"))
+
+
+def test_counts_ship_from_a_worker_to_the_supervisor() -> None:
+    """A worker's limiter counts into its QueryStats; ``take`` empties the
+    dict in place (the limiter keeps writing to it) and ``add`` sums."""
+    worker, supervisor = QueryStats(), QueryStats()
+    limiter = RateLimiter(limits(responses_per_second=1, slip=2), worker.rrl, clock=Clock())
+    wire = response()
+    sent(limiter, wire, "192.0.2.1", 5)
+    supervisor.add(worker.take())
+    sent(limiter, wire, "192.0.2.1", 4)
+    supervisor.add(worker.take())
+    assert worker.rrl == {}
+    assert supervisor.rrl == {("dropped", "answer"): 4, ("slipped", "answer"): 4}
