@@ -81,7 +81,7 @@ class Answering:
         start = perf_counter()
         response = respond(self.authority, data, who, udp, self._observe)
         if udp and response is not None and self.limiter is not None:
-            response = self.limiter.limit(response, who)
+            response = self.limiter.limit(response, who, start)
         self.stats.duration(perf_counter() - start)
         return response
 

@@ -44,12 +44,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from itertools import islice
-from time import monotonic
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("gslb.rrl")
 
@@ -68,8 +67,8 @@ LOG_STARTS_PER_S = 10
 #: Seconds a limited prefix must go without a limited response to be
 #: logged as no longer limited.
 QUIET_S = 1.0
-#: Most addresses whose exemption is remembered (then forgotten at once).
-EXEMPT_CACHE = 4096
+#: Most client addresses whose prefix is remembered (then forgotten at once).
+CLIENT_CACHE = 65536
 
 Network = IPv4Network | IPv6Network
 
@@ -177,26 +176,44 @@ class _Limiting:
     logged: int = 0
 
 
+Prefix = list[Any]
+"""A client prefix's state: ``[tokens, stamp, keys, dry, owed]``: its own
+bucket (tokens, and the time they were counted, seconds), its bucket keys
+(one per kind, then the ``all_per_second`` one: ``RateLimiter._learn``),
+when its own bucket last ran dry (seconds) and how many responses it had
+sent then that its refill had not covered."""
+
+
 class RateLimiter:
     """The responses of one answering process, limited per client prefix
     and kind (module docstring). ``counts[(action, kind name)]`` counts
     limited responses (``action``: :data:`DROPPED`, :data:`SLIPPED`,
     :data:`LOGGED_ONLY`) and ``counts[(EVICTED, "")]`` buckets dropped from
     a full table; the dict is the caller's (kept across
-    :meth:`configure`), emptied in place by whoever ships it. ``clock``
-    gives seconds (monotonic). Raises ``ValueError`` for prefix lengths out
-    of range."""
+    :meth:`configure`), emptied in place by whoever ships it. Raises
+    ``ValueError`` for prefix lengths out of range.
 
-    __slots__ = ("_all", "_clock", "_exempt", "_exempt_cache", "_idle_s", "_limiting", "_next_tick",
-                 "_rates", "_suppressed", "_table", "_v4_fast", "_v4_shift", "_v6_shift",
+    The fast path: each prefix also has one bucket of its own, spending
+    from every response at half the lowest rate and depth configured.
+    While it has a token, no bucket of the prefix can be empty (none sees
+    more responses than the prefix does), so the response is sent without
+    being classified or keyed. When it runs dry it goes into debt (down to
+    minus its depth), so under a sustained flood only the per-kind buckets
+    decide, and those count the responses the fast path sent without them
+    and had not refilled when it ran dry as spent (refilling from then), so
+    a key gets no more than its own rate and depth."""
+
+    __slots__ = ("_all", "_clients", "_exempt", "_fast", "_idle_s", "_limiting", "_next_tick",
+                 "_prefixes", "_rates", "_suppressed", "_table", "_v4_shift", "_v6_shift",
                  "counts", "limits")
 
-    def __init__(self, limits: Limits, counts: dict[tuple[str, str], int] | None = None,
-                 clock: Callable[[], float] = monotonic) -> None:
-        self._clock = clock
+    def __init__(self, limits: Limits, counts: dict[tuple[str, str], int] | None = None
+                 ) -> None:
         self.counts: dict[tuple[str, str], int] = counts if counts is not None else {}
-        self._table: dict[object, list[float]] = {}
-        self._limiting: dict[object, _Limiting] = {}
+        self._table: dict[bytes, list[float]] = {}
+        self._prefixes: dict[bytes, Prefix] = {}
+        self._clients: dict[str, Prefix] = {}
+        self._limiting: dict[bytes, _Limiting] = {}
         self._next_tick = 0.0
         self._suppressed = 0
         self.configure(limits)
@@ -211,7 +228,9 @@ class RateLimiter:
         if old is not None and (old.ipv4_prefix_length, old.ipv6_prefix_length) != (
                 limits.ipv4_prefix_length, limits.ipv6_prefix_length):
             self._table.clear()
+            self._prefixes.clear()
             self._limiting.clear()
+        self._clients.clear()  # the exempt networks may have changed
         self.limits = limits
         window = limits.window_s
         per_kind = (limits.responses_per_second, limits.nodata_per_second,
@@ -220,73 +239,93 @@ class RateLimiter:
         self._rates = tuple((float(rate), max(1.0, rate * window)) for rate in per_kind)
         rate = limits.all_per_second
         self._all = (float(rate), max(1.0, rate * window)) if rate else None
-        # a bucket left alone this long is full again: it holds no state
-        used = [r for r, _ in self._rates if r] + ([self._all[0]] if self._all else [])
-        self._idle_s = max([window, *(1.0 / r for r in used)])
-        self._v4_fast = limits.ipv4_prefix_length == 24
+        used = [pair for pair in (*self._rates, self._all) if pair is not None and pair[0]]
+        # the fast path: half the lowest rate and depth (so a prefix that
+        # crosses it still finds half a depth in the buckets of new names)
+        low = min(used) if used else (2e12, 2e12)
+        self._fast = (low[0] / 2.0, low[1] / 2.0)
+        # a bucket left alone this long is full again, even from its deepest
+        # debt: it holds no state
+        self._idle_s = max([window, *(2.0 * d / r for r, d in used)])
         self._v4_shift = 32 - limits.ipv4_prefix_length
         self._v6_shift = 128 - limits.ipv6_prefix_length
-        self._exempt = tuple(limits.exempt)
-        self._exempt_cache: dict[str, bool] = {}
+        self._exempt = tuple((net.version, net.max_prefixlen - net.prefixlen,
+                              int(net.network_address) >> (net.max_prefixlen - net.prefixlen))
+                             for net in limits.exempt)
 
     def __len__(self) -> int:
-        """Buckets in the table."""
-        return len(self._table)
+        """Buckets in the table (the prefixes' own included)."""
+        return len(self._table) + len(self._prefixes)
 
-    def limit(self, response: bytes, who: str, exempt: bool = False) -> bytes | None:
+    def limit(self, response: bytes, who: str, now: float, exempt: bool = False
+              ) -> bytes | None:
         """What to send for ``response`` (encoded, at least a header) to
-        the UDP client at address ``who``: ``response`` itself, its
-        :func:`truncated` form (slipped) or None (dropped). ``exempt``: the
-        client is not to be limited whatever its address (a valid server
-        cookie, RFC 7873 section 5.2.3, as BIND exempts it); its responses
-        still spend from its buckets."""
-        now = self._clock()
+        the UDP client at address ``who`` at time ``now`` (seconds, a
+        monotonic clock: ``time.perf_counter`` or ``time.monotonic``, the
+        same one every call): ``response`` itself, its :func:`truncated`
+        form (slipped) or None (dropped). ``exempt``: the client is not to
+        be limited whatever its address (a valid server cookie, RFC 7873
+        section 5.2.3, as BIND exempts it); its responses still spend from
+        its buckets."""
         if now >= self._next_tick:
             self._tick(now)
+        prefix = self._clients.get(who)
+        if prefix is None:
+            prefix = self._learn(who, now)
+        if not prefix:  # an exempt address
+            return response
+        rate, depth = self._fast
+        tokens = prefix[0] + (now - prefix[1]) * rate
+        if tokens > depth:
+            tokens = depth
+        prefix[1] = now
+        tokens -= 1.0
+        if tokens >= 0.0:
+            prefix[0] = tokens
+            return response
+        if prefix[0] >= 0.0:  # the fast path ran dry now, owing what it sent
+            prefix[3], prefix[4] = now, depth - tokens - 1.0
+        prefix[0] = tokens if tokens > -depth else -depth
+        return self._slow(response, prefix, now, exempt)
+
+    def _slow(self, response: bytes, prefix: Prefix, now: float, exempt: bool
+              ) -> bytes | None:
+        """:meth:`limit` for a prefix past its own bucket: by the kind's
+        bucket (and the overall one)."""
+        keys: tuple[bytes, ...] = prefix[2]
+        since, owed = now - prefix[3], prefix[4]
         kind = classify(response)
         rate, depth = self._rates[kind]
-        if not rate:
-            return response
-        try:
-            prefix = self._prefix(who)
-        except (OSError, ValueError):
-            prefix = who
-        if kind <= NODATA:
-            end = response.find(b"\0", 12)
-            key: object = (prefix, kind, response[12:end + 3].lower())
-        else:
-            key = (prefix, kind)
+        if rate:
+            if kind <= NODATA:  # with the question's qname and qtype, lower-cased
+                key = keys[kind] + response[12:response.find(b"\0", 12) + 3].lower()
+            else:
+                key = keys[kind]
+            if not self._spend(key, rate, depth, now, owed - since * rate):
+                return self._limited(response, keys, kind, now, exempt)
+        if self._all is not None and not self._spend(
+                keys[-1], self._all[0], self._all[1], now, owed - since * self._all[0]):
+            return self._limited(response, keys, kind, now, exempt)
+        return response
+
+    def _spend(self, key: bytes, rate: float, depth: float, now: float, owed: float
+               ) -> bool:
+        """Spend a token from bucket ``key`` (refilled at ``rate`` per
+        second up to ``depth``; a new one starts full); False: none left.
+        ``owed``: responses the fast path sent without this bucket that it
+        has not refilled yet: the bucket holds at most ``depth - owed``."""
+        cap = depth - owed if owed > 0.0 else depth
         table = self._table
         bucket = table.get(key)
         if bucket is None:
-            if len(table) >= self.limits.max_table_size:
+            if len(self) >= self.limits.max_table_size:
                 self._make_room(now)
-            table[key] = [depth - 1.0, now]
+            tokens = cap
+            bucket = table[key] = [cap, now]
         else:
             tokens = bucket[0] + (now - bucket[1]) * rate
-            if tokens > depth:
-                tokens = depth
-            bucket[1] = now
-            if tokens < 1.0:
-                bucket[0] = tokens
-                return self._limited(response, who, prefix, kind, now, exempt)
-            bucket[0] = tokens - 1.0
-        if self._all is not None and not self._spend_all(prefix, now):
-            return self._limited(response, who, prefix, kind, now, exempt)
-        return response
-
-    def _spend_all(self, prefix: object, now: float) -> bool:
-        """Spend a token from the prefix's overall bucket; False: none left."""
-        assert self._all is not None
-        rate, depth = self._all
-        key = (prefix,)
-        bucket = self._table.get(key)
-        if bucket is None:
-            if len(self._table) >= self.limits.max_table_size:
-                self._make_room(now)
-            self._table[key] = [depth - 1.0, now]
-            return True
-        tokens = min(depth, bucket[0] + (now - bucket[1]) * rate)
+            if tokens > cap:
+                tokens = cap
         bucket[1] = now
         if tokens < 1.0:
             bucket[0] = tokens
@@ -294,63 +333,62 @@ class RateLimiter:
         bucket[0] = tokens - 1.0
         return True
 
-    def _prefix(self, who: str) -> object:
-        """The client prefix of address ``who``: a string (IPv4 /24: the
-        first three octets) or an int (IPv6: negative). Raises ``OSError``
-        or ``ValueError`` for a string that is not an address."""
-        if ":" in who:
-            if who.startswith("::ffff:") and "." in who:  # IPv4-mapped (RFC 4291 2.5.5.2)
-                return self._prefix(who[7:])
-            packed = socket.inet_pton(socket.AF_INET6, who.partition("%")[0])
-            return -1 - (int.from_bytes(packed, "big") >> self._v6_shift)
-        if self._v4_fast:
-            return who.rpartition(".")[0]
-        return int.from_bytes(socket.inet_aton(who), "big") >> self._v4_shift
-
-    def _show(self, prefix: object) -> str:
-        """``prefix`` as CIDR text (for logs)."""
-        limits = self.limits
-        if isinstance(prefix, str):
-            return f"{prefix}.0/24" if self._v4_fast else prefix
-        if isinstance(prefix, int) and prefix < 0:
-            net = (-1 - prefix) << self._v6_shift
-            return f"{ipaddress.IPv6Address(net)}/{limits.ipv6_prefix_length}"
-        if isinstance(prefix, int):
-            return f"{ipaddress.IPv4Address(prefix << self._v4_shift)}/{limits.ipv4_prefix_length}"
-        return str(prefix)
-
-    def _is_exempt(self, who: str) -> bool:
-        """``who`` is inside an ``exempt`` network (remembered per address)."""
-        if not self._exempt:
-            return False
-        cache = self._exempt_cache
-        known = cache.get(who)
-        if known is None:
-            try:
-                address = ipaddress.ip_address(who.partition("%")[0])
-            except ValueError:
-                known = False
+    def _learn(self, who: str, now: float) -> Prefix:
+        """The state of the prefix of address ``who`` (made when new),
+        remembered for ``who``; empty for an ``exempt`` address. Bucket keys
+        are a kind letter and the prefix: ``4`` or ``6`` and the prefix's
+        number, fixed length (``?`` and the text for what is not an
+        address)."""
+        clients = self._clients
+        if len(clients) >= CLIENT_CACHE:
+            clients.clear()
+        text = who.partition("%")[0]
+        if text.startswith("::ffff:") and "." in text:  # IPv4-mapped (RFC 4291 2.5.5.2)
+            text = text[7:]
+        try:
+            if ":" in text:
+                family, number = 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text))
+                net = b"6" + (number >> self._v6_shift).to_bytes(16)
             else:
-                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                    address = address.ipv4_mapped
-                known = any(address in net for net in self._exempt)
-            if len(cache) >= EXEMPT_CACHE:
-                cache.clear()
-            cache[who] = known
-        return known
+                family, number = 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text))
+                net = b"4" + (number >> self._v4_shift).to_bytes(4)
+        except OSError:
+            family, number, net = 0, 0, b"?" + who.encode(errors="replace")
+        if any(f == family and number >> shift == n for f, shift, n in self._exempt):
+            clients[who] = []
+            return clients[who]
+        prefix = self._prefixes.get(net)
+        if prefix is None:
+            if len(self) >= self.limits.max_table_size:
+                self._make_room(now)
+            keys = tuple(mark + net for mark in (b"a", b"d", b"x", b"r", b"e", b"*"))
+            prefix = self._prefixes[net] = [self._fast[1], now, keys, now, 0.0]
+        clients[who] = prefix
+        return prefix
 
-    def _limited(self, response: bytes, who: str, prefix: object, kind: int, now: float,
+    def _show(self, key: bytes) -> str:
+        """The client prefix of a bucket ``key`` as CIDR text (for logs)."""
+        family, number = key[1:2], int.from_bytes(key[2:])
+        if family == b"6":
+            net = ipaddress.IPv6Address(number << self._v6_shift)
+            return f"{net}/{self.limits.ipv6_prefix_length}"
+        if family == b"4":
+            net4 = ipaddress.IPv4Address(number << self._v4_shift)
+            return f"{net4}/{self.limits.ipv4_prefix_length}"
+        return key[2:].decode(errors="replace")
+
+    def _limited(self, response: bytes, keys: tuple[bytes, ...], kind: int, now: float,
                  exempt: bool) -> bytes | None:
         """A response with no token left: sent (exempt, ``log_only``),
         slipped or dropped, counted, and its prefix noted for the log."""
-        if exempt or self._is_exempt(who):
+        if exempt:
             return response
+        prefix = keys[0]
         state = self._limiting.get(prefix)
         if state is None:
             state = self._start(prefix, kind, now)
         else:
             state.last = now
-        counts = self.counts
         if self.limits.log_only:
             action: str = LOGGED_ONLY
             out: bytes | None = response
@@ -368,10 +406,10 @@ class RateLimiter:
                 if state is not None:
                     state.dropped += 1
         key = (action, KINDS[kind])
-        counts[key] = counts.get(key, 0) + 1
+        self.counts[key] = self.counts.get(key, 0) + 1
         return out
 
-    def _start(self, prefix: object, kind: int, now: float) -> _Limiting | None:
+    def _start(self, prefix: bytes, kind: int, now: float) -> _Limiting | None:
         """Note ``prefix`` as limited (logged, at most ``LOG_STARTS_PER_S``
         a second); None when too many prefixes are noted already."""
         if len(self._limiting) >= self.limits.max_table_size:
@@ -379,13 +417,12 @@ class RateLimiter:
         state = self._limiting[prefix] = _Limiting(now, now, kind)
         if self._suppressed < LOG_STARTS_PER_S:
             limits = self.limits
-            rate = self._rates[kind][0]
-            log.warning("rate limiting %s: %s responses over %g/s%s", self._show(prefix),
-                        KINDS[kind], rate,
+            shown = self._show(prefix)
+            log.warning("rate limiting %s: %s responses over %g/s%s", shown, KINDS[kind],
+                        self._rates[kind][0] or (self._all or (0.0, 0.0))[0],
                         " (log only: nothing dropped)" if limits.log_only
                         else f" (slip {limits.slip})",
-                        extra={"event": "rrl_start", "prefix": self._show(prefix),
-                               "kind": KINDS[kind]})
+                        extra={"event": "rrl_start", "prefix": shown, "kind": KINDS[kind]})
         self._suppressed += 1
         return state
 
@@ -394,41 +431,46 @@ class RateLimiter:
         longer limited, and how many starts went unlogged."""
         self._next_tick = now + 1.0
         if self._suppressed > LOG_STARTS_PER_S:
-            log.warning("rate limiting %d more prefix(es) (not logged one by one)",
-                        self._suppressed - LOG_STARTS_PER_S,
-                        extra={"event": "rrl_start", "unlogged": self._suppressed
-                               - LOG_STARTS_PER_S})
+            unlogged = self._suppressed - LOG_STARTS_PER_S
+            log.warning("rate limiting %d more prefix(es) (not logged one by one)", unlogged,
+                        extra={"event": "rrl_start", "unlogged": unlogged})
         self._suppressed = 0
         quiet = [p for p, s in self._limiting.items() if now - s.last >= QUIET_S]
         for prefix in quiet:
             s = self._limiting.pop(prefix)
             if len(quiet) <= LOG_STARTS_PER_S:
+                shown = self._show(prefix)
                 log.info("rate limiting %s ended after %.1f s: %d dropped, %d slipped, "
-                         "%d logged only", self._show(prefix), s.last - s.since, s.dropped,
-                         s.slipped, s.logged,
-                         extra={"event": "rrl_stop", "prefix": self._show(prefix),
-                                "dropped": s.dropped, "slipped": s.slipped,
-                                "logged_only": s.logged})
+                         "%d logged only", shown, s.last - s.since, s.dropped, s.slipped,
+                         s.logged, extra={"event": "rrl_stop", "prefix": shown,
+                                          "dropped": s.dropped, "slipped": s.slipped,
+                                          "logged_only": s.logged})
         if len(quiet) > LOG_STARTS_PER_S:
             log.info("rate limiting ended for %d prefix(es)", len(quiet),
                      extra={"event": "rrl_stop", "prefixes": len(quiet)})
 
     def _make_room(self, now: float) -> None:
-        """Drop buckets idle long enough to be full; if that frees less
-        than a quarter of the table, the oldest too, down to three quarters
-        (so a spoofed flood of new prefixes costs O(1) per response)."""
-        table = self._table
-        bound = self.limits.max_table_size
+        """Drop buckets and prefixes idle long enough to be full; if that
+        frees less than a quarter of the bound, the oldest too, down to
+        three quarters (so a spoofed flood of new prefixes costs O(1) per
+        response). The address cache is emptied (it points at prefixes)."""
         idle = now - self._idle_s
-        for key in [k for k, b in table.items() if b[1] <= idle]:
-            del table[key]
-        keep = bound * 3 // 4
-        if len(table) > keep:
-            extra = len(table) - keep
-            for key in list(islice(table, extra)):
+        tables: tuple[dict[bytes, Any], ...] = (self._table, self._prefixes)
+        for table in tables:
+            for key in [k for k, b in table.items() if b[1] <= idle]:
                 del table[key]
-            evicted = (EVICTED, "")
-            self.counts[evicted] = self.counts.get(evicted, 0) + extra
+        keep = self.limits.max_table_size * 3 // 4
+        evicted = 0
+        while (extra := len(self) - keep) > 0:
+            larger = max(tables, key=len)
+            extra = min(extra, len(larger))
+            for key in list(islice(larger, extra)):
+                del larger[key]
+            evicted += extra
+        self._clients.clear()
+        if evicted:
+            counted = (EVICTED, "")
+            self.counts[counted] = self.counts.get(counted, 0) + evicted
 
 
 def _slip(response: bytes) -> bytes | None:
