@@ -30,9 +30,12 @@ with no token left is *limited*: dropped, or every ``slip``-th one sent as
 a truncated response (TC set, empty sections, question and OPT kept: RFC
 2181 section 9, RFC 6891 section 7), or, in ``log_only`` mode, sent anyway
 and counted. Unlike BIND, a bucket never goes into debt: a sustained flood
-is held at ``rate`` per second rather than silenced.
+is held at ``rate`` per second rather than silenced. A prefix well below
+every limit costs one bucket of its own per response (the fast path,
+:class:`RateLimiter`).
 
-The table is bounded (``max_table_size`` entries): when full, buckets idle
+The table is bounded (``max_table_size`` entries, the prefixes' own
+buckets included): when full, buckets idle
 long enough to be full again (they hold no state) are dropped, then the
 oldest. One log line (``gslb.rrl``) when a prefix starts being limited and
 one when it has been quiet for a second, at most ``LOG_STARTS_PER_S``

@@ -5,13 +5,15 @@ limiter does all its bookkeeping).
 Usage (from the repository root)::
 
     .venv/bin/python -m tests.bench.rrl_cost [--loops 200000] [--rounds 5]
-        [--clients 1] [--cache 16384] [--callgrind] [--json PATH]
+        [--clients 1] [--cache 16384] [--hits] [--callgrind] [--json PATH]
 
 Both variants answer the same zone (``tests.bench.dns_servers.Zone``, the
 six-name mix without its geo pool's mmdb: geo answers come from its
 ``default``) through one ``Answering``, from ``--clients`` source addresses
 (each its own /24; 1: every query from 127.0.0.1, as dnsperf sends), over
-UDP, with the answer cache (``--cache``; 0: every answer built afresh).
+UDP, with the answer cache (``--cache``; 0: every answer built afresh;
+``--hits``: leave out the mix's ``weighted`` name, so every answer is a
+cache hit).
 ``--loops`` calls of ``Answering.handle`` over the prepared queries, the
 best of ``--rounds``: µs per query, off and on, and the ratio.
 
@@ -51,9 +53,12 @@ rate_limit:
 """
 
 
-def prepare(rrl: bool, cache: int, clients: int) -> tuple[Answering, list[tuple[bytes, str]]]:
+def prepare(rrl: bool, cache: int, clients: int, hits: bool = False
+            ) -> tuple[Answering, list[tuple[bytes, str]]]:
     """An ``Answering`` over the bench zone (with or without the limiter)
-    and the queries it is asked: the mix's names × ``clients`` sources."""
+    and the queries it is asked: the mix's names (``hits``: but ``api``,
+    a fresh weighted draw each time, so every answer is a cache hit) ×
+    ``clients`` sources."""
     zone = Zone(names=len(MIX), pool_size=2, mmdb=Path("/nonexistent"), ns_addr="127.0.0.1",
                 origin_port=9)
     text = zone.gslb_yaml()
@@ -69,6 +74,8 @@ def prepare(rrl: bool, cache: int, clients: int) -> tuple[Answering, list[tuple[
     for i in range(clients):
         who = "127.0.0.1" if clients == 1 else f"10.{i >> 8 & 255}.{i & 255}.1"
         for name in MIX:
+            if hits and name == "api":
+                continue
             query = dns.message.make_query(f"{name}.{ZONE}", "A", use_edns=0)
             queries.append((query.to_wire(), who))
     return answering, queries
@@ -88,7 +95,7 @@ def run(answering: Answering, queries: list[tuple[bytes, str]], loops: int) -> f
 def timed(args: argparse.Namespace) -> dict[str, float]:
     """µs per query off and on, best of ``--rounds`` (interleaved)."""
     best = {"off": float("inf"), "on": float("inf")}
-    parts = {key: prepare(key == "on", args.cache, args.clients) for key in best}
+    parts = {key: prepare(key == "on", args.cache, args.clients, args.hits) for key in best}
     for answering, queries in parts.values():
         run(answering, queries, 2000)  # warm the cache and the buckets
     for _ in range(args.rounds):
@@ -104,7 +111,7 @@ def instructions(key: str, loops: int, args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "callgrind.out"
         code = (f"from tests.bench.rrl_cost import prepare, run; a, q = prepare({key == 'on'}, "
-                f"{args.cache}, {args.clients}); run(a, q, {loops})")
+                f"{args.cache}, {args.clients}, {args.hits}); run(a, q, {loops})")
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                sys.executable, "-c", code], capture_output=True, text=True,
                               check=True)
@@ -120,14 +127,17 @@ def main() -> None:
     a("--rounds", type=int, default=5, help="rounds, the best kept (default 5)")
     a("--clients", type=int, default=1, help="source addresses, each its own /24 (default 1)")
     a("--cache", type=int, default=16384, help="answer cache entries (0: off; default 16384)")
+    a("--hits", action="store_true", help="leave out the weighted name (never cached): "
+      "with the cache on, every answer is a hit")
     a("--callgrind", action="store_true", help="also count instructions under callgrind")
     a("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
     report: dict[str, object] = {"loops": args.loops, "clients": args.clients,
-                                 "cache": args.cache}
+                                 "cache": args.cache, "hits": args.hits}
     best = timed(args)
     report["us_per_query"] = best
-    print(f"Answering.handle, {args.clients} client(s), cache {args.cache}: "
+    print(f"Answering.handle, {args.clients} client(s), cache {args.cache}"
+          f"{', hits only' if args.hits else ''}: "
           f"off {best['off']:.3f} µs, on {best['on']:.3f} µs per query "
           f"(+{best['on'] - best['off']:.3f} µs, ×{best['on'] / best['off']:.3f})")
     if args.callgrind:
