@@ -222,3 +222,21 @@ async def test_with_workers_each_holds_the_limit_and_the_supervisor_counts_them_
         assert time.monotonic() < deadline, (dict(service.stats.rrl), got)
         await asyncio.sleep(0.1)
     assert limited(service, "dropped") + got.slipped + got.answered >= got.sent - 2
+
+
+async def test_reload_turns_limiting_on_and_off(serve, tmp_path: Path) -> None:
+    service = await serve("")
+    host, port = service.addresses[0]
+    got = await asyncio.wait_for(flood(host, port, ["127.0.1.1"], "www.gslb.example.test", 600),
+                                 DEADLINE_S)
+    assert got.answered == 600  # no section: nothing limited
+    path = write_config(tmp_path, ZONE + "rate_limit: {responses_per_second: 20, slip: 0}\n")
+    assert (await service.reloader.reload([path])).ok
+    got = await asyncio.wait_for(flood(host, port, ["127.0.1.1"], "www.gslb.example.test", 600),
+                                 DEADLINE_S)
+    assert got.answered <= 20 * got.elapsed_s + 20 + 5, got
+    path = write_config(tmp_path, ZONE)
+    assert (await service.reloader.reload([path])).ok
+    got = await asyncio.wait_for(flood(host, port, ["127.0.1.1"], "www.gslb.example.test", 600),
+                                 DEADLINE_S)
+    assert got.answered == 600
