@@ -21,6 +21,7 @@ from time import perf_counter
 from gslb.authority import Authority, respond, servfail
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
+from gslb.dns.rrl import RateLimiter
 from gslb.geo import AsnDB, GeoDB
 from gslb.health.view import HealthView
 from gslb.logs import RateLimitedLog, error_key, qtype_name, with_query_log
@@ -65,7 +66,10 @@ def build_authority(config: Config, view: HealthView, geo: GeoDB | None, stats: 
 class Answering:
     """Answers queries with ``authority`` (swapped by :meth:`install` on
     reload), counting into ``stats``; ``query_log_sample`` as in
-    :class:`AnswerSettings`. Raises ``ValueError`` for a sample above 1.
+    :class:`AnswerSettings`. UDP responses go through ``limiter``
+    (:mod:`gslb.dns.rrl`) when the config has a ``rate_limit`` section;
+    its counts land in ``stats.rrl``. Raises ``ValueError`` for a sample
+    above 1.
 
     A query whose answer fails with an exception (a bug in lookup,
     steering or encoding, or in a health view) is answered SERVFAIL
@@ -74,7 +78,7 @@ class Answering:
     traceback, one line per distinct error (:func:`gslb.logs.error_key`)
     per ``ERROR_LOG_PERIOD_S`` seconds."""
 
-    __slots__ = ("_errors", "_observe", "authority", "stats")
+    __slots__ = ("_errors", "_observe", "authority", "limiter", "stats")
 
     def __init__(self, authority: Authority, stats: QueryStats,
                  query_log_sample: float = 0.0) -> None:
@@ -82,16 +86,22 @@ class Answering:
         self.stats = stats
         self._observe = with_query_log(stats.query, query_log_sample)
         self._errors = RateLimitedLog(log, ERROR_LOG_PERIOD_S)
+        self.limiter: RateLimiter | None = None
+        self._set_limits(authority.config)
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         """Answer one query message from address ``who`` (the DNS
         listeners' handler, :mod:`gslb.dns.server`); None: send nothing.
-        Never raises (an ``Exception``): see the class doc."""
+        Never raises (an ``Exception``): see the class doc. Over UDP the
+        response may be dropped or truncated by the rate limiter; TCP is
+        never limited (its source is proven)."""
         start = perf_counter()
         try:
             response = respond(self.authority, data, who, udp, self._observe)
         except Exception as exc:
             response = self._failed(exc, data, who, udp)
+        if udp and response is not None and self.limiter is not None:
+            response = self.limiter.limit(response, who, start)
         self.stats.duration(perf_counter() - start)
         return response
 
@@ -106,12 +116,25 @@ class Answering:
                              exc_info=exc, extra={"client": who})
         return response
 
+    def _set_limits(self, config: Config) -> None:
+        """The rate limiter for ``config``: none without a ``rate_limit``
+        section; the one in use reconfigured (keeping its buckets when the
+        prefix lengths stay) when there is one."""
+        limits = config.rate_limit
+        if limits is None:
+            self.limiter = None
+        elif self.limiter is None:
+            self.limiter = RateLimiter(limits, self.stats.rrl)
+        else:
+            self.limiter.configure(limits)
+
     def install(self, authority: Authority) -> None:
         """Answer from ``authority`` from now on: one assignment, so a query
         sees the old config or the new one, never a mix. The answer cache's
         lookup counters count on from the old cache's."""
         if authority.cache is not None:
             authority.cache.carry_counts(self.authority.cache)
+        self._set_limits(authority.config)
         self.authority = authority
         freeze_loaded()
 

@@ -32,6 +32,7 @@ class Taken(TypedDict):
     answers: dict[tuple[str, str], int]
     fallbacks: dict[str, int]
     internal_errors: int
+    rrl: dict[tuple[str, str], int]
 
 
 def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
@@ -51,11 +52,13 @@ class QueryStats:
       came from, in a tree of pools), ``fallbacks[pool]``;
     * ``transitions[(origin, state)]``, ``reloads[result]``;
     * ``internal_errors``: queries whose answer failed with an exception
-      (answered SERVFAIL, :class:`gslb.answering.Answering`).
+      (answered SERVFAIL, :class:`gslb.answering.Answering`);
+    * ``rrl[(action, kind)]``: responses the rate limiter dropped, slipped
+      or only logged (``gslb.dns.rrl``), and ``rrl[("evicted", "")]``.
     """
 
     __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "internal_errors", "queries",
-                 "reloads", "transitions")
+                 "reloads", "rrl", "transitions")
 
     def __init__(self) -> None:
         self.queries: dict[tuple[int, int], int] = {}
@@ -66,6 +69,7 @@ class QueryStats:
         self.transitions: dict[tuple[str, str], int] = {}
         self.reloads: dict[str, int] = {"ok": 0, "error": 0}
         self.internal_errors = 0
+        self.rrl: dict[tuple[str, str], int] = {}
 
     def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
         """Count one response (an ``authority.Observer``)."""
@@ -81,8 +85,10 @@ class QueryStats:
         out: Taken = {"queries": self.queries, "buckets": self.buckets,
                       "duration_sum_s": self.duration_sum_s,
                       "answers": self.answers, "fallbacks": self.fallbacks,
-                      "internal_errors": self.internal_errors}
+                      "internal_errors": self.internal_errors,
+                      "rrl": dict(self.rrl)}
         self.internal_errors = 0
+        self.rrl.clear()  # in place: the rate limiter holds this dict
         self.queries, self.answers, self.fallbacks = {}, {}, {}
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
@@ -93,6 +99,7 @@ class QueryStats:
         _add_counts(self.queries, taken["queries"])
         _add_counts(self.answers, taken["answers"])
         _add_counts(self.fallbacks, taken["fallbacks"])
+        _add_counts(self.rrl, taken["rrl"])
         for i, n in enumerate(taken["buckets"]):
             self.buckets[i] += n
         self.duration_sum_s += taken["duration_sum_s"]

@@ -312,6 +312,33 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Response rate limiting (the ``rate_limit`` section, docs/config.md;
+    ``gslb.dns.rrl``): UDP responses per second per client prefix and
+    kind (0: that kind is not limited); ``all_per_second`` bounds every
+    kind together (0: no such bound); ``window_s``: seconds of responses a
+    bucket may save up (its depth is rate × window); ``slip``: every Nth
+    limited response is sent truncated (0: none); ``ipv4_prefix_length``
+    and ``ipv6_prefix_length`` group clients; ``max_table_size`` bounds the
+    buckets kept; ``exempt`` networks are never limited; ``log_only``
+    counts and logs without dropping."""
+
+    responses_per_second: int = 20
+    nodata_per_second: int = 20
+    nxdomains_per_second: int = 20
+    referrals_per_second: int = 20
+    errors_per_second: int = 20
+    all_per_second: int = 0
+    window_s: float = 1.0
+    slip: int = 2
+    ipv4_prefix_length: int = 24
+    ipv6_prefix_length: int = 56
+    max_table_size: int = 20000
+    exempt: tuple[IPv4Network | IPv6Network, ...] = ()
+    log_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole validated configuration, as loaded from ``files``."""
 
@@ -321,3 +348,5 @@ class Config:
     files: tuple[str, ...] = ()
     vantages: Mapping[str, Vantage] = field(default_factory=lambda: MappingProxyType({}))
     health: HealthSettings = field(default_factory=HealthSettings)
+    rate_limit: RateLimit | None = None
+    """Response rate limiting; None (no ``rate_limit`` section): off."""

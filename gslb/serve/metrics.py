@@ -16,6 +16,12 @@ Families (labels in braces):
 * ``gslb_dns_answer_cache_lookups_total{result}`` (``hit``, ``miss``),
   ``gslb_dns_answer_cache_entries``: the answer cache (every worker's);
   lookups count on across reloads and worker restarts;
+* ``gslb_rrl_responses_total{action,kind}``: UDP responses the rate
+  limiter (``rate_limit``) did not send as built: ``action`` ``dropped``,
+  ``slipped`` (sent truncated) or ``logged_only``; ``kind`` ``answer``,
+  ``nodata``, ``nxdomain``, ``referral``, ``error``;
+  ``gslb_rrl_table_evictions_total``: buckets dropped from a full table
+  (every worker's);
 * ``gslb_steering_answers_total{pool,policy,origin}``: origins put in GSLB
   answers (``pool`` is the leaf pool the origin came from, after any
   fallback: in a tree of pools, the pool that holds the origin);
@@ -107,6 +113,7 @@ class GslbCollector(Collector):
             yield lookups
             yield GaugeMetricFamily("gslb_dns_answer_cache_entries", "Responses in the "
                                     "answer cache (of every worker)", value=entries)
+        yield from self._rrl(stats)
         yield from self._steering(service)
         transitions = CounterMetricFamily("gslb_health_transitions", "Overall origin state "
                                           "changes (health and drains)",
@@ -150,6 +157,21 @@ class GslbCollector(Collector):
         yield CounterMetricFamily("gslb_dns_internal_errors", "Queries whose answer failed "
                                   "with an internal error (answered SERVFAIL)",
                                   value=stats.internal_errors)
+
+    @staticmethod
+    def _rrl(stats: QueryStats) -> Iterator[Metric]:
+        responses = CounterMetricFamily("gslb_rrl_responses", "UDP responses the rate limiter "
+                                        "dropped, slipped (sent truncated) or only logged",
+                                        labels=["action", "kind"])
+        evicted = 0
+        for (action, kind), n in sorted(stats.rrl.items()):
+            if action == "evicted":
+                evicted += n
+            else:
+                responses.add_metric([action, kind], n)
+        yield responses
+        yield CounterMetricFamily("gslb_rrl_table_evictions", "Rate limiter buckets dropped "
+                                  "from a full table", value=evicted)
 
     @staticmethod
     def _steering(service: Measured) -> Iterator[Metric]:

@@ -78,6 +78,9 @@ from tests.bench.dns_servers import (
 log = logging.getLogger("gslb.bench")
 
 KINDS = ("gslb", "gslb-nocache", "pdns", "pdns-shared", "gdnsd")
+EXTRA_KINDS = ("gslb-rrl",)
+"""Servers run only when named in ``--only`` (``gslb-rrl``: gslb with a
+``rate_limit`` section no query reaches: the cost of the bookkeeping)."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -414,8 +417,9 @@ async def bench(args: argparse.Namespace) -> dict:
         log.warning("load average %.2f: other processes share the CPUs; figures will be noisy",
                     load1)
     kinds = [k.strip() for k in args.only.split(",") if k.strip()]
-    if unknown := set(kinds) - set(KINDS):
-        raise BenchError(f"unknown server(s) {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    if unknown := set(kinds) - set(KINDS) - set(EXTRA_KINDS):
+        raise BenchError(f"unknown server(s) {sorted(unknown)}; choose from "
+                         f"{', '.join(KINDS + EXTRA_KINDS)}")
     workdir = Path(tempfile.mkdtemp(prefix="gslb-dns-compare-"))
     zone = Zone(names=max(args.names, len(MIX)), pool_size=args.pool_size,
                 origin_port=free_port("127.0.11.1"), mmdb=mmdb)
@@ -486,7 +490,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = parser.add_argument
     a("--only", default=",".join(KINDS), metavar="KIND,...",
-      help=f"servers to run, in this order (default {','.join(KINDS)})")
+      help=f"servers to run, in this order (default {','.join(KINDS)}; also "
+           f"{','.join(EXTRA_KINDS)})")
     a("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     a("--duration", type=float, default=2.0, help="seconds per dnsperf run (default 2)")
     a("--steps", type=int, default=7, help="bisection runs per server (default 7)")

@@ -227,10 +227,19 @@ def _filler_addr(owner: str) -> str:
     return f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
 
 
+RRL_UNREACHED = """
+rate_limit:   # every response is sent: the limiter only keeps its books
+  responses_per_second: 1000000
+"""
+"""The ``rate_limit`` section of the ``gslb-rrl`` server (every kind's rate
+follows ``responses_per_second``)."""
+
+
 @dataclass
 class Server:
     """One nameserver under test, listening on ``addr:port`` (UDP), pinned to
-    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``
+    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``,
+    ``gslb-rrl`` (a ``rate_limit`` section no query reaches: :data:`RRL_UNREACHED`)
     (``--answer-cache 0``), ``pdns``, ``pdns-shared``
     (``enable-lua-records=shared``) or ``gdnsd``."""
 
@@ -254,9 +263,10 @@ class Server:
         Raises ``BenchError`` when the daemon's binary is not installed."""
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if self.kind in ("gslb", "gslb-nocache"):
+        if self.kind in ("gslb", "gslb-nocache", "gslb-rrl"):
             exe = Path(sys.executable).with_name("gslb")
-            (d / "gslb.yaml").write_text(zone.gslb_yaml())
+            (d / "gslb.yaml").write_text(zone.gslb_yaml()
+                                         + (RRL_UNREACHED if self.kind == "gslb-rrl" else ""))
             self.argv = [str(exe) if exe.exists() else _need("gslb"), "serve",
                          "--config", str(d / "gslb.yaml"), "--no-admin",
                          "--listen", f"{self.addr}:{self.port}", "--geoip", str(zone.mmdb)]

@@ -1,5 +1,6 @@
 """The top level: each file's sections gathered into one config, every name
-defined once across the files, ``health`` given in one file at most."""
+defined once across the files, ``health`` and ``rate_limit`` given in one
+file at most."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, NamedTuple
 from gslb.config.loader import Loc, MarkedDict
 from gslb.config.validate.reader import At, Reader, absolute, kind
 
-TOP_KEYS = ("origins", "pools", "zones", "vantages", "health")
+TOP_KEYS = ("origins", "pools", "zones", "vantages", "health", "rate_limit")
 NAMED_SECTIONS = ("origins", "pools", "zones", "vantages")
 """Top-level sections mapping names to entries; a name may be defined once."""
 
@@ -24,6 +25,8 @@ class Sections(NamedTuple):
 
     named: dict[str, Defs]
     health: tuple[Any, At] | None
+    #: the ``rate_limit`` section's value and where, or None
+    rate_limit: tuple[Any, At] | None = None
 
 
 def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
@@ -34,6 +37,7 @@ def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
     named: dict[str, Defs] = {k: {} for k in NAMED_SECTIONS}
     first: dict[str, dict[str, At]] = {k: {} for k in NAMED_SECTIONS}
     health: tuple[Any, At] | None = None
+    rate_limit: tuple[Any, At] | None = None
     for name, doc in documents:
         r.files.append(name)
         if not isinstance(doc, MarkedDict):
@@ -50,10 +54,23 @@ def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
                 r.report(hat, f"health is given twice (first at {health[1].loc})")
             else:
                 health = (doc["health"], hat)
+        if "rate_limit" in doc:
+            rate_limit = _once(r, doc, top, "rate_limit", rate_limit)
         for section in (k for k in NAMED_SECTIONS if k in doc):
             _named(r, section, doc[section], top.key(doc, section), named[section],
                    first[section])
-    return Sections(named, health)
+    return Sections(named, health, rate_limit)
+
+
+def _once(r: Reader, doc: MarkedDict, top: At, key: str,
+          first: tuple[Any, At] | None) -> tuple[Any, At] | None:
+    """A section given in one file at most: ``doc[key]`` and where, or
+    ``first`` (reported) when an earlier file gave it."""
+    at = top.key(doc, key)
+    if first is not None:
+        r.report(at, f"{key} is given twice (first at {first[1].loc})")
+        return first
+    return (doc[key], at)
 
 
 def _named(r: Reader, section: str, value: object, at: At, defs: Defs,

@@ -14,6 +14,7 @@ from gslb.config.validate.documents import read_sections
 from gslb.config.validate.health import read_health
 from gslb.config.validate.origins import read_origins
 from gslb.config.validate.pools import read_pools
+from gslb.config.validate.rate_limit import read_rate_limit
 from gslb.config.validate.reader import Reader
 from gslb.config.validate.vantages import read_vantages
 from gslb.config.validate.zones import read_zones
@@ -55,6 +56,7 @@ class Validator:
         vantages = read_vantages(r, named["vantages"])
         health = (read_health(r, *sections.health, len(vantages)) if sections.health
                   else HealthSettings())
+        rate_limit = read_rate_limit(r, *sections.rate_limit) if sections.rate_limit else None
         if r.count:
             raise ConfigError(r.reasons())
         # no reason: every entry read is valid (an invalid one is None)
@@ -65,4 +67,5 @@ class Validator:
             files=tuple(r.files),
             vantages=MappingProxyType(cast(dict[str, Vantage], vantages)),
             health=cast(HealthSettings, health),
+            rate_limit=rate_limit,
         )
