@@ -33,6 +33,7 @@ class Taken(TypedDict):
     fallbacks: dict[str, int]
     internal_errors: int
     rrl: dict[tuple[str, str], int]
+    tcp: dict[str, int]
 
 
 def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
@@ -54,11 +55,13 @@ class QueryStats:
     * ``internal_errors``: queries whose answer failed with an exception
       (answered SERVFAIL, :class:`gslb.answering.Answering`);
     * ``rrl[(action, kind)]``: responses the rate limiter dropped, slipped
-      or only logged (``gslb.dns.rrl``), and ``rrl[("evicted", "")]``.
+      or only logged (``gslb.dns.rrl``), and ``rrl[("evicted", "")]``;
+    * ``tcp[reason]``: TCP connections the DNS server refused, evicted or
+      closed (``gslb.dns.server.TCP_COUNTERS``; the server bumps this dict).
     """
 
     __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "internal_errors", "queries",
-                 "reloads", "rrl", "transitions")
+                 "reloads", "rrl", "tcp", "transitions")
 
     def __init__(self) -> None:
         self.queries: dict[tuple[int, int], int] = {}
@@ -70,6 +73,7 @@ class QueryStats:
         self.reloads: dict[str, int] = {"ok": 0, "error": 0}
         self.internal_errors = 0
         self.rrl: dict[tuple[str, str], int] = {}
+        self.tcp: dict[str, int] = {}
 
     def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
         """Count one response (an ``authority.Observer``)."""
@@ -86,9 +90,10 @@ class QueryStats:
                       "duration_sum_s": self.duration_sum_s,
                       "answers": self.answers, "fallbacks": self.fallbacks,
                       "internal_errors": self.internal_errors,
-                      "rrl": dict(self.rrl)}
+                      "rrl": dict(self.rrl), "tcp": dict(self.tcp)}
         self.internal_errors = 0
         self.rrl.clear()  # in place: the rate limiter holds this dict
+        self.tcp.update(dict.fromkeys(self.tcp, 0))  # and the DNS server this one
         self.queries, self.answers, self.fallbacks = {}, {}, {}
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.duration_sum_s = 0.0
@@ -100,6 +105,7 @@ class QueryStats:
         _add_counts(self.answers, taken["answers"])
         _add_counts(self.fallbacks, taken["fallbacks"])
         _add_counts(self.rrl, taken["rrl"])
+        _add_counts(self.tcp, taken["tcp"])
         for i, n in enumerate(taken["buckets"]):
             self.buckets[i] += n
         self.duration_sum_s += taken["duration_sum_s"]

@@ -280,28 +280,15 @@ class _Udp:
 
 
 
-class TcpCounters:
-    """What a :class:`DnsServer` did to TCP connections since it started,
-    each a count of connections: ``refused_per_source`` (closed at once: its
-    client address already had ``TcpLimits.per_source``), ``refused_full``
-    (closed at once: the listener full and none of its connections idle),
-    ``evicted`` (idle, closed to admit a new one), ``write_timeouts`` (reset:
-    the client did not read its answers within ``write_timeout_s``),
-    ``idle_timeouts`` (closed after ``idle_s`` without a query)."""
-
-    __slots__ = ("evicted", "idle_timeouts", "refused_full", "refused_per_source",
-                 "write_timeouts")
-
-    def __init__(self) -> None:
-        self.refused_per_source = 0
-        self.refused_full = 0
-        self.evicted = 0
-        self.write_timeouts = 0
-        self.idle_timeouts = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counts by name."""
-        return {name: getattr(self, name) for name in self.__slots__}
+#: What a :class:`DnsServer` counts of its TCP connections, each a count of
+#: connections: ``refused_per_source`` (closed at once: its client address
+#: already had ``TcpLimits.per_source``), ``refused_full`` (closed at once:
+#: the listener full and none of its connections idle), ``evicted`` (idle,
+#: closed to admit a new one), ``write_timeouts`` (reset: the client did not
+#: read its answers within ``write_timeout_s``), ``idle_timeouts`` (closed
+#: after ``idle_s`` without a query).
+TCP_COUNTERS = ("refused_per_source", "refused_full", "evicted", "write_timeouts",
+                "idle_timeouts")
 
 
 class _TcpConnection(asyncio.Protocol):
@@ -467,9 +454,10 @@ class DnsServer:
     Port 0 picks a free port, the same for UDP and TCP; ``addresses`` gives
     the bound ``(address, port)`` pairs after ``start()``. ``tcp``: how TCP
     connections are shared (:class:`TcpLimits`, counted over every listener
-    of this server); ``tcp_counters`` (:class:`TcpCounters`) counts what
-    they did, ``tcp_connections`` the connections open now, ``tcp_blocked``
-    those waiting for their client to read, ``tcp_queued_bytes()`` what
+    of this server); ``tcp_counters`` counts what they did, by the names
+    of ``TCP_COUNTERS`` (in the dict given, so the caller's stats hold
+    them; the caller may zero them), ``tcp_connections`` the connections
+    open now, ``tcp_blocked`` those waiting for their client to read, ``tcp_queued_bytes()`` what
     this process holds for them.
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes share
     the port and the kernel spreads queries over them (``gslb serve
@@ -485,12 +473,15 @@ class DnsServer:
         listen: list[tuple[str, int]],
         tcp: TcpLimits | None = None,
         reuse_port: bool = False,
+        tcp_counters: dict[str, int] | None = None,
     ) -> None:
         self.handler = handler
         self.reuse_port = reuse_port
         self.listen = listen
         self.tcp = tcp if tcp is not None else TcpLimits()
-        self.tcp_counters = TcpCounters()
+        self.tcp_counters: dict[str, int] = {} if tcp_counters is None else tcp_counters
+        for name in TCP_COUNTERS:
+            self.tcp_counters.setdefault(name, 0)
         self.addresses: list[tuple[str, int]] = []
         self._udp: list[_Udp] = []
         self._tcp: list[asyncio.Server] = []
@@ -501,7 +492,7 @@ class DnsServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._log_timer: asyncio.TimerHandle | None = None
         self._next_log_at = 0.0
-        self._logged: dict[str, int] = self.tcp_counters.as_dict()
+        self._unlogged: dict[str, int] = dict.fromkeys(TCP_COUNTERS, 0)
         self._loop: asyncio.AbstractEventLoop  # from start()
         self._stopped = False
 
@@ -629,7 +620,8 @@ class DnsServer:
             if since > deadline:
                 self._sweeper = self._loop.call_at(since + idle_s, self._sweep)
                 return
-            self.tcp_counters.idle_timeouts += 1
+            counters = self.tcp_counters
+            counters["idle_timeouts"] = counters.get("idle_timeouts", 0) + 1
             conn.drop()
 
     def _forget(self, conn: _TcpConnection) -> None:
@@ -651,7 +643,9 @@ class DnsServer:
     def _note(self, counter: str) -> None:
         """Count a refused, evicted or reset connection; log the sum of
         them within ``TCP_LOG_INTERVAL_S`` (at once after a quiet period)."""
-        setattr(self.tcp_counters, counter, getattr(self.tcp_counters, counter) + 1)
+        counters = self.tcp_counters
+        counters[counter] = counters.get(counter, 0) + 1
+        self._unlogged[counter] += 1
         if self._log_timer is None:
             self._log_timer = self._loop.call_at(max(self._loop.time(), self._next_log_at),
                                                  self._log_tcp)
@@ -659,9 +653,7 @@ class DnsServer:
     def _log_tcp(self) -> None:
         self._log_timer = None
         self._next_log_at = self._loop.time() + TCP_LOG_INTERVAL_S
-        now = self.tcp_counters.as_dict()
-        new = {name: now[name] - self._logged[name] for name in now}
-        self._logged = now
+        new, self._unlogged = self._unlogged, dict.fromkeys(TCP_COUNTERS, 0)
         limits = self.tcp
         parts = [text for count, text in (
             (new["refused_per_source"],

@@ -22,6 +22,10 @@ Families (labels in braces):
   ``nodata``, ``nxdomain``, ``referral``, ``error``;
   ``gslb_rrl_table_evictions_total``: buckets dropped from a full table
   (every worker's);
+* ``gslb_dns_tcp_connections_closed_total{reason}``: TCP connections the
+  server refused or closed early: ``refused_per_source``, ``refused_full``,
+  ``evicted`` (idle, to admit a new one), ``write_timeouts`` (the client
+  did not read), ``idle_timeouts`` (every worker's);
 * ``gslb_steering_answers_total{pool,policy,origin}``: origins put in GSLB
   answers (``pool`` is the leaf pool the origin came from, after any
   fallback: in a tree of pools, the pool that holds the origin);
@@ -65,6 +69,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gslb.config.model import Config
+from gslb.dns.server import TCP_COUNTERS
 from gslb.health.overrides import DrainedView, Overrides
 from gslb.health.view import QuorumView
 from gslb.logs import qtype_name, rcode_name
@@ -114,6 +119,7 @@ class GslbCollector(Collector):
             yield GaugeMetricFamily("gslb_dns_answer_cache_entries", "Responses in the "
                                     "answer cache (of every worker)", value=entries)
         yield from self._rrl(stats)
+        yield self._tcp(stats)
         yield from self._steering(service)
         transitions = CounterMetricFamily("gslb_health_transitions", "Overall origin state "
                                           "changes (health and drains)",
@@ -172,6 +178,15 @@ class GslbCollector(Collector):
         yield responses
         yield CounterMetricFamily("gslb_rrl_table_evictions", "Rate limiter buckets dropped "
                                   "from a full table", value=evicted)
+
+    @staticmethod
+    def _tcp(stats: QueryStats) -> Metric:
+        closed = CounterMetricFamily("gslb_dns_tcp_connections_closed", "TCP connections "
+                                     "the DNS server refused or closed early, by reason",
+                                     labels=["reason"])
+        for reason in TCP_COUNTERS:
+            closed.add_metric([reason], stats.tcp.get(reason, 0))
+        return closed
 
     @staticmethod
     def _steering(service: Measured) -> Iterator[Metric]:

@@ -30,8 +30,11 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 import pytest
+from prometheus_client import generate_latest
 
+from gslb.config.load import load
 from gslb.dns.server import TCP_SOCKET_BUFFER, TCP_WRITE_CHUNK, DnsServer, TcpLimits
+from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, addresses, write_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -131,7 +134,7 @@ async def test_a_client_address_beyond_its_limit_is_closed_at_once(start, caplog
     extra = [await Client.open(port, "127.0.3.1") for _ in range(4)]
     for client in extra:
         assert await client.closed_by_server()
-    assert server.tcp_counters.refused_per_source == 4
+    assert server.tcp_counters["refused_per_source"] == 4
     other = await Client.open(port, "127.0.3.2")  # another address is not held back
     assert await other.ask(b"q") == b"q"
     mine.pop().close()  # a slot freed is a slot again
@@ -154,7 +157,7 @@ async def test_a_full_listener_closes_the_connection_idle_longest(start) -> None
     d = await Client.open(port, "127.0.4.4")
     assert await d.ask(b"d") == b"d"
     assert await b.closed_by_server()
-    assert server.tcp_counters.evicted == 1
+    assert server.tcp_counters["evicted"] == 1
     for client in (a, c, d):
         assert not await client.closed_by_server()
     assert server.tcp_connections == 3
@@ -180,13 +183,13 @@ async def test_a_busy_connection_is_never_evicted_and_with_none_idle_a_new_one_i
     idle = await Client.open(port, "127.0.5.2")
     newer = await Client.open(port, "127.0.5.3")  # evicts idle, not busy
     assert await idle.closed_by_server()
-    assert server.tcp_counters.evicted == 1
+    assert server.tcp_counters["evicted"] == 1
     newer.writer.write(frame(b"big") * 40)  # and does not read: now both slots are busy
     await until(lambda: server.tcp_blocked == 2, "both connections' answers waiting")
     refused = await Client.open(port, "127.0.5.4")
     assert await refused.closed_by_server()
-    assert server.tcp_counters.refused_full == 1
-    assert server.tcp_connections == 2 and server.tcp_counters.evicted == 1
+    assert server.tcp_counters["refused_full"] == 1
+    assert server.tcp_connections == 2 and server.tcp_counters["evicted"] == 1
     for client in (busy, idle, newer, refused):
         client.close()
 
@@ -210,7 +213,7 @@ async def test_a_client_that_does_not_read_is_reset_after_the_write_timeout(star
     # within the timeout of the first wait, though the kernel let a few more bytes through
     assert loop.time() - since < 0.5 + 1.0
     assert handler.calls < answered + 10  # of the 70 queries sent
-    assert server.tcp_counters.write_timeouts == 1 and server.tcp_queued_bytes() == 0
+    assert server.tcp_counters["write_timeouts"] == 1 and server.tcp_queued_bytes() == 0
     with pytest.raises(ConnectionResetError):  # a reset: the client learns of it at once
         while await asyncio.wait_for(client.reader.read(1 << 16), STEP_S):
             pass
@@ -239,7 +242,7 @@ async def test_a_client_reading_a_little_now_and_then_is_reset_all_the_same(star
                 got += len(data)
                 await asyncio.sleep(0.1)
         assert got > 0 and loop.time() - since < 0.5 + 1.0
-        assert server.tcp_counters.write_timeouts == 1
+        assert server.tcp_counters["write_timeouts"] == 1
     finally:
         sock.close()
 
@@ -257,7 +260,7 @@ async def test_a_query_trickled_byte_by_byte_does_not_keep_its_connection(start)
         await asyncio.sleep(0.02)
     assert server.tcp_connections == 0, "still open after a trickle of 4 s"
     assert loop.time() - since < 0.3 + 0.3
-    assert server.tcp_counters.idle_timeouts == 1
+    assert server.tcp_counters["idle_timeouts"] == 1
     client.close()
 
 
@@ -304,7 +307,7 @@ async def test_answers_held_back_by_a_slow_reader_all_arrive_in_order(start) -> 
     assert handler.calls < len(queries)  # reading stopped while they wait
     answers = await read_answers(client, len(queries))
     assert answers == [q + handler.pad for q in queries]
-    assert server.tcp_counters.write_timeouts == 0
+    assert server.tcp_counters["write_timeouts"] == 0
     client.close()
 
 
@@ -354,6 +357,39 @@ async def test_the_tcp_flags_reach_every_worker(tmp_path: Path) -> None:
             client.close()
     finally:
         await stop_serve(serve)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_refused_connections_reach_the_metrics(tmp_path: Path, workers: int) -> None:
+    """What the DNS server counts lands in the service's QueryStats (from
+    every worker: shipped with their stats) and so on ``/metrics`` as
+    ``gslb_dns_tcp_connections_closed_total{reason}``."""
+    config = load([write_config(tmp_path, FLOOD_ZONE)])
+    service = Service(config, [("127.0.0.1", 0)], workers=workers,
+                      tcp=TcpLimits(per_source=1))
+    await service.start()
+    try:
+        port = service.addresses[0][1]
+        q = dns.message.make_query("static.gslb.example.test.", "A").to_wire()
+        clients = [await Client.open(port, "127.0.10.2") for _ in range(2 * workers + 2)]
+        answered = 0
+        for client in clients:
+            try:
+                await client.ask(q)
+                answered += 1
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+        assert 1 <= answered <= workers
+        refused = len(clients) - answered
+        await until(lambda: service.stats.tcp.get("refused_per_source") == refused,
+                    f"{refused} refused in the stats", 5.0)
+        text = generate_latest(service.registry).decode()
+        assert (f'gslb_dns_tcp_connections_closed_total{{reason="refused_per_source"}} '
+                f"{float(refused)}") in text
+        for client in clients:
+            client.close()
+    finally:
+        await service.stop()
 
 
 # -- the flood -----------------------------------------------------------------------
