@@ -1,5 +1,6 @@
 """The top level: each file's sections gathered into one config, every name
-defined once across the files, ``health`` given in one file at most."""
+defined once across the files, ``health`` and ``cookies`` each given in one
+file at most."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, NamedTuple
 from gslb.config.loader import Loc, MarkedDict
 from gslb.config.validate.reader import At, Reader, absolute, kind
 
-TOP_KEYS = ("origins", "pools", "zones", "vantages", "health")
+TOP_KEYS = ("origins", "pools", "zones", "vantages", "health", "cookies")
 NAMED_SECTIONS = ("origins", "pools", "zones", "vantages")
 """Top-level sections mapping names to entries; a name may be defined once."""
 
@@ -20,20 +21,22 @@ Defs = dict[str, tuple[Any, At]]
 class Sections(NamedTuple):
     """What the files define: ``named`` (section → ``Defs``; every section of
     ``NAMED_SECTIONS`` is there, maybe empty) and ``health`` (its value and
-    where, or None when no file gives it)."""
+    where, or None when no file gives it), ``cookies`` likewise."""
 
     named: dict[str, Defs]
     health: tuple[Any, At] | None
+    cookies: tuple[Any, At] | None = None
 
 
 def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
     """Gather ``(file name, document)`` pairs; each file name is added to
     ``r.files``. A document that is not a mapping, an unknown top-level key, a
     name defined again (zone names compared absolute) and a second ``health``
-    are reported and left out."""
+    or ``cookies`` are reported and left out."""
     named: dict[str, Defs] = {k: {} for k in NAMED_SECTIONS}
     first: dict[str, dict[str, At]] = {k: {} for k in NAMED_SECTIONS}
     health: tuple[Any, At] | None = None
+    cookies: tuple[Any, At] | None = None
     for name, doc in documents:
         r.files.append(name)
         if not isinstance(doc, MarkedDict):
@@ -50,10 +53,16 @@ def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
                 r.report(hat, f"health is given twice (first at {health[1].loc})")
             else:
                 health = (doc["health"], hat)
+        if "cookies" in doc:
+            cat = top.key(doc, "cookies")
+            if cookies is not None:
+                r.report(cat, f"cookies is given twice (first at {cookies[1].loc})")
+            else:
+                cookies = (doc["cookies"], cat)
         for section in (k for k in NAMED_SECTIONS if k in doc):
             _named(r, section, doc[section], top.key(doc, section), named[section],
                    first[section])
-    return Sections(named, health)
+    return Sections(named, health, cookies)
 
 
 def _named(r: Reader, section: str, value: object, at: At, defs: Defs,

@@ -9,7 +9,8 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from gslb.config.loader import Loc
-from gslb.config.model import Config, HealthSettings, Origin, Pool, Vantage
+from gslb.config.model import Config, CookieSettings, HealthSettings, Origin, Pool, Vantage
+from gslb.config.validate.cookies import read_cookies
 from gslb.config.validate.documents import read_sections
 from gslb.config.validate.health import read_health
 from gslb.config.validate.origins import read_origins
@@ -55,6 +56,7 @@ class Validator:
         vantages = read_vantages(r, named["vantages"])
         health = (read_health(r, *sections.health, len(vantages)) if sections.health
                   else HealthSettings())
+        cookies = read_cookies(r, *sections.cookies) if sections.cookies else CookieSettings()
         if r.count:
             raise ConfigError(r.reasons())
         # no reason: every entry read is valid (an invalid one is None)
@@ -65,4 +67,5 @@ class Validator:
             files=tuple(r.files),
             vantages=MappingProxyType(cast(dict[str, Vantage], vantages)),
             health=cast(HealthSettings, health),
+            cookies=cast(CookieSettings, cookies),
         )
