@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gslb.config.loader import gc_paused
-from gslb.config.model import Config, GslbRecord, Zone
+from gslb.config.model import Config, CookieSettings, GslbRecord, Zone
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache
+from gslb.dns.cookies import BADCOOKIE, REPLY_BYTES, Cookies, process_secret
 from gslb.dns.wire import (
     FORMERR,
     NOERROR,
@@ -101,6 +102,16 @@ def server_identity(text: str) -> bytes:
 RR = tuple[str, int, int, wire.Rdata]
 """One resource record as the zone index holds it and ``wire.Answer``'s
 sections take it: ``(owner, type code, TTL in seconds, compiled RDATA)``."""
+
+
+def cookies_of(settings: CookieSettings) -> Cookies | None:
+    """The COOKIE policy of the ``cookies`` section: its secrets, or the
+    process's own random one (``gslb.dns.cookies.process_secret``) when it
+    names no file; None when cookies are disabled (``enabled: false``)."""
+    if not settings.enabled:
+        return None
+    return Cookies(settings.secrets or (process_secret(),), settings.require)
+
 
 Chosen = tuple[str, str, Choice]
 """One steering outcome behind an answer: ``(owner name, pool name, Choice)``."""
@@ -283,9 +294,29 @@ class Authority:
                           for name, zone in config.zones.items()}
         self._on_choice = on_choice
         self._transfers = RateLimitedLog(log, TRANSFER_LOG_PERIOD_S)
+        self.cookies: Cookies | None = cookies_of(config.cookies)
+        """The DNS Cookies policy (RFC 7873) :func:`respond` follows (None:
+        COOKIE options get no answer); replace it to use another clock."""
         self.cache: AnswerCache[CacheNote] | None = AnswerCache(
-            lambda: health.generation, cache_entries) if cache_entries > 0 else None
+            lambda: health.generation, cache_entries,
+            self.cookie_patch) if cache_entries > 0 else None
         """Encoded responses reused by :func:`respond` (None: disabled)."""
+
+    def cookie_patch(self, response: bytes, option: bytes, who: str, udp: bool) -> bytes:
+        """A stored ``response`` to a query with a COOKIE option, made for
+        another client, with the cookie for this query (COOKIE option data
+        ``option``, from ``who``) in its last octets (the COOKIE option is
+        the message's last, ``wire.response_options``);
+        empty when it must not be reused: the query gets BADCOOKIE
+        (``require``, over UDP, no valid Server Cookie). The answer cache's
+        :data:`gslb.dns.cache.CookiePatch`."""
+        cookies = self.cookies
+        if cookies is None:
+            return response  # stored without a cookie too
+        reply, valid = cookies.reply(option, who)
+        if not valid and udp and cookies.require:
+            return b""
+        return response[:-REPLY_BYTES] + reply
 
     def find_zone(self, qname: str) -> _Zone | None:
         """The most specific zone holding ``qname`` (lower case, absolute)."""
@@ -506,6 +537,13 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     Over UDP the response is truncated to the client's limit (TC set);
     over TCP it is sent whole (RFC 7766 section 6.2). EDNS version other
     than 0 gets BADVERS (RFC 6891 section 6.1.3).
+
+    A COOKIE option (RFC 7873 section 5.2) gets the client's cookie back
+    with a Server Cookie of ours, from the cache too (the stored one's last
+    octets replaced: ``Authority.cookie_patch``); with
+    ``authority.cookies.require``, a UDP query whose COOKIE option carries
+    no valid Server Cookie gets BADCOOKIE with a fresh one instead of an
+    answer (section 5.2.3), never over TCP.
     """
     cache = authority.cache
     if cache is not None and len(data) >= 12:
@@ -528,13 +566,20 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         if observe is not None:
             observe(None, None, who)
         return err.response
+    cookies = authority.cookies
+    cookie = None if query.cookie is None or cookies is None else _cookie_reply(
+        cookies, query, who)
     if query.edns and query.edns_version != 0:
         answer, choices = Answer(rcode=wire.BADVERS, aa=False), ()
+    elif (cookie is not None and not query.cookie_valid and udp and cookies is not None
+          and cookies.require):
+        answer, choices = Answer(rcode=BADCOOKIE, aa=False, reusable=False), ()
     else:
         lookup = authority.lookup(query, who)
         answer, choices = lookup.answer, lookup.choices
     if query.nsid:
         answer.nsid = authority.server_id
+    answer.cookie = cookie
     if observe is not None:
         observe(query, answer, who)
     limit = query.udp_limit if udp else 65535
@@ -575,5 +620,14 @@ def servfail(data: bytes, who: str, udp: bool,
     return response, query
 
 
+def _cookie_reply(cookies: Cookies, query: Query, who: str) -> bytes:
+    """The COOKIE option data to send to ``query`` (which has one) from
+    ``who``; sets ``query.cookie_valid``."""
+    assert query.cookie is not None
+    reply, query.cookie_valid = cookies.reply(query.cookie, who)
+    return reply
+
+
 __all__ = ["IDENTITY_NAMES", "META_RCODES", "NOERROR", "RR", "Authority", "CacheNote", "Chosen",
-           "Kind", "Lookup", "Observer", "OnChoice", "respond", "server_identity", "servfail"]
+           "Kind", "Lookup", "Observer", "OnChoice", "cookies_of", "respond", "server_identity",
+           "servfail"]

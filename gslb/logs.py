@@ -32,8 +32,9 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName"}
 
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
-          5: "REFUSED", 16: "BADVERS"}
-"""RCODE mnemonics (RFC 1035 section 4.1.1, RFC 6891 section 9)."""
+          5: "REFUSED", 16: "BADVERS", 23: "BADCOOKIE"}
+"""RCODE mnemonics (RFC 1035 section 4.1.1, RFC 6891 section 9, RFC 7873
+section 8)."""
 
 
 def rcode_name(rcode: int) -> str:

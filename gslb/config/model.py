@@ -339,6 +339,27 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class CookieSettings:
+    """DNS Cookies (RFC 7873, server cookies of RFC 9018), the ``cookies``
+    section (docs/config.md "cookies").
+
+    * ``enabled``: COOKIE options are answered; False: no cookie is sent
+      (a malformed COOKIE option still gets FORMERR).
+    * ``secret_file``: the file the secrets were read from, and ``secrets``
+      the secrets (16 bytes each): the current one first (it signs), then
+      the previous one if any (it still validates). Empty: a random secret
+      made once per process (``gslb.dns.cookies.process_secret``).
+    * ``require``: a UDP query with a COOKIE option but no valid server
+      cookie gets BADCOOKIE (RFC 7873 section 5.2.3); needs ``secret_file``.
+    """
+
+    enabled: bool = True
+    secret_file: str | None = None
+    secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    require: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole validated configuration, as loaded from ``files``."""
 
@@ -350,3 +371,4 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     rate_limit: RateLimit | None = None
     """Response rate limiting; None (no ``rate_limit`` section): off."""
+    cookies: CookieSettings = field(default_factory=CookieSettings)

@@ -31,6 +31,16 @@ the ECS of that first query (the same shape: the same ECS option).
 Only messages of the decoder's common shape are stored (one question of
 plain labels, at most an OPT record: ``Query.question_wire`` set); the
 first zero octet after the header then ends the qname.
+
+A COOKIE option (RFC 7873) differs for every client, so it is left out of
+the shape (the key then starts ``u``/``t`` rather than ``U``/``T``): every
+client with a cookie shares one entry. The response stored is the one made
+for the first of them; its COOKIE option is its last ``REPLY_BYTES``
+octets (``gslb.dns.wire.response_options`` puts it last), which the
+cache's user replaces on a hit with the cookie for this client
+(:func:`cookie_data` finds the query's; ``gslb.authority.respond`` does
+it). Only the shape of a query with EDNS options pays for this: one
+comparison otherwise.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
 from typing import Final, Generic, TypeVar
+
+from gslb.dns.cookies import OPTION_COOKIE
 
 #: Default bound on stored responses (and per-client variants); what one
 #: costs in memory: ``docs/performance.md``, "The answer cache's own costs".
@@ -49,6 +61,61 @@ Note = TypeVar("Note")
 
 Shape = tuple[bytes, int]
 """A query's key and the offset where its qname ends (:meth:`AnswerCache.shape`)."""
+
+
+#: From the qname's terminating zero octet to the first EDNS option when an
+#: OPT record follows the question: the zero, QTYPE and QCLASS (5), the OPT
+#: record's root name, TYPE, CLASS, TTL and RDLENGTH (11).
+_TO_OPTIONS = 16
+
+
+def cookie_span(data: bytes, end: int) -> tuple[int, int] | None:
+    """Where the first COOKIE option of query ``data`` lies, from its
+    OPTION-CODE to the end of its data, when ``data`` is a question (whose
+    qname ends at offset ``end``) then an OPT record whose options are well
+    formed up to it and its data is well formed (8 or 16 to 40 octets,
+    RFC 7873 section 5.2.2); else None."""
+    pos, stop = end + _TO_OPTIONS, len(data)
+    while pos + 4 <= stop:
+        code = (data[pos] << 8) | data[pos + 1]
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        after = pos + 4 + length
+        if after > stop:
+            return None
+        if code == OPTION_COOKIE:  # valid_length, inline
+            return (pos, after) if length == 8 or 16 <= length <= 40 else None
+        pos = after
+    return None
+
+
+def cookie_data(data: bytes, end: int) -> bytes | None:
+    """The COOKIE option data of query ``data`` (qname ending at offset
+    ``end``) as :func:`cookie_span` finds it, or None."""
+    span = cookie_span(data, end)
+    return None if span is None else data[span[0] + 4:span[1]]
+
+
+def _without_cookie(key: bytes, end: int) -> tuple[bytes, bytes] | None:
+    """The key of a query with a COOKIE option (``key`` and ``end`` of its
+    :meth:`AnswerCache.shape`), the option left out and ``u``/``t`` first,
+    and the option's data; None when the query has none. (The key holds
+    the query from its qname's zero octet on at offset ``end - 1``.)"""
+    if len(key) <= end + _TO_OPTIONS - 1:
+        return None
+    span = cookie_span(key, end - 1)
+    if span is None:
+        return None
+    start, stop = span
+    return ((b"u" if key[0] == 0x55 else b"t") + key[1:start] + key[stop:],
+            key[start + 4:stop])
+
+
+CookiePatch = Callable[[bytes, bytes, str, bool], bytes]
+"""``patch(response, option, who, udp)``: the stored ``response`` (ID and
+qname already patched) as it must go to a query whose COOKIE option data
+is ``option``, from ``who`` over UDP or TCP: its last octets, the COOKIE
+option data, made for this client; empty when it must not be reused (the
+query gets another answer, BADCOOKIE)."""
 
 
 class _Marker(Enum):
@@ -66,13 +133,17 @@ class AnswerCache(Generic[Note]):
 
     ``generation``: returns the health view's current generation (any
     change empties the cache). ``max_entries``: at most this many stored
-    responses; the oldest goes first when full. Not thread-safe: one event
-    loop.
+    responses; the oldest goes first when full. ``cookie_patch``: what a
+    hit for a query with a COOKIE option goes through (:data:`CookiePatch`);
+    None: the stored response as it is. Not thread-safe: one event loop.
     """
 
-    __slots__ = ("_entries", "_generation", "_seen", "hits", "max_entries", "misses")
+    __slots__ = ("_entries", "_generation", "_seen", "cookie_patch", "hits", "max_entries",
+                 "misses")
 
-    def __init__(self, generation: Callable[[], int], max_entries: int = DEFAULT_ENTRIES) -> None:
+    def __init__(self, generation: Callable[[], int], max_entries: int = DEFAULT_ENTRIES,
+                 cookie_patch: CookiePatch | None = None) -> None:
+        self.cookie_patch = cookie_patch
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._generation = generation
@@ -102,7 +173,8 @@ class AnswerCache(Generic[Note]):
     def shape(data: bytes, udp: bool) -> Shape:
         """The key of ``data`` (a query message of at least 12 octets) and
         the offset where its qname ends (its terminating zero octet): what
-        ``get`` and ``put`` take, worked out once per query."""
+        ``get`` and ``put`` take, worked out once per query (with a COOKIE
+        option, they use the key without it)."""
         end = data.find(0, 12)
         if end < 0:
             end = len(data)
@@ -122,12 +194,37 @@ class AnswerCache(Generic[Note]):
         found = entries.get(key)
         if found is _PER_CLIENT:
             found = entries.get((key, who))
+        elif found is None and (bare := _without_cookie(key, end)) is not None:
+            # a COOKIE option: tried second, so a query without one pays nothing
+            return self._get_cookie(*bare, data, end, who)
         if found is None or found is _PER_CLIENT:  # (a per-client key never holds the marker)
             self.misses += 1
             return None
         self.hits += 1
         stored = found[0]
         return data[:2] + stored[2:12] + data[12:end] + stored[end:], found[1]
+
+    def _get_cookie(self, key: bytes, option: bytes, data: bytes, end: int,
+                    who: str) -> tuple[bytes, Note] | None:
+        """``get`` for a query with a COOKIE option (its data ``option``),
+        whose key without it is ``key``: the stored response with
+        ``cookie_patch`` applied."""
+        entries = self._entries
+        found = entries.get(key)
+        if found is _PER_CLIENT:
+            found = entries.get((key, who))
+        if found is None or found is _PER_CLIENT:
+            self.misses += 1
+            return None
+        stored = found[0]
+        response = data[:2] + stored[2:12] + data[12:end] + stored[end:]
+        if self.cookie_patch is not None:
+            response = self.cookie_patch(response, option, who, key[0] == 0x75)  # "u"
+            if not response:
+                self.misses += 1
+                return None
+        self.hits += 1
+        return response, found[1]
 
     def put(self, shape: Shape, who: str, response: bytes, note: Note,
             per_client: bool) -> None:
@@ -136,7 +233,8 @@ class AnswerCache(Generic[Note]):
         ``who``."""
         if self._generation() != self._seen:
             return  # the view moved while answering: this answer may be stale
-        key: bytes | tuple[bytes, str] = shape[0]
+        bare = _without_cookie(*shape)
+        key: bytes | tuple[bytes, str] = shape[0] if bare is None else bare[0]
         entries = self._entries
         if per_client:
             entries[key] = _PER_CLIENT
@@ -146,4 +244,5 @@ class AnswerCache(Generic[Note]):
         entries[key] = (response, note)
 
 
-__all__ = ["DEFAULT_ENTRIES", "AnswerCache", "Note", "Shape"]
+__all__ = ["DEFAULT_ENTRIES", "AnswerCache", "CookiePatch", "Note", "Shape", "cookie_data",
+           "cookie_span"]

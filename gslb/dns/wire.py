@@ -25,6 +25,7 @@ from dnslib import (
     DNSRecord,
 )
 
+from gslb.dns.cookies import OPTION_COOKIE, valid_length
 from gslb.dns.edns import Ecs, EcsError, parse_ecs
 from gslb.dns.zonetext import from_zone
 
@@ -85,7 +86,12 @@ class Query:
     512 without EDNS (RFC 1035 section 4.2.1), else the advertised payload size
     (at least 512) capped at ``OUR_UDP_SIZE``. ``nsid``: the OPT record
     carried an NSID option, asking which server answered (RFC 5001 section
-    2.3).
+    2.3). ``cookie``: the COOKIE option's data as sent (RFC 7873 section
+    4: a Client Cookie of 8 octets, maybe a Server Cookie after it; 8 or 16
+    to 40 octets), else None; ``cookie_valid``: it carried a Server Cookie
+    of ours that is valid (set by ``gslb.authority.respond``, RFC 9018
+    section 4.3; a client that proved it receives our answers, RFC 7873
+    section 5.2.5).
     """
 
     id: int
@@ -101,6 +107,8 @@ class Query:
     udp_limit: int = PLAIN_UDP_SIZE
     ecs: Ecs | None = None
     nsid: bool = False
+    cookie: bytes | None = None
+    cookie_valid: bool = False
     label: DNSLabel | None = None
     question_wire: bytes | None = None
 
@@ -119,6 +127,8 @@ class Answer:
     must be sent (a referral's in-domain glue, RFC 9471 section 3.1): when
     they do not fit, the response is truncated (TC) instead of sent without
     them; the others are dropped silently when over the limit.
+    ``cookie``: the COOKIE option data to send (Client Cookie and our Server
+    Cookie, ``gslb.dns.cookies.REPLY_BYTES``), else None.
 
     For the answer cache (:mod:`gslb.dns.cache`): ``reusable`` is True when
     the same query gets the same answer while the health generation holds;
@@ -132,6 +142,7 @@ class Answer:
     additional: list[tuple[str, int, int, Rdata]] = field(default_factory=list)
     ecs_scope: int = 0
     nsid: bytes | None = None
+    cookie: bytes | None = None
     reusable: bool = True
     per_client: bool = False
     required_additional: int = 0
@@ -373,9 +384,11 @@ def _opt_rdata(data: bytes, rec: DNSRecord) -> tuple[int, int]:
 
 def _read_options(query: Query, data: bytes, pos: int, end: int) -> None:
     """Read the EDNS options in ``data[pos:end]`` (an OPT record's RDATA,
-    RFC 6891 section 6.1.2) into ``query``: the first ECS option, and
-    whether an NSID option was sent. Raises ``FormErr`` when an option runs
-    past the RDATA or the ECS option is malformed (RFC 7871 section 6)."""
+    RFC 6891 section 6.1.2) into ``query``: the first ECS option, whether
+    an NSID option was sent, the first COOKIE option. Raises ``FormErr``
+    when an option runs past the RDATA, the ECS option is malformed (RFC
+    7871 section 6) or a COOKIE option is neither 8 nor 16 to 40 octets
+    (RFC 7873 section 5.2.2; the FORMERR keeps the OPT record)."""
     while pos < end:
         if pos + 4 > end:
             raise _formerr(query)
@@ -389,18 +402,26 @@ def _read_options(query: Query, data: bytes, pos: int, end: int) -> None:
                 raise _formerr(query) from None
         elif code == OPTION_NSID:
             query.nsid = True
+        elif code == OPTION_COOKIE and query.cookie is None:
+            if not valid_length(length):
+                raise _formerr(query)
+            query.cookie = data[pos + 4:pos + 4 + length]
         pos += 4 + length
 
 
 def response_options(query: Query, answer: Answer) -> list[tuple[int, bytes]]:
     """The EDNS options of the response's OPT record, ``(code, data)``: the
     ECS echo with ``answer.ecs_scope`` (RFC 7871 section 7.2.1), then the
-    NSID when asked for and configured (RFC 5001 section 2.3)."""
+    NSID when asked for and configured (RFC 5001 section 2.3), then the
+    COOKIE (RFC 7873 section 5.2), always last: the answer cache patches it
+    as the response's last octets (:mod:`gslb.dns.cache`)."""
     options = []
     if query.ecs is not None:
         options.append((OPTION_ECS, query.ecs.echo(answer.ecs_scope)))
     if query.nsid and answer.nsid is not None:
         options.append((OPTION_NSID, answer.nsid))
+    if answer.cookie is not None:
+        options.append((OPTION_COOKIE, answer.cookie))
     return options
 
 
@@ -501,12 +522,14 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     The question is echoed as asked (case kept: 0x20). With EDNS in the
     query an OPT record with our payload size is added (RFC 6891 section
     6.1.1), the DO bit copied (RFC 3225 section 3), and the options of
-    :func:`response_options`. Records carry the query's class. Extended
-    RCODEs (BADVERS) go in the OPT record. Another OPCODE than QUERY gets
-    the header :func:`_bare` writes (no records). When the message exceeds
-    ``limit`` bytes (UDP), the additional section is dropped first (but for
-    its ``answer.required_additional`` leading records), then every section
-    with TC set (RFC 2181 section 9, RFC 9471 section 3.1).
+    :func:`response_options`; the OPT record is the message's last record
+    (so a COOKIE option's data is its last octets). Records carry the
+    query's class. Extended RCODEs (BADVERS) go in the OPT record. Another
+    OPCODE than QUERY gets the header :func:`_bare` writes (no records).
+    When the message exceeds ``limit`` bytes (UDP), the additional section
+    is dropped first (but for its ``answer.required_additional`` leading
+    records), then every section with TC set (RFC 2181 section 9, RFC 9471
+    section 3.1).
     """
     asked = query.question_wire  # b"": the query had no question to echo
     if query.opcode or (not asked and asked is not None):

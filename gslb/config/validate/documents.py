@@ -1,5 +1,5 @@
 """The top level: each file's sections gathered into one config, every name
-defined once across the files, ``health`` and ``rate_limit`` given in one
+defined once across the files, ``health``, ``rate_limit`` and ``cookies`` each given in one
 file at most."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from gslb.config.loader import Loc, MarkedDict
 from gslb.config.validate.reader import At, Reader, absolute, kind
 
-TOP_KEYS = ("origins", "pools", "zones", "vantages", "health", "rate_limit")
+TOP_KEYS = ("origins", "pools", "zones", "vantages", "health", "rate_limit", "cookies")
 NAMED_SECTIONS = ("origins", "pools", "zones", "vantages")
 """Top-level sections mapping names to entries; a name may be defined once."""
 
@@ -21,23 +21,26 @@ Defs = dict[str, tuple[Any, At]]
 class Sections(NamedTuple):
     """What the files define: ``named`` (section → ``Defs``; every section of
     ``NAMED_SECTIONS`` is there, maybe empty) and ``health`` (its value and
-    where, or None when no file gives it)."""
+    where, or None when no file gives it), ``cookies`` likewise."""
 
     named: dict[str, Defs]
     health: tuple[Any, At] | None
     #: the ``rate_limit`` section's value and where, or None
     rate_limit: tuple[Any, At] | None = None
+    #: the ``cookies`` section's value and where, or None
+    cookies: tuple[Any, At] | None = None
 
 
 def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
     """Gather ``(file name, document)`` pairs; each file name is added to
     ``r.files``. A document that is not a mapping, an unknown top-level key, a
     name defined again (zone names compared absolute) and a second ``health``
-    are reported and left out."""
+    or ``cookies`` are reported and left out."""
     named: dict[str, Defs] = {k: {} for k in NAMED_SECTIONS}
     first: dict[str, dict[str, At]] = {k: {} for k in NAMED_SECTIONS}
     health: tuple[Any, At] | None = None
     rate_limit: tuple[Any, At] | None = None
+    cookies: tuple[Any, At] | None = None
     for name, doc in documents:
         r.files.append(name)
         if not isinstance(doc, MarkedDict):
@@ -56,10 +59,12 @@ def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
                 health = (doc["health"], hat)
         if "rate_limit" in doc:
             rate_limit = _once(r, doc, top, "rate_limit", rate_limit)
+        if "cookies" in doc:
+            cookies = _once(r, doc, top, "cookies", cookies)
         for section in (k for k in NAMED_SECTIONS if k in doc):
             _named(r, section, doc[section], top.key(doc, section), named[section],
                    first[section])
-    return Sections(named, health, rate_limit)
+    return Sections(named, health, rate_limit, cookies)
 
 
 def _once(r: Reader, doc: MarkedDict, top: At, key: str,

@@ -9,7 +9,8 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from gslb.config.loader import Loc
-from gslb.config.model import Config, HealthSettings, Origin, Pool, Vantage
+from gslb.config.model import Config, CookieSettings, HealthSettings, Origin, Pool, Vantage
+from gslb.config.validate.cookies import read_cookies
 from gslb.config.validate.documents import read_sections
 from gslb.config.validate.health import read_health
 from gslb.config.validate.origins import read_origins
@@ -57,6 +58,7 @@ class Validator:
         health = (read_health(r, *sections.health, len(vantages)) if sections.health
                   else HealthSettings())
         rate_limit = read_rate_limit(r, *sections.rate_limit) if sections.rate_limit else None
+        cookies = read_cookies(r, *sections.cookies) if sections.cookies else CookieSettings()
         if r.count:
             raise ConfigError(r.reasons())
         # no reason: every entry read is valid (an invalid one is None)
@@ -68,4 +70,5 @@ class Validator:
             vantages=MappingProxyType(cast(dict[str, Vantage], vantages)),
             health=cast(HealthSettings, health),
             rate_limit=rate_limit,
+            cookies=cast(CookieSettings, cookies),
         )
