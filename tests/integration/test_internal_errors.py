@@ -184,7 +184,9 @@ async def test_workers_count_every_internal_error(tmp_path):
             q = dns.message.make_query(WWW, "A", use_edns=0,
                                        options=[dns.edns.ECSOption("81.2.69.0", 24)])
             ask = dns.asyncquery.tcp if i % 2 else dns.asyncquery.udp
-            reply = await ask(q, host, port=port, timeout=TIMEOUT_S)
+            # each from its own address: one address may hold 16 TCP
+            # connections per worker (TcpLimits.per_source)
+            reply = await ask(q, host, port=port, timeout=TIMEOUT_S, source=f"127.0.3.{i + 1}")
             assert servfail_of(reply, q)
 
         await asyncio.gather(*(one(i) for i in range(60)))
