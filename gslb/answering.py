@@ -68,7 +68,8 @@ class Answering:
     reload), counting into ``stats``; ``query_log_sample`` as in
     :class:`AnswerSettings`. UDP responses go through ``limiter``
     (:mod:`gslb.dns.rrl`) when the config has a ``rate_limit`` section;
-    its counts land in ``stats.rrl``. Raises ``ValueError`` for a sample
+    its counts land in ``stats.rrl``; a client whose query carries a valid
+    server cookie is not limited. Raises ``ValueError`` for a sample
     above 1.
 
     A query whose answer fails with an exception (a bug in lookup,
@@ -101,7 +102,7 @@ class Answering:
         except Exception as exc:
             response = self._failed(exc, data, who, udp)
         if udp and response is not None and self.limiter is not None:
-            response = self.limiter.limit(response, who, start)
+            response = self.limiter.limit(response, who, start, data)
         self.stats.duration(perf_counter() - start)
         return response
 
@@ -124,9 +125,14 @@ class Answering:
         if limits is None:
             self.limiter = None
         elif self.limiter is None:
-            self.limiter = RateLimiter(limits, self.stats.rrl)
+            self.limiter = RateLimiter(limits, self.stats.rrl, self._proven)
         else:
             self.limiter.configure(limits)
+
+    def _proven(self, data: bytes, who: str) -> bool:
+        """The rate limiter's ``proven`` check: a valid server cookie (of
+        the authority in force) exempts a client, as BIND's RRL does."""
+        return self.authority.proves_source(data, who)
 
     def install(self, authority: Authority) -> None:
         """Answer from ``authority`` from now on: one assignment, so a query

@@ -17,8 +17,8 @@ from enum import Enum
 from gslb.config.loader import gc_paused
 from gslb.config.model import Config, CookieSettings, GslbRecord, Zone
 from gslb.dns import wire
-from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache
-from gslb.dns.cookies import BADCOOKIE, REPLY_BYTES, Cookies, process_secret
+from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, cookie_data
+from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
 from gslb.dns.wire import (
     FORMERR,
     NOERROR,
@@ -317,6 +317,19 @@ class Authority:
         if not valid and udp and cookies.require:
             return b""
         return response[:-REPLY_BYTES] + reply
+
+    def proves_source(self, data: bytes, who: str) -> bool:
+        """Whether query message ``data`` from address ``who`` carries a
+        valid Server Cookie of ours, so its source address is not forged
+        (RFC 7873 section 5.2.3; only a client that got an answer from us
+        has one): the rate limiter's ``proven`` check (``gslb.dns.rrl``),
+        asked only of queries about to be limited."""
+        cookies = self.cookies
+        end = data.find(0, 12)
+        if cookies is None or end < 0:
+            return False
+        option = cookie_data(data, end)
+        return option is not None and len(option) > CLIENT_BYTES and cookies.reply(option, who)[1]
 
     def find_zone(self, qname: str) -> _Zone | None:
         """The most specific zone holding ``qname`` (lower case, absolute)."""

@@ -47,7 +47,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from itertools import islice
@@ -187,6 +187,12 @@ when its own bucket last ran dry (seconds) and how many responses it had
 sent then that its refill had not covered."""
 
 
+Proven = Callable[[bytes, str], bool]
+"""``proven(query, who)``: whether the query message from address ``who``
+proves that address is not forged (a valid server cookie); asked only of
+queries whose response would be limited."""
+
+
 class RateLimiter:
     """The responses of one answering process, limited per client prefix
     and kind (module docstring). ``counts[(action, kind name)]`` counts
@@ -207,12 +213,13 @@ class RateLimiter:
     a key gets no more than its own rate and depth."""
 
     __slots__ = ("_all", "_clients", "_exempt", "_fast", "_idle_s", "_limiting", "_next_tick",
-                 "_prefixes", "_rates", "_suppressed", "_table", "_v4_shift", "_v6_shift",
-                 "counts", "limits")
+                 "_prefixes", "_proven", "_rates", "_suppressed", "_table", "_v4_shift",
+                 "_v6_shift", "counts", "limits")
 
-    def __init__(self, limits: Limits, counts: dict[tuple[str, str], int] | None = None
-                 ) -> None:
+    def __init__(self, limits: Limits, counts: dict[tuple[str, str], int] | None = None,
+                 proven: Proven | None = None) -> None:
         self.counts: dict[tuple[str, str], int] = counts if counts is not None else {}
+        self._proven = proven
         self._table: dict[bytes, list[float]] = {}
         self._prefixes: dict[bytes, Prefix] = {}
         self._clients: dict[str, Prefix] = {}
@@ -260,16 +267,18 @@ class RateLimiter:
         """Buckets in the table (the prefixes' own included)."""
         return len(self._table) + len(self._prefixes)
 
-    def limit(self, response: bytes, who: str, now: float, exempt: bool = False
+    def limit(self, response: bytes, who: str, now: float, query: bytes = b""
               ) -> bytes | None:
         """What to send for ``response`` (encoded, at least a header) to
         the UDP client at address ``who`` at time ``now`` (seconds, a
         monotonic clock: ``time.perf_counter`` or ``time.monotonic``, the
         same one every call): ``response`` itself, its :func:`truncated`
-        form (slipped) or None (dropped). ``exempt``: the client is not to
-        be limited whatever its address (a valid server cookie, RFC 7873
-        section 5.2.3, as BIND exempts it); its responses still spend from
-        its buckets."""
+        form (slipped) or None (dropped). ``query``: the query message
+        ``response`` answers, given to the ``proven`` check of the
+        constructor when the response would be limited: a client whose
+        query proves its address (a valid server cookie, RFC 7873 section
+        5.2.3, as BIND exempts it) is not limited; its responses still
+        spend from its buckets."""
         if now >= self._next_tick:
             self._tick(now)
         prefix = self._clients.get(who)
@@ -289,9 +298,9 @@ class RateLimiter:
         if prefix[0] >= 0.0:  # the fast path ran dry now, owing what it sent
             prefix[3], prefix[4] = now, depth - tokens - 1.0
         prefix[0] = tokens if tokens > -depth else -depth
-        return self._slow(response, prefix, now, exempt)
+        return self._slow(response, prefix, now, who, query)
 
-    def _slow(self, response: bytes, prefix: Prefix, now: float, exempt: bool
+    def _slow(self, response: bytes, prefix: Prefix, now: float, who: str, query: bytes
               ) -> bytes | None:
         """:meth:`limit` for a prefix past its own bucket: by the kind's
         bucket (and the overall one)."""
@@ -305,10 +314,10 @@ class RateLimiter:
             else:
                 key = keys[kind]
             if not self._spend(key, rate, depth, now, owed - since * rate):
-                return self._limited(response, keys, kind, now, exempt)
+                return self._limited(response, keys, kind, now, who, query)
         if self._all is not None and not self._spend(
                 keys[-1], self._all[0], self._all[1], now, owed - since * self._all[0]):
-            return self._limited(response, keys, kind, now, exempt)
+            return self._limited(response, keys, kind, now, who, query)
         return response
 
     def _spend(self, key: bytes, rate: float, depth: float, now: float, owed: float
@@ -381,10 +390,11 @@ class RateLimiter:
         return key[2:].decode(errors="replace")
 
     def _limited(self, response: bytes, keys: tuple[bytes, ...], kind: int, now: float,
-                 exempt: bool) -> bytes | None:
-        """A response with no token left: sent (exempt, ``log_only``),
-        slipped or dropped, counted, and its prefix noted for the log."""
-        if exempt:
+                 who: str, query: bytes) -> bytes | None:
+        """A response with no token left: sent (its query ``proven``,
+        ``log_only``), slipped or dropped, counted, and its prefix noted for
+        the log."""
+        if query and self._proven is not None and self._proven(query, who):
             return response
         prefix = keys[0]
         state = self._limiting.get(prefix)
@@ -486,4 +496,5 @@ def _slip(response: bytes) -> bytes | None:
 
 
 __all__ = ["ANSWER", "DROPPED", "ERROR", "EVICTED", "KINDS", "LOGGED_ONLY", "NODATA",
-           "NXDOMAIN", "REFERRAL", "SLIPPED", "Limits", "RateLimiter", "classify", "truncated"]
+           "NXDOMAIN", "REFERRAL", "SLIPPED", "Limits", "Proven", "RateLimiter", "classify",
+           "truncated"]

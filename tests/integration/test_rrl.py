@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dns.asyncquery
+import dns.edns
 import dns.flags
 import dns.message
 import pytest
@@ -54,10 +55,11 @@ class Flood:
 
 
 async def flood(host: str, port: int, sources: list[str], qname: str, total: int,
-                chunk: int = 20, pause_s: float = 0.01, settle_s: float = 0.5) -> Flood:
+                chunk: int = 20, pause_s: float = 0.01, settle_s: float = 0.5,
+                options: list[dns.edns.Option] | None = None) -> Flood:
     """Send ``total`` queries for ``qname`` A from ``sources`` (round
     robin), ``chunk`` at a time every ``pause_s`` seconds, then wait
-    ``settle_s`` for the last replies."""
+    ``settle_s`` for the last replies; ``options``: EDNS options of each."""
     loop = asyncio.get_running_loop()
     replies: list[bytes] = []
     last = [0.0]
@@ -73,7 +75,9 @@ async def flood(host: str, port: int, sources: list[str], qname: str, total: int
         transport, _ = await loop.create_datagram_endpoint(
             Collect, local_addr=(source, 0), remote_addr=(host, port), family=family)
         transports.append(transport)
-    wires = [dns.message.make_query(qname, "A", id=i & 0xFFFF).to_wire() for i in range(64)]
+    edns = {} if options is None else {"use_edns": 0, "options": options}
+    wires = [dns.message.make_query(qname, "A", id=i & 0xFFFF, **edns).to_wire()
+             for i in range(64)]
     start = time.monotonic()
     try:
         for i in range(total):
@@ -240,3 +244,27 @@ async def test_reload_turns_limiting_on_and_off(serve, tmp_path: Path) -> None:
     got = await asyncio.wait_for(flood(host, port, ["127.0.1.1"], "www.gslb.example.test", 600),
                                  DEADLINE_S)
     assert got.answered == 600
+
+
+async def test_a_client_with_a_valid_server_cookie_is_not_limited(serve) -> None:
+    """A valid server cookie proves the client's address (RFC 7873 section
+    5.2.3): its flood is answered whole, where the same flood with a forged
+    server cookie from the same address is held at the limit."""
+    service = await serve("""
+        rate_limit: {responses_per_second: 20, slip: 0}
+        """)
+    host, port = service.addresses[0]
+    client = bytes(range(1, 9))
+    q = dns.message.make_query("www.gslb.example.test", "A", use_edns=0,
+                               options=[dns.edns.GenericOption(dns.edns.COOKIE, client)])
+    first = await dns.asyncquery.udp(q, host, port=port, timeout=2, source="127.0.4.1")
+    cookie = next(o for o in first.options if o.otype == dns.edns.COOKIE).to_wire()
+    assert cookie is not None and len(cookie) == 24 and cookie[:8] == client
+    valid = [dns.edns.GenericOption(dns.edns.COOKIE, cookie)]
+    got = await asyncio.wait_for(flood(host, port, ["127.0.4.1"], "www.gslb.example.test", 600,
+                                       options=valid), DEADLINE_S)
+    assert got.answered == 600, got
+    forged = [dns.edns.GenericOption(dns.edns.COOKIE, client + bytes(16))]
+    got = await asyncio.wait_for(flood(host, port, ["127.0.4.1"], "www.gslb.example.test", 600,
+                                       options=forged), DEADLINE_S)
+    assert got.answered <= 20 * got.elapsed_s + 20 + 5, got

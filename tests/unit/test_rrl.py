@@ -20,7 +20,7 @@ import pytest
 from gslb.config.load import load
 from gslb.config.model import RateLimit
 from gslb.dns import rrl
-from gslb.dns.rrl import RateLimiter, classify, truncated
+from gslb.dns.rrl import Proven, RateLimiter, classify, truncated
 from gslb.errors import ConfigError
 from gslb.stats import QueryStats
 
@@ -38,13 +38,13 @@ class Limiter(RateLimiter):
     __slots__ = ("clock",)
 
     def __init__(self, limits: RateLimit, counts: dict[tuple[str, str], int] | None = None,
-                 clock: Clock | None = None) -> None:
-        super().__init__(limits, counts)
+                 clock: Clock | None = None, proven: Proven | None = None) -> None:
+        super().__init__(limits, counts, proven)
         self.clock = clock or Clock()
 
     def limit(self, response: bytes, who: str, now: float | None = None,
-              exempt: bool = False) -> bytes | None:
-        return super().limit(response, who, self.clock.now if now is None else now, exempt)
+              query: bytes = b"") -> bytes | None:
+        return super().limit(response, who, self.clock.now if now is None else now, query)
 
 
 def response(qname: str = "www.example.test.", rdtype: str = "A", *, rcode: int = 0,
@@ -194,16 +194,25 @@ def test_slip_sends_every_nth_limited_response_truncated(slip: int, pattern: str
     assert limiter.counts.get(("slipped", "answer"), 0) == pattern.count("T")
 
 
-def test_exempt_networks_and_the_exempt_flag_are_never_limited() -> None:
+def test_exempt_networks_and_proven_clients_are_never_limited() -> None:
     ex = (ipaddress.ip_network("192.0.2.128/25"), ipaddress.ip_network("2001:db8::/32"))
-    limiter = Limiter(limits(responses_per_second=1, slip=0, exempt=ex))
+    asked: list[tuple[bytes, str]] = []
+
+    def proven(query: bytes, who: str) -> bool:
+        asked.append((query, who))
+        return query == b"a valid cookie"
+
+    limiter = Limiter(limits(responses_per_second=1, slip=0, exempt=ex), proven=proven)
     wire = response()
     assert all(r is not None for r in sent(limiter, wire, "192.0.2.200", 50))
     assert all(r is not None for r in sent(limiter, wire, "2001:db8::1", 50))
     assert limiter.limit(wire, "192.0.2.1") == wire  # same /24: exempt ones spent nothing
     assert limiter.limit(wire, "192.0.2.1") is None
-    assert limiter.limit(wire, "192.0.2.1", exempt=True) == wire  # a valid cookie
-    assert not any(k[0] == "dropped" and n > 1 for k, n in limiter.counts.items())
+    assert limiter.limit(wire, "192.0.2.1", query=b"a valid cookie") == wire
+    assert limiter.limit(wire, "192.0.2.1", query=b"a forged one") is None
+    # asked only of responses about to be limited
+    assert asked == [(b"a valid cookie", "192.0.2.1"), (b"a forged one", "192.0.2.1")]
+    assert sum(n for k, n in limiter.counts.items() if k[0] == "dropped") == 2
 
 
 def test_log_only_drops_nothing_and_counts() -> None:
