@@ -29,13 +29,8 @@ def read_cookies(r: Reader, value: object, at: At) -> CookieSettings | None:
     for key in ("enabled", "require"):
         if key in m:
             opt[key] = r.boolean(m[key], at.key(m, key))
-    if "secret_file" in m:
-        fat = at.key(m, "secret_file")
-        path = r.text(m["secret_file"], fat)
-        if path is not None:
-            secrets = read_secrets(r, path, fat)
-            if secrets is not None:
-                opt.update(secret_file=path, secrets=secrets)
+    if (found := r.file_of(m, at, "secret_file", read_secrets)) is not None:
+        opt.update(secret_file=found[0], secrets=found[1])
     if opt.get("require") and r.count == before:
         rat = at.key(m, "require")
         if "secret_file" not in m:

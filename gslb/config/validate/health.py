@@ -35,13 +35,8 @@ def read_health(r: Reader, value: object, at: At, vantages: int) -> HealthSettin
             opt["unknown_up"] = m["unknown"] == "up"
         else:
             r.report(at.key(m, "unknown"), f"expected up or down, got {m['unknown']!r}")
-    if "report_key_file" in m:
-        kat = at.key(m, "report_key_file")
-        path = r.text(m["report_key_file"], kat)
-        if path is not None:
-            secret = _read_key(r, path, kat)
-            if secret is not None:
-                opt.update(report_key_file=path, report_key=secret)
+    if (found := r.file_of(m, at, "report_key_file", _read_key)) is not None:
+        opt.update(report_key_file=found[0], report_key=found[1])
     for key in ("stale_after", "heartbeat_interval", "resync_interval"):
         if key in m:
             opt[f"{key}_s"] = r.seconds(m[key], at.key(m, key))

@@ -220,6 +220,20 @@ class Reader:
             return None
         return value
 
+    def file_of(self, m: MarkedDict, at: At, key: str,
+                read: Callable[[Reader, str, At], T | None]) -> tuple[str, T] | None:
+        """``m[key]`` (``m`` at ``at``), a path, and what ``read(self,
+        path, where)`` makes of that file (a secret file: it reports what
+        is wrong with it); None when the key is absent or after a report."""
+        if key not in m:
+            return None
+        where = at.key(m, key)
+        path = self.text(m[key], where)
+        if path is None:
+            return None
+        value = read(self, path, where)
+        return None if value is None else (path, value)
+
     def boolean(self, value: object, at: At) -> bool | None:
         """``true`` or ``false``."""
         if not isinstance(value, bool):
