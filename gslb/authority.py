@@ -556,7 +556,8 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     octets replaced: ``Authority.cookie_patch``); with
     ``authority.cookies.require``, a UDP query whose COOKIE option carries
     no valid Server Cookie gets BADCOOKIE with a fresh one instead of an
-    answer (section 5.2.3), never over TCP.
+    answer (section 5.2.3), never over TCP. A query with no question but a
+    COOKIE option gets NOERROR with only the cookie (section 5.4).
     """
     cache = authority.cache
     if cache is not None and len(data) >= 12:
@@ -584,6 +585,9 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         cookies, query, who)
     if query.edns and query.edns_version != 0:
         answer, choices = Answer(rcode=wire.BADVERS, aa=False), ()
+    elif query.question_wire == b"":  # a server cookie asked for alone (RFC 7873 section 5.4)
+        rcode = NOERROR if cookie is not None else wire.FORMERR  # cookies off: malformed
+        answer, choices = Answer(rcode=rcode, aa=False, reusable=False), ()
     elif (cookie is not None and not query.cookie_valid and udp and cookies is not None
           and cookies.require):
         answer, choices = Answer(rcode=BADCOOKIE, aa=False, reusable=False), ()

@@ -262,7 +262,7 @@ def header_reply(data: bytes, rcode: int) -> bytes | None:
     return _header_only(data, rcode)
 
 
-def _bare(query: Query, rcode: int) -> bytes:
+def _bare(query: Query, rcode: int, cookie: bytes | None = None) -> bytes:
     """A response without records to ``query``: for another OPCODE than
     QUERY, and for errors found while decoding.
 
@@ -273,13 +273,14 @@ def _bare(query: Query, rcode: int) -> bytes:
     zone section, RFC 2136 section 3.8) only, as BIND does. For a QUERY,
     RD is copied. ``query.question_wire == b""`` means the query had no
     question that could be read: none is sent (QDCOUNT 0). An OPT record
-    is sent when the query had one, for FORMERR too (RFC 6891 section 7).
+    is sent when the query had one, for FORMERR too (RFC 6891 section 7),
+    with ``cookie`` (COOKIE option data) when given.
     """
     opcode = query.opcode
     echo = query.question_wire != b"" and opcode in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE)
     plain = replace(query, opcode=OPCODE_QUERY, rd=False,
                     question_wire=query.question_wire if echo else _NO_QUESTION)
-    wire = encode(plain, Answer(rcode=rcode, aa=False))
+    wire = encode(plain, Answer(rcode=rcode, aa=False, cookie=cookie))
     flags = 0x8000 | (opcode << 11) | (0x0100 if query.rd and not opcode else 0) | (rcode & 0xF)
     if echo:
         return wire[:2] + _QFIXED.pack(flags, 1) + wire[6:]
@@ -330,7 +331,9 @@ def decode_dnslib(data: bytes) -> Query:
     Another OPCODE than QUERY gets NOTIMP where QUERY gets FORMERR (a
     message of a kind we do not implement, RFC 1035 section 4.1.1), but
     NOTIFY and UPDATE without exactly one question (zone) get FORMERR, as
-    Knot sends."""
+    Knot sends. A QUERY with no question whose OPT record carries a COOKIE
+    option asks for a server cookie only (RFC 7873 section 5.4): it is
+    returned with ``question_wire`` ``b""``."""
     try:
         rec = DNSRecord.parse(data)
     except Exception:  # dnslib raises several types on junk
@@ -358,6 +361,8 @@ def decode_dnslib(data: bytes) -> Query:
         # at the end of the OPT RDATA (an NSID request, RFC 5001)
         start, end = _opt_rdata(data, rec)
         _read_options(query, data, start, end)
+    if not rec.questions and h.opcode == OPCODE_QUERY and query.cookie is not None:
+        return query  # asking for a server cookie only (RFC 7873 section 5.4)
     if len(rec.questions) != 1:
         known = h.opcode in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE)
         raise _formerr(query, FORMERR if known else NOTIMP)
@@ -533,7 +538,7 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     """
     asked = query.question_wire  # b"": the query had no question to echo
     if query.opcode or (not asked and asked is not None):
-        return _bare(query, answer.rcode)
+        return _bare(query, answer.rcode, answer.cookie)
     flags = (0x8000 | (0x0400 if answer.aa else 0)
              | (0x0100 if query.rd else 0) | (answer.rcode & 0xF))
     question = _question_wire(query)

@@ -329,3 +329,63 @@ async def test_a_cookie_from_one_worker_validates_on_the_other(tmp_path: Path, s
             assert 0 < same < len(replies)
     finally:
         await stop(proc)
+
+
+def cookie_only_query(client: bytes, qid: int = 0x5A5A) -> bytes:
+    """A QUERY with QDCOUNT 0 and an OPT record holding only a COOKIE
+    option of ``client``'s cookie: asking for a server cookie (RFC 7873
+    section 5.4)."""
+    option = OPTION_COOKIE.to_bytes(2, "big") + len(client).to_bytes(2, "big") + client
+    opt = b"\0" + (41).to_bytes(2, "big") + (1232).to_bytes(2, "big") + bytes(4)
+    return (qid.to_bytes(2, "big") + b"\x01\x00" + b"\0\0\0\0\0\0\0\x01"
+            + opt + len(option).to_bytes(2, "big") + option)
+
+
+async def udp_raw(server: Running, payload: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    class One(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            if not got.done():
+                got.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(
+        One, remote_addr=(server.host, server.port))
+    try:
+        transport.sendto(payload)
+        return await asyncio.wait_for(got, TIMEOUT_S)
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("answer_cache", [DEFAULT_ENTRIES, 0])
+async def test_a_query_with_no_question_gets_a_server_cookie(dns_server, tmp_path: Path,
+                                                             answer_cache: int):
+    """RFC 7873 section 5.4: QDCOUNT 0 with a COOKIE option gets NOERROR, no
+    records, and a server cookie that then validates (``require`` answers
+    the next query instead of sending BADCOOKIE)."""
+    server = await dns_server(config(secret_file(tmp_path, SECRET), require=True),
+                              answer_cache=answer_cache)
+    for _ in range(3):  # never reused from the cache: each gets its own cookie
+        client = os.urandom(8)
+        before = time.time()
+        reply = dns.message.from_wire(await udp_raw(server, cookie_only_query(client)),
+                                      question_only=False)
+        assert reply.id == 0x5A5A and reply.rcode() == dns.rcode.NOERROR
+        assert not reply.question and not reply.answer and not reply.authority
+        cookie = cookie_of(reply)
+        assert fresh(cookie, client, before, time.time())
+        msg = await ask(server, cookie)
+        assert msg.rcode() == dns.rcode.NOERROR and addresses(msg) == ["192.0.2.80"]
+
+
+async def test_a_query_with_no_question_and_no_cookie_is_still_formerr(dns_server):
+    server = await dns_server(ZONE + "cookies: {enabled: false}\n")
+    reply = await udp_raw(server, cookie_only_query(os.urandom(8)))
+    assert reply[3] & 0xF == dns.rcode.FORMERR and reply[4:6] == b"\0\0"
+    no_cookie = cookie_only_query(b"")[:-4]  # the OPT record without options
+    no_cookie = no_cookie[:-2] + b"\0\0"
+    server = await dns_server(ZONE)
+    reply = await udp_raw(server, no_cookie)
+    assert reply[3] & 0xF == dns.rcode.FORMERR
