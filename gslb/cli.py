@@ -153,8 +153,8 @@ def _tcp_arguments(serve: argparse.ArgumentParser) -> None:
                      help=f"concurrent TCP connections (default {dns.MAX_TCP_CLIENTS}); when "
                      "full, the one idle longest is closed to admit a new one")
     tcp.add_argument("--tcp-per-source", type=int, default=dns.TCP_PER_SOURCE, metavar="N",
-                     help="concurrent TCP connections from one client address; a further one "
-                     f"is closed at once (default {dns.TCP_PER_SOURCE})")
+                     help="concurrent TCP connections from one client address (IPv6: one "
+                     f"/64); a further one is closed at once (default {dns.TCP_PER_SOURCE})")
     tcp.add_argument("--tcp-idle", type=float, default=dns.TCP_IDLE_TIMEOUT_S, metavar="S",
                      help="seconds a TCP connection may wait for its next query before it is "
                      f"closed (default {dns.TCP_IDLE_TIMEOUT_S:g})")

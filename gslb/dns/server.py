@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import resource
 import socket
@@ -78,8 +79,9 @@ class TcpLimits:
     concurrent connections (when full, the one idle longest is closed to
     admit a new one, RFC 7766 section 6.2.3; with none idle the new one is
     closed), ``per_source`` concurrent connections from one client address
-    (a further one is closed at once), ``idle_s`` seconds waiting for the
-    next complete query before the server closes the connection, and
+    (IPv6: one /64, :func:`source_of`; a further one is closed at once),
+    ``idle_s`` seconds waiting for the next complete query before the server
+    closes the connection, and
     ``write_timeout_s`` seconds from the moment answers first wait for a
     client that does not read them until the connection is reset (unless it
     was idle again meanwhile). Defaults: the module's
@@ -280,6 +282,24 @@ class _Udp:
 
 
 
+#: The prefix length an IPv6 client is counted under for
+#: ``TcpLimits.per_source``: one host commonly has a whole /64 (RFC 7421),
+#: so counting single addresses would let it open a limit per address.
+IPV6_SOURCE_PREFIX = 64
+
+
+def source_of(who: str) -> str:
+    """The key a client address (text) is counted under for
+    ``TcpLimits.per_source``: an IPv4 address itself, an IPv6 address's
+    /``IPV6_SOURCE_PREFIX`` network (``"2001:db8:1:2::/64"``)."""
+    if ":" not in who:
+        return who
+    try:
+        return str(ipaddress.IPv6Network((who, IPV6_SOURCE_PREFIX), strict=False))
+    except ValueError:  # not an address (a test's stand-in): itself
+        return who
+
+
 #: What a :class:`DnsServer` counts of its TCP connections, each a count of
 #: connections: ``refused_per_source`` (closed at once: its client address
 #: already had ``TcpLimits.per_source``), ``refused_full`` (closed at once:
@@ -306,12 +326,13 @@ class _TcpConnection(asyncio.Protocol):
     sent."""
 
     __slots__ = ("blocked", "deferred", "eof", "held", "held_pos", "open", "pending", "server",
-                 "timer", "transport", "who")
+                 "source", "timer", "transport", "who")
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.who = ""
+        self.source = ""  # what the per-source limit counts it under (source_of)
         self.pending = bytearray()  # the first bytes of a query, the rest yet to come
         self.held = b""  # received, not yet answered (after a turn or while blocked) ...
         self.held_pos = 0  # ... from here on
@@ -326,6 +347,7 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.who = peer[0] if peer else ""
+        self.source = source_of(self.who)
         transport.set_write_buffer_limits(0)  # pause_writing once anything waits
         self.server._admit(self)
 
@@ -562,7 +584,7 @@ class DnsServer:
     def _admit(self, conn: _TcpConnection) -> None:
         """Count a new connection in, or close it: its address at its limit,
         or the listener full with no idle connection to close instead."""
-        transport, who, limits = conn.transport, conn.who, self.tcp
+        transport, who, limits = conn.transport, conn.source, self.tcp
         assert transport is not None
         if self._stopped:  # accepted as stop() closed the listeners
             transport.abort()
@@ -631,11 +653,11 @@ class DnsServer:
         conn.open = False
         self._connections.discard(conn)
         self._idle.pop(conn, None)
-        left = self._per_source[conn.who] - 1
+        left = self._per_source[conn.source] - 1
         if left:
-            self._per_source[conn.who] = left
+            self._per_source[conn.source] = left
         else:
-            del self._per_source[conn.who]
+            del self._per_source[conn.source]
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None

@@ -22,6 +22,7 @@ from gslb.dns.server import (
     TcpLimits,
     bind_udp_tcp,
     raise_open_files,
+    source_of,
 )
 
 
@@ -210,3 +211,12 @@ def test_raise_open_files_never_lowers_the_limit() -> None:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert raise_open_files(16) == soft
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == soft
+
+
+def test_the_per_source_limit_counts_an_ipv6_client_by_its_slash_64() -> None:
+    """One host commonly has a whole /64 (RFC 7421): the per-source limit
+    counts IPv6 clients by it, IPv4 clients by their address."""
+    assert source_of("192.0.2.1") == "192.0.2.1" != source_of("192.0.2.2")
+    assert source_of("2001:db8:1:2::1") == source_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("::1") == "::/64"
