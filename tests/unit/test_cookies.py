@@ -27,6 +27,7 @@ from gslb.dns.cookies import (
     FUTURE_S,
     LIFETIME_S,
     OPTION_COOKIE,
+    RECENT_MAX,
     REFRESH_S,
     Cookies,
     check,
@@ -428,3 +429,24 @@ def test_cookies_given_twice(tmp_path: Path) -> None:
     reasons = info.value.reasons
     assert any(r.startswith(f"{two}:1: cookies: cookies is given twice (first at {one}:6")
                for r in reasons), reasons
+
+
+def test_replies_remembered_within_a_second_stay_right_and_bounded() -> None:
+    """``Cookies.reply`` remembers its answer for the second it was made in:
+    the same within it, worked out again the next second (a cookie of the
+    previous secret is renewed either way), and a flood of new cookies
+    holds at most ``RECENT_MAX`` answers."""
+    cookies = Cookies((SECRET, OLD_SECRET))
+    client, at = os.urandom(8), 2 * 10**9
+    old = client + server_cookie(OLD_SECRET, client, client_ip("192.0.2.1"), at)
+    first = cookies.reply(old, "192.0.2.1", at)
+    assert first == cookies.reply(old, "192.0.2.1", at) and first[1]
+    assert first[0] != old  # renewed with the current secret
+    later = cookies.reply(old, "192.0.2.1", at + 1)
+    assert later[1] and later[0] == client + server_cookie(SECRET, client,
+                                                          client_ip("192.0.2.1"), at + 1)
+    assert cookies.reply(old, "192.0.2.1", at + LIFETIME_S + 1)[1] is False  # expired
+    assert cookies.reply(old, "192.0.2.9", at)[1] is False  # another address
+    for _ in range(RECENT_MAX + 10):
+        cookies.reply(os.urandom(8), "192.0.2.1", at)
+    assert len(cookies._recent) <= RECENT_MAX
