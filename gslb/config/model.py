@@ -193,6 +193,11 @@ class Pool:
     * ``tier_min_healthy``: ``failover`` only: per tier (in ``tiers``
       order), ``(count, percent or None)`` below which the tier is skipped,
       as ``min_healthy`` for a pool; empty: every tier needs one.
+    * ``hash_prefix_v4``/``hash_prefix_v6``: ``hash`` only: the prefix
+      length (bits) a client address of that family is truncated to before
+      it is hashed: every address of one such network gets the same answer.
+    * ``hash_seed``: ``hash`` only: the key of the hash ("": the pool's
+      name); another seed gives another assignment of networks to members.
     """
 
     name: str
@@ -214,6 +219,9 @@ class Pool:
     min_healthy: int = 1
     min_healthy_pct: float | None = None
     tier_min_healthy: tuple[tuple[int, float | None], ...] = ()
+    hash_prefix_v4: int = 24
+    hash_prefix_v6: int = 56
+    hash_seed: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 from gslb.steering import all as all_policy
 from gslb.steering import failover, geo, latency, weighted
+from gslb.steering import hash as hash_policy
 from gslb.steering.base import PolicySpec
 
 REGISTRY: Mapping[str, PolicySpec] = MappingProxyType({spec.name: spec for spec in (
@@ -19,6 +20,7 @@ REGISTRY: Mapping[str, PolicySpec] = MappingProxyType({spec.name: spec for spec 
     geo.SPEC,
     latency.SPEC,
     all_policy.SPEC,
+    hash_policy.SPEC,
 )})
 """Policy name → its :class:`gslb.steering.base.PolicySpec`."""
 

@@ -85,7 +85,7 @@ CASES = [
     ("    latency: 1\n", 1, "pools.web.latency", "unknown key 'latency' (allowed: policy, "
      "origins, max_answers, fallback, weight, min_healthy, tiers, networks, networks_file, asns, "
      "countries, continents, default, vantage_countries, vantage_continents, switch_margin, "
-     "switch_margin_ms)"),
+     "switch_margin_ms, hash_prefix, hash_seed)"),
 ]
 
 
