@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def load_block(i: int, tmp_path: Path) -> Config:
 
 
 def test_there_are_examples() -> None:
-    assert len(BLOCKS) == 7
+    assert len(BLOCKS) == 8
 
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
@@ -44,11 +45,14 @@ def test_example_loads(i: int, tmp_path: Path) -> None:
         (2, "web", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
         (2, "web", GeoLocation("BR", "SA", -15.8, -47.9), (), ("127.0.0.13",)),
         (4, "everyone", None, (), ("127.0.0.11", "127.0.0.12", "127.0.0.13")),
-        (5, "app", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
+        # hash: the ECS /24 81.2.69.0 gets cart-1 (the dig lines); cart-1 alone up: cart-1
+        (5, "carts", None, (), ("127.0.0.31",)),
+        (5, "carts", None, ("cart-2", "cart-3"), ("127.0.0.31",)),
+        (6, "app", GeoLocation("US", "NA", 47.3, -122.3), (), ("127.0.0.13",)),
         # the tree: stockholm down, europe below min_healthy, europe-first's
         # second tier answers Europe's clients
-        (5, "app", GeoLocation("GB", "EU", 51.5, -0.1), ("stockholm",), ("127.0.0.13",)),
-        (6, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
+        (6, "app", GeoLocation("GB", "EU", 51.5, -0.1), ("stockholm",), ("127.0.0.13",)),
+        (7, "web", None, ("london", "stockholm"), ("192.0.2.80",)),
     ],
 )
 def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
@@ -62,10 +66,24 @@ def test_example_answers(block: int, pool: str, loc: GeoLocation | None,
 
 
 def test_the_tree_example_keeps_its_weights(tmp_path: Path) -> None:
-    cfg = load_block(5, tmp_path)
+    cfg = load_block(6, tmp_path)
     gb = Client("198.51.100.1", "81.2.69.0", 24, 4,
                 locator=lambda _ip: GeoLocation("GB", "EU", 51.5, -0.1))
     steering, rng = Steering(cfg.pools, cfg.origins), random.Random(0)
     got = [steering.choose("app", 4, gb, Health(), rng).addresses[0] for _ in range(800)]
     assert 540 <= got.count("127.0.0.11") <= 660 and got.count("127.0.0.12") == 800 - got.count(
         "127.0.0.11")
+
+
+def test_the_hash_example_answers_as_its_dig_lines(tmp_path: Path) -> None:
+    cfg = load_block(5, tmp_path)
+    steering, health = Steering(cfg.pools, cfg.origins), Health()
+    for subnet, source, address, scope in (("81.2.69.0", 24, "127.0.0.31", 24),
+                                           ("81.2.69.142", 32, "127.0.0.31", 24),
+                                           ("89.160.20.0", 24, "127.0.0.32", 24),
+                                           ("81.2.64.0", 20, "127.0.0.31", 20)):
+        got = steering.choose("carts", 4, Client("198.51.100.1", subnet, source, 4), health)
+        assert (got.addresses, got.scope) == ((address,), scope)
+    counts = Counter(steering.choose("carts", 4, Client("198.51.100.1", f"10.1.{i}.0", 24, 4),
+                                     health).addresses[0] for i in range(256))
+    assert counts == {"127.0.0.31": 77, "127.0.0.32": 59, "127.0.0.33": 120}
