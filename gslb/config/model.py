@@ -154,6 +154,12 @@ class NetworkMap:
         return None
 
 
+#: The values of a pool's ``order`` (``Pool.order``), and its default (why:
+#: docs/steering.md, "Order of the addresses").
+ORDERS = ("fixed", "cyclic", "random")
+DEFAULT_ORDER = "cyclic"
+
+
 @dataclass(frozen=True, slots=True)
 class Pool:
     """A set of members (origins, or other pools: a tree) and the policy that
@@ -193,6 +199,10 @@ class Pool:
     * ``tier_min_healthy``: ``failover`` only: per tier (in ``tiers``
       order), ``(count, percent or None)`` below which the tier is skipped,
       as ``min_healthy`` for a pool; empty: every tier needs one.
+    * ``order``: the order of a multi-address answer (one of ``ORDERS``):
+      ``"fixed"`` as the selection gave it, ``"cyclic"`` (the default) the
+      first address moving on by one on every answer, ``"random"`` shuffled
+      per answer (RFC 1794; :meth:`gslb.steering.Steering.choose`).
     """
 
     name: str
@@ -214,6 +224,8 @@ class Pool:
     min_healthy: int = 1
     min_healthy_pct: float | None = None
     tier_min_healthy: tuple[tuple[int, float | None], ...] = ()
+    order: str = DEFAULT_ORDER
+
 
 
 @dataclass(frozen=True, slots=True)
