@@ -16,6 +16,7 @@ import pytest
 from gslb.authority import Authority, respond
 from gslb.config.load import load
 from gslb.dns.cache import Rotation
+from gslb.steering import Client, Steering
 from tests.unit.fakes import Health
 from tests.unit.test_config_validate import WEB, assert_reason, errors_of
 
@@ -124,3 +125,38 @@ def test_rotation_refuses_records_it_cannot_move() -> None:
     seen = Counter(dns.message.from_wire(shuffled.apply(wire)).answer[0][0].to_text()
                    for _ in range(400))
     assert set(seen) == set(ADDRS)
+
+
+TREE = """
+origins:
+  a: {ipv4: 192.0.2.1}
+  b: {ipv4: 192.0.2.2}
+  c: {ipv4: 192.0.2.3}
+pools:
+  inner: {policy: all, origins: [a, b], order: fixed}
+  top: {policy: all, origins: [inner, c]}
+  drawn: {policy: weighted, origins: [a, b, c], max_answers: 3, order: cyclic}
+  shuffled: {policy: all, origins: [a, b, c], order: random}
+"""
+
+
+def test_steering_rotates_a_tree_with_its_leaves_and_leaves_a_draw_alone(
+        tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(TREE)
+    cfg = load([path])
+    steering = Steering(cfg.pools, cfg.origins)
+    got = [steering.choose("top", 4, Client("192.0.2.99"), Health(), random.Random(1))
+           for _ in range(6)]
+    assert [c.addresses[0] for c in got] == ADDRS[:3] * 2
+    assert all(c.rotate == 3 and not c.shuffle for c in got)
+    leaf = {"192.0.2.1": "inner", "192.0.2.2": "inner", "192.0.2.3": "top"}
+    assert all(list(c.leaves) == [leaf[a] for a in c.addresses] for c in got)
+    rng = random.Random(1)
+    drawn = [steering.choose("drawn", 4, Client("192.0.2.99"), Health(), rng)
+             for _ in range(50)]
+    assert all(c.rotate == 0 for c in drawn)  # a draw ordered it: left alone
+    shuffled = [steering.choose("shuffled", 4, Client("192.0.2.99"), Health(), rng)
+                for _ in range(200)]
+    assert all(c.rotate == 3 and c.shuffle for c in shuffled)
+    assert len({c.addresses for c in shuffled}) == 6
