@@ -527,6 +527,10 @@ class Authority:
             return Lookup(Kind.SERVFAIL, answer, chosen)
         if choice.kind == "nodata" or not choice.addresses:
             return self._negative(zone, Kind.NODATA, answer, chosen)
+        if choice.rotate and not answer.answer:  # leading: no CNAME before it
+            answer.rotate, answer.shuffle = choice.rotate, choice.shuffle
+        elif choice.rotate:
+            answer.reusable = False  # the cache rotates only a leading RRset
         answer.answer.extend(
             (owner, qtype, record.ttl, wire.address_rdata(address)) for address in choice.addresses
         )
@@ -606,7 +610,8 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         per_client = answer.per_client and (ecs is None or ecs.source == 0)
         # kept for observers of reused answers: drop what they never read
         query.question_wire, query.qname = None, query.qname_lower
-        cache.put(shape, who, response, (query, answer, choices), per_client)
+        cache.put(shape, who, response, (query, answer, choices), per_client,
+                  answer.rotate, answer.shuffle)
     return response
 
 

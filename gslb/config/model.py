@@ -154,6 +154,12 @@ class NetworkMap:
         return None
 
 
+#: The values of a pool's ``order`` (``Pool.order``), and its default (why:
+#: docs/steering.md, "Order of the addresses").
+ORDERS = ("fixed", "cyclic", "random")
+DEFAULT_ORDER = "cyclic"
+
+
 @dataclass(frozen=True, slots=True)
 class Pool:
     """A set of members (origins, or other pools: a tree) and the policy that
@@ -198,6 +204,10 @@ class Pool:
       it is hashed: every address of one such network gets the same answer.
     * ``hash_seed``: ``hash`` only: the key of the hash ("": the pool's
       name); another seed gives another assignment of networks to members.
+    * ``order``: the order of a multi-address answer (one of ``ORDERS``):
+      ``"fixed"`` as the selection gave it, ``"cyclic"`` (the default) the
+      first address moving on by one on every answer, ``"random"`` shuffled
+      per answer (RFC 1794; :meth:`gslb.steering.Steering.choose`).
     """
 
     name: str
@@ -222,6 +232,7 @@ class Pool:
     hash_prefix_v4: int = 24
     hash_prefix_v6: int = 56
     hash_seed: str = ""
+    order: str = DEFAULT_ORDER
 
 
 @dataclass(frozen=True, slots=True)

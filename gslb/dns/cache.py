@@ -24,6 +24,17 @@ belongs to one health ``generation``: the first lookup that sees another
 generation empties the cache, so a state change or drain shows in the very
 next answer.
 
+An answer whose leading A or AAAA RRset rotates (``Answer.rotate``: a
+pool's ``order`` of ``cyclic`` or ``random``) is stored with a
+:class:`Rotation`: each hit moves the first record on by one (the k-th hit
+of an entry starts k records further than the answer stored, so over n
+hits each address comes first once), or shuffles the records, in the
+stored bytes: the answer section starts right after the question, and
+every record of the RRset has the same length (owner a pointer to the
+qname, the same type, RDATA without names), so records trade places
+without a compression pointer moving. The order of an RRset carries no
+meaning (RFC 2181 section 5); rotating it is RFC 1794's round robin.
+
 Observers (metrics, query log) hear of a reused answer with the query and
 answer it was built for: the query log shows the qname in lower case and
 the ECS of that first query (the same shape: the same ECS option).
@@ -45,6 +56,7 @@ comparison otherwise.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
@@ -118,6 +130,54 @@ option data, made for this client; empty when it must not be reused (the
 query gets another answer, BADCOOKIE)."""
 
 
+class Rotation:
+    """How a stored response's leading answer records move on each hit:
+    ``count`` records of ``size`` octets from offset ``start``; cyclic
+    (``turn``: hits so far) or shuffled (``shuffle``, with ``rng``)."""
+
+    __slots__ = ("count", "rng", "shuffle", "size", "start", "stop", "turn")
+
+    def __init__(self, start: int, size: int, count: int, shuffle: bool,
+                 rng: random.Random) -> None:
+        self.start, self.size, self.count = start, size, count
+        self.stop = start + size * count
+        self.shuffle, self.rng, self.turn = shuffle, rng, 0
+
+    @classmethod
+    def of(cls, response: bytes, end: int, count: int, shuffle: bool,
+           rng: random.Random) -> Rotation | None:
+        """The rotation of the first ``count`` answer records of
+        ``response`` (its qname ending at offset ``end``) when they are
+        what an A or AAAA RRset of the qname encodes to (owner a pointer to
+        offset 12, one type and RDATA length); None otherwise (the answer
+        then must not be stored, its order would freeze)."""
+        start = end + 5  # the zero octet, QTYPE and QCLASS
+        if len(response) < start + 12:
+            return None
+        head = response[start:start + 4]
+        size = 12 + ((response[start + 10] << 8) | response[start + 11])
+        if head[:2] != b"\xc0\x0c" or size not in (16, 28):
+            return None
+        rotation = cls(start, size, count, shuffle, rng)
+        if (((response[6] << 8) | response[7]) < count or len(response) < rotation.stop
+                or any(response[p:p + 4] != head or response[p + 10:p + 12]
+                       != response[start + 10:start + 12]
+                       for p in range(start, rotation.stop, size))):
+            return None
+        return rotation
+
+    def apply(self, stored: bytes) -> bytes:
+        """``stored`` with its records in the order of the next hit."""
+        start, stop, size = self.start, self.stop, self.size
+        if self.shuffle:
+            records = [stored[p:p + size] for p in range(start, stop, size)]
+            self.rng.shuffle(records)
+            return stored[:start] + b"".join(records) + stored[stop:]
+        self.turn = turn = (self.turn + 1) % self.count
+        cut = start + turn * size
+        return stored[:start] + stored[cut:stop] + stored[start:cut] + stored[stop:]
+
+
 class _Marker(Enum):
     PER_CLIENT = 0
 
@@ -135,15 +195,19 @@ class AnswerCache(Generic[Note]):
     change empties the cache). ``max_entries``: at most this many stored
     responses; the oldest goes first when full. ``cookie_patch``: what a
     hit for a query with a COOKIE option goes through (:data:`CookiePatch`);
-    None: the stored response as it is. Not thread-safe: one event loop.
+    None: the stored response as it is. ``rng``: what shuffles a stored
+    answer of ``order: random`` (default: a new ``random.Random``). Not
+    thread-safe: one event loop.
     """
 
-    __slots__ = ("_entries", "_generation", "_seen", "cookie_patch", "hits", "max_entries",
-                 "misses")
+    __slots__ = ("_entries", "_generation", "_rng", "_seen", "cookie_patch", "hits",
+                 "max_entries", "misses")
 
     def __init__(self, generation: Callable[[], int], max_entries: int = DEFAULT_ENTRIES,
-                 cookie_patch: CookiePatch | None = None) -> None:
+                 cookie_patch: CookiePatch | None = None,
+                 rng: random.Random | None = None) -> None:
         self.cookie_patch = cookie_patch
+        self._rng = rng if rng is not None else random.Random()
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._generation = generation
@@ -153,7 +217,8 @@ class AnswerCache(Generic[Note]):
         # until the next resize; ``popitem(last=False)`` is O(1) (figures:
         # docs/performance.md, "The answer cache's own costs")
         self._entries: OrderedDict[bytes | tuple[bytes, str],
-                                   tuple[bytes, Note] | _Marker] = OrderedDict()
+                                   tuple[bytes, Note, Rotation | None] | _Marker
+                                   ] = OrderedDict()
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
@@ -201,8 +266,10 @@ class AnswerCache(Generic[Note]):
             self.misses += 1
             return None
         self.hits += 1
-        stored = found[0]
-        return data[:2] + stored[2:12] + data[12:end] + stored[end:], found[1]
+        stored, note, rotation = found
+        if rotation is not None:
+            stored = rotation.apply(stored)
+        return data[:2] + stored[2:12] + data[12:end] + stored[end:], note
 
     def _get_cookie(self, key: bytes, option: bytes, data: bytes, end: int,
                     who: str) -> tuple[bytes, Note] | None:
@@ -216,7 +283,9 @@ class AnswerCache(Generic[Note]):
         if found is None or found is _PER_CLIENT:
             self.misses += 1
             return None
-        stored = found[0]
+        stored, note, rotation = found
+        if rotation is not None:
+            stored = rotation.apply(stored)
         response = data[:2] + stored[2:12] + data[12:end] + stored[end:]
         if self.cookie_patch is not None:
             response = self.cookie_patch(response, option, who, key[0] == 0x75)  # "u"
@@ -224,15 +293,23 @@ class AnswerCache(Generic[Note]):
                 self.misses += 1
                 return None
         self.hits += 1
-        return response, found[1]
+        return response, note
 
     def put(self, shape: Shape, who: str, response: bytes, note: Note,
-            per_client: bool) -> None:
+            per_client: bool, rotate: int = 0, shuffle: bool = False) -> None:
         """Store ``response`` (to the query of ``shape`` from ``who``) with
         ``note`` (given back on hits); ``per_client``: only for queries from
-        ``who``."""
+        ``who``; ``rotate``, ``shuffle``: its first ``rotate`` answer
+        records move on each hit, randomly when ``shuffle``
+        (``Answer.rotate``, :class:`Rotation`; not stored when they are not
+        laid out as one A or AAAA RRset of the qname)."""
         if self._generation() != self._seen:
             return  # the view moved while answering: this answer may be stale
+        rotation = None
+        if rotate > 1 and ((response[6] << 8) | response[7]):  # none when truncated (TC)
+            rotation = Rotation.of(response, shape[1], rotate, shuffle, self._rng)
+            if rotation is None:
+                return
         bare = _without_cookie(*shape)
         key: bytes | tuple[bytes, str] = shape[0] if bare is None else bare[0]
         entries = self._entries
@@ -241,8 +318,8 @@ class AnswerCache(Generic[Note]):
             key = (shape[0], who)
         while len(entries) >= self.max_entries:
             entries.popitem(last=False)
-        entries[key] = (response, note)
+        entries[key] = (response, note, rotation)
 
 
-__all__ = ["DEFAULT_ENTRIES", "AnswerCache", "CookiePatch", "Note", "Shape", "cookie_data",
-           "cookie_span"]
+__all__ = ["DEFAULT_ENTRIES", "AnswerCache", "CookiePatch", "Note", "Rotation", "Shape",
+           "cookie_data", "cookie_span"]

@@ -132,7 +132,10 @@ class Answer:
 
     For the answer cache (:mod:`gslb.dns.cache`): ``reusable`` is True when
     the same query gets the same answer while the health generation holds;
-    ``per_client`` when it may depend on where the client is.
+    ``per_client`` when it may depend on where the client is; ``rotate``
+    (0: none) how many leading ``answer`` records form an A or AAAA RRset
+    whose order moves from answer to answer, randomly when ``shuffle``
+    (the cache rotates or shuffles them on hits).
     """
 
     rcode: int = NOERROR
@@ -146,6 +149,8 @@ class Answer:
     reusable: bool = True
     per_client: bool = False
     required_additional: int = 0
+    rotate: int = 0
+    shuffle: bool = False
 
 
 class _Uncompressed(DNSBuffer):  # type: ignore[misc]  # dnslib has no types: DNSBuffer is Any

@@ -144,7 +144,7 @@ def _pools(service: Serving) -> list[dict[str, Any]]:
                               else pool.min_healthy)
         pools.append({**REGISTRY[pool.policy].status(pool),  # the policy's own fields
                       "name": pool.name, "policy": pool.policy, "members": members,
-                      "weight": pool.weight, "min_healthy": healthy,
+                      "weight": pool.weight, "min_healthy": healthy, "order": pool.order,
                       "origins": list(pool.origins), "tiers": [list(t) for t in pool.tiers],
                       "fallback": pool.fallback, "answers": answers,
                       "in_fallback": sorted(f"IPv{f}" for p, f in in_fallback

@@ -137,6 +137,11 @@ class Steering:
         self._plans: dict[str, _Plan] = {}
         self._origins = frozenset(origins)
         self._up: dict[tuple[str, int], tuple[HealthView, int, bool]] = {}
+        self._shuffles = {name: pool.order == "random" for name, pool in pools.items()
+                          if pool.order != "fixed"}
+        """Pools whose answers rotate → whether randomly (``Pool.order``)."""
+        self._turns: dict[tuple[str, int], int] = {}
+        """Per (pool, family) with ``order: cyclic``: answers given so far."""
         finder = VantageFinder(vantages or {})
         self.vantages: tuple[str, ...] = finder.names
         """The vantage names ``latency`` pools steer by (``("local",)`` when
@@ -194,8 +199,40 @@ class Steering:
         """
         if family != 4 and family != 6:
             raise ValueError(f"family must be 4 or 6, not {family!r}")
-        return self._choose(pool_name, family, client, health,
-                            rng if rng is not None else self._rng, 0)
+        rng = rng if rng is not None else self._rng
+        choice = self._choose(pool_name, family, client, health, rng, 0)
+        if (pool_name in self._shuffles and len(choice.addresses) > 1
+                and not choice.basis & Basis.DRAW):
+            return self._ordered(pool_name, family, choice, rng)
+        return choice
+
+    def _ordered(self, pool_name: str, family: int, choice: Choice,
+                 rng: random.Random) -> Choice:
+        """``choice`` (two or more addresses, in the order the selection
+        gave) in the order ``pool_name``'s ``order`` asks: ``cyclic``, the
+        k-th answer for (pool, family) starts at address k mod n (RFC 1794's
+        round robin, as BIND's ``rrset-order cyclic``); ``random``, shuffled.
+        A tree's ``leaves`` follow their addresses. An order a weighted draw
+        made is left alone (the caller's test): it is random already."""
+        addresses, leaves = choice.addresses, choice.leaves
+        n = len(addresses)
+        shuffle = self._shuffles[pool_name]
+        if shuffle:
+            index = list(range(n))
+            rng.shuffle(index)
+            addresses = tuple([addresses[i] for i in index])
+            leaves = tuple([leaves[i] for i in index]) if leaves else ()
+        else:
+            key = (pool_name, family)
+            turn = self._turns.get(key, 0)
+            self._turns[key] = turn + 1
+            k = turn % n
+            if k:
+                addresses = addresses[k:] + addresses[:k]
+                leaves = leaves[k:] + leaves[:k]
+        # not dataclasses.replace: several times slower on this path
+        return Choice(choice.kind, addresses, choice.scope, choice.pool, choice.fallback,
+                      choice.reason, choice.basis, leaves, n, shuffle)
 
     def _choose(
         self,

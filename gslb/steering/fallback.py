@@ -48,6 +48,12 @@ class Choice:
     * ``leaves``: in a tree of pools, the pool each address came from (in
       the order of ``addresses``); empty when every address came from
       ``pool`` itself.
+    * ``rotate``: how many addresses form an RRset whose order moves from
+      answer to answer (the queried pool's ``order`` is ``cyclic`` or
+      ``random``, two or more addresses, no draw decided the order); 0
+      when the order is fixed. ``shuffle``: that order is random rather
+      than cyclic. The answer cache rotates or shuffles its stored answer
+      by this report (:mod:`gslb.dns.cache`).
     """
 
     kind: ChoiceKind
@@ -58,6 +64,8 @@ class Choice:
     reason: str
     basis: int = Basis.NONE
     leaves: tuple[str, ...] = ()
+    rotate: int = 0
+    shuffle: bool = False
 
 
 def addresses_of(origins: Iterable[Origin], family: int) -> tuple[str, ...]:

@@ -62,7 +62,8 @@ def test_registry_is_explicit() -> None:
                               Basis.CLIENT)),
         ("web", 6, (), Choice("answer", ("2001:db8::12",), 24, "web", False,
                               "country SE tier 1", Basis.CLIENT)),
-        ("db", 4, (), Choice("answer", ("192.0.2.11", "192.0.2.111"), 0, "db", False, "tier 1")),
+        ("db", 4, (), Choice("answer", ("192.0.2.11", "192.0.2.111"), 0, "db", False, "tier 1",
+                                rotate=2)),
         ("db", 6, ("london",), Choice("answer", ("2001:db8::12",), 0, "db", False, "tier 2")),
         # Two healthy IPv4 members in tier 2: the answer was drawn.
         ("db", 4, ("london",), Choice("answer", ("192.0.2.13",), 0, "db", False, "tier 2",
@@ -70,9 +71,9 @@ def test_registry_is_explicit() -> None:
         # Duplicate addresses across origins appear once (RFC 2181 section 5).
         ("everyone", 4, ("stockholm",), Choice(
             "answer", ("192.0.2.11", "192.0.2.111", "192.0.2.13", "192.0.2.14"), 0, "everyone",
-            False, "all 4 healthy")),
+            False, "all 4 healthy", rotate=4)),
         ("everyone", 6, (), Choice("answer", ("2001:db8::11", "2001:db8::12"), 0, "everyone",
-                                   False, "all 2 healthy")),
+                                   False, "all 2 healthy", rotate=2)),
         # No member with an IPv6 address: NODATA, whatever the health.
         ("v4only", 6, (), Choice(
             "nodata", (), 0, "v4only", False, "no IPv6 origin in pool v4only")),

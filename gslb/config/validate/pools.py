@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from gslb.config.loader import MarkedDict
-from gslb.config.model import MAX_TREE_DEPTH, Pool
+from gslb.config.model import DEFAULT_ORDER, MAX_TREE_DEPTH, ORDERS, Pool
 from gslb.config.validate.reader import At, Reader
 from gslb.config.validate.targets import PoolKeys, min_healthy, one_tier
 from gslb.steering.base import PolicySpec
 from gslb.steering.registry import REGISTRY
 
-POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy")
+POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy", "order")
 """Keys every pool accepts; each policy adds its own (``PolicySpec.keys``)."""
 _POLICY_KEYS = tuple(dict.fromkeys(k for spec in REGISTRY.values() for k in spec.keys))
 _EVERY_KEY = POOL_KEYS + _POLICY_KEYS
@@ -55,11 +55,23 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
     weight = r.integer(m["weight"], at.key(m, "weight"), 1) if "weight" in m else 1
     healthy = min_healthy(r, m, at)
     fallback = _fallback(r, m, at, name, pools)
+    order = _order(r, m, at)
     if r.count > before or spec is None:
         return None
     return Pool(name=name, policy=spec.name, origins=members, tiers=tiers,
                 max_answers=max_answers or 1, fallback=fallback, weight=weight or 1,
-                **healthy, **own)
+                order=order, **healthy, **own)
+
+
+def _order(r: Reader, m: MarkedDict, at: At) -> str:
+    """The pool's ``order``, one of ``ORDERS`` (``DEFAULT_ORDER`` when not
+    given)."""
+    if "order" not in m:
+        return DEFAULT_ORDER
+    text = r.text(m["order"], at.key(m, "order"))
+    if text is not None and text not in ORDERS:
+        r.report(at.key(m, "order"), f"unknown order {text!r} (allowed: {', '.join(ORDERS)})")
+    return text if text in ORDERS else DEFAULT_ORDER
 
 
 
