@@ -33,6 +33,10 @@ from gslb.steering.registry import REGISTRY
 
 __all__ = ["Choice", "Client", "Policy", "Selection", "Steering"]
 
+#: A choice whose order came from a draw (random already) or is a ranking
+#: (best first) is not rotated by its pool's ``order``.
+_KEEP_ORDER = Basis.DRAW | Basis.RANKED
+
 
 class _Plan:
     """What a query needs of one pool, computed once per config: its
@@ -202,7 +206,7 @@ class Steering:
         rng = rng if rng is not None else self._rng
         choice = self._choose(pool_name, family, client, health, rng, 0)
         if (pool_name in self._shuffles and len(choice.addresses) > 1
-                and not choice.basis & Basis.DRAW):
+                and not choice.basis & _KEEP_ORDER):
             return self._ordered(pool_name, family, choice, rng)
         return choice
 
@@ -213,7 +217,8 @@ class Steering:
         k-th answer for (pool, family) starts at address k mod n (RFC 1794's
         round robin, as BIND's ``rrset-order cyclic``); ``random``, shuffled.
         A tree's ``leaves`` follow their addresses. An order a weighted draw
-        made is left alone (the caller's test): it is random already."""
+        made is left alone (the caller's test): it is random already; so is
+        a ranking (``Basis.RANKED``: fastest or best-hashed first)."""
         addresses, leaves = choice.addresses, choice.leaves
         n = len(addresses)
         shuffle = self._shuffles[pool_name]

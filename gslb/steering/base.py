@@ -152,6 +152,9 @@ class Basis:
       without ECS the answer is reused only for the same source address;
     * ``RTT``: smoothed RTTs (and the anti-flap memory over them) decided:
       they move without the health generation moving, so never reused;
+    * ``RANKED``: the members are in an order that means something, best
+      first (by RTT, by hash score): a pool's ``order`` does not rotate it
+      (``Steering.choose``); says nothing about reuse;
     * ``NONE``: nothing but health: the same for everyone until the health
       generation moves.
     """
@@ -160,6 +163,7 @@ class Basis:
     DRAW: Final = 1
     CLIENT: Final = 2
     RTT: Final = 4
+    RANKED: Final = 8
 
 
 def drawn(candidates: int) -> int:

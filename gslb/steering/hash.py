@@ -151,12 +151,13 @@ class HashPolicy:
         else:
             scored.sort(reverse=True)
             chosen = tuple(s[2] for s in scored[:k])
+        # best first: a pool's order must not rotate the sticky one away
+        basis = Basis.CLIENT | Basis.RANKED if len(chosen) > 1 else Basis.CLIENT
         if ecs is None:
             return Selection(chosen, 0, f"hash of resolver /{bits} among {len(up)} healthy",
-                             Basis.CLIENT)
+                             basis)
         scope = min(ecs, bits + 96 if mapped else bits)
-        return Selection(chosen, scope, f"hash of ECS /{bits} among {len(up)} healthy",
-                         Basis.CLIENT)
+        return Selection(chosen, scope, f"hash of ECS /{bits} among {len(up)} healthy", basis)
 
     def _hasher(self, pool: Pool, member: Member) -> Any:
         """The keyed hash of a member not among those given at construction

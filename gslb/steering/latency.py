@@ -153,7 +153,8 @@ class LatencyPolicy:
                 return Selection(self._current[vantage],
                                  client.geo_scope if self.dependent else 0,
                                  f"vantage {vantage} ({how}): {note}",
-                                 Basis.RTT | (Basis.CLIENT if self.dependent else Basis.NONE))
+                                 Basis.RTT | Basis.RANKED
+                                 | (Basis.CLIENT if self.dependent else Basis.NONE))
             why = f"vantage {vantage} ({how}) has no RTT data"
         else:
             why = f"no vantage: {how}"

@@ -302,3 +302,4 @@ def test_hash_keys_belong_to_hash_pools(tmp_path: Path) -> None:
         load([path])
     assert any("key 'hash_seed' is only valid for policy hash" in r
                for r in err.value.reasons), err.value.reasons
+
