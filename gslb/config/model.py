@@ -78,7 +78,9 @@ class Origin:
     positive integer used by ``weighted`` selection. ``location`` feeds
     nearest-by-distance steering; ``country`` is the ISO 3166-1 alpha-2 code
     the location came from, when it was given that way. ``check`` is None for
-    an origin that is always considered up.
+    an origin that is always considered up. ``slow_start_s``: seconds over
+    which its weight ramps up after it comes back up (its ``slow_start``;
+    None: its pools' ``slow_start``, see :func:`slow_starts`).
     """
 
     name: str
@@ -88,6 +90,7 @@ class Origin:
     location: Location | None = None
     country: str | None = None
     check: Check | None = None
+    slow_start_s: float | None = None
 
 
 #: Deepest tree of pools (a pool, its member pools, theirs, ...): the config
@@ -193,6 +196,9 @@ class Pool:
     * ``tier_min_healthy``: ``failover`` only: per tier (in ``tiers``
       order), ``(count, percent or None)`` below which the tier is skipped,
       as ``min_healthy`` for a pool; empty: every tier needs one.
+    * ``slow_start_s``: seconds over which a member origin that comes back
+      up ramps to its full weight (``slow_start``; None: none; an origin's
+      own ``slow_start`` wins, see :func:`slow_starts`).
     """
 
     name: str
@@ -214,6 +220,24 @@ class Pool:
     min_healthy: int = 1
     min_healthy_pct: float | None = None
     tier_min_healthy: tuple[tuple[int, float | None], ...] = ()
+    slow_start_s: float | None = None
+
+
+def slow_starts(origins: Mapping[str, Origin], pools: Mapping[str, Pool]) -> dict[str, float]:
+    """Per origin, the seconds its weight ramps over after it comes back up
+    (docs/steering.md "Slow start and timed drains"): its own
+    ``slow_start_s``, else the longest ``slow_start_s`` of the pools that
+    list it; origins with neither are left out."""
+    found: dict[str, float] = {}
+    for pool in pools.values():
+        if pool.slow_start_s is not None:
+            for name in pool.origins:
+                if name in origins:
+                    found[name] = max(found.get(name, 0.0), pool.slow_start_s)
+    for name, origin in origins.items():
+        if origin.slow_start_s is not None:
+            found[name] = origin.slow_start_s
+    return found
 
 
 @dataclass(frozen=True, slots=True)

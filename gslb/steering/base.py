@@ -152,6 +152,10 @@ class Basis:
       without ECS the answer is reused only for the same source address;
     * ``RTT``: smoothed RTTs (and the anti-flap memory over them) decided:
       they move without the health generation moving, so never reused;
+    * ``RAMP``: a weight ramping with time (slow start, a drain's ramp:
+      ``HealthView.weight_factor`` below 1) decided: it moves without the
+      health generation moving, so never reused; reuse resumes once the
+      ramp is over;
     * ``NONE``: nothing but health: the same for everyone until the health
       generation moves.
     """
@@ -160,12 +164,22 @@ class Basis:
     DRAW: Final = 1
     CLIENT: Final = 2
     RTT: Final = 4
+    RAMP: Final = 8
 
 
 def drawn(candidates: int) -> int:
     """``Basis.DRAW`` when a weighted draw picks among ``candidates`` (2 or
     more: which one, or in which order), else ``Basis.NONE``."""
     return Basis.DRAW if candidates > 1 else Basis.NONE
+
+
+def ramped(members: Sequence[Member], health: HealthView) -> int:
+    """``Basis.RAMP`` when some of ``members`` has a ``weight_factor``
+    below 1 now, else ``Basis.NONE``; one ``health.ramping`` check when
+    nothing ramps."""
+    if health.ramping and any(health.weight_factor(m.name) < 1.0 for m in members):
+        return Basis.RAMP
+    return Basis.NONE
 
 
 class Member(Protocol):
