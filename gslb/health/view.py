@@ -90,8 +90,13 @@ def ramp_up(since: float, seconds: float, now: float) -> float:
 
 def ramp_down(since: float, seconds: float, now: float) -> float:
     """The timed-drain factor ``seconds`` (> 0) after a drain at ``since``:
-    from 1 down to 0, linearly."""
-    return min(1.0, max(0.0, 1.0 - (now - since) / seconds))
+    from 1 down to 0, linearly; just below 1 at the very start, so a policy
+    reading it reports the ramp (``Basis.RAMP``) from the first query."""
+    return min(RAMP_START, max(0.0, 1.0 - (now - since) / seconds))
+
+
+RAMP_START = 1.0 - 1e-9
+"""The most a ramping factor is (below 1: it moves)."""
 
 
 class Generational(Protocol):
