@@ -321,7 +321,8 @@ class DrainedView:
 
     @property
     def ramping(self) -> bool:
-        return self.base.ramping or self.overrides.ramping
+        overrides = self.overrides  # its ``ramping``, inlined (once per query)
+        return self.base.ramping or (bool(overrides._ramps) and overrides._still_ramping())
 
     def is_up(self, origin: str) -> bool:
         return self.base.is_up(origin) and not self.overrides.is_drained(origin)

@@ -176,7 +176,8 @@ def drawn(candidates: int) -> int:
 def ramped(members: Sequence[Member], health: HealthView) -> int:
     """``Basis.RAMP`` when some of ``members`` has a ``weight_factor``
     below 1 now, else ``Basis.NONE``; one ``health.ramping`` check when
-    nothing ramps."""
+    nothing ramps. A policy calls it once per selection, and scales
+    weights (``pick_weighted(..., health)``) only when it says RAMP."""
     if health.ramping and any(health.weight_factor(m.name) < 1.0 for m in members):
         return Basis.RAMP
     return Basis.NONE

@@ -75,8 +75,9 @@ class FailoverPolicy:
                                       pool.tier_min_healthy)
         if not up:
             return Selection((), 0, "no healthy origin in any tier")
-        return Selection(pick_weighted(up, pool.max_answers, rng, health), 0, f"tier {tier}",
-                         drawn(len(up)) | ramped(up, health))
+        basis = ramped(up, health)  # the one ramp check; RAMP: weights scaled
+        return Selection(pick_weighted(up, pool.max_answers, rng, health if basis else None),
+                         0, f"tier {tier}", drawn(len(up)) | basis)
 
 
 # -- configuration: failover pools list their tiers ------------------------------------

@@ -121,7 +121,8 @@ class WeightedPolicy:
             if not up:
                 return Selection((), 0, "no healthy origin")
             basis = ramped(up, health)
-            return Selection(pick_weighted(up, pool.max_answers, rng, health), 0,
+            return Selection(pick_weighted(up, pool.max_answers, rng,
+                                           health if basis else None), 0,
                              f"weighted among {len(up)} healthy"
                              f"{' (ramping)' if basis else ''}", drawn(len(up)) | basis)
         generation = health.generation
