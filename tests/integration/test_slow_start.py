@@ -5,12 +5,15 @@ once the ramp is over, caching resumes."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import dns.asyncquery
+import dns.message
 import pytest
 import pytest_asyncio
 
@@ -19,6 +22,8 @@ from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.health.overrides import Override
 from gslb.health.state import VantageReport
 from gslb.serve.service import Service
+from gslb.workers.supervisor import WorkerPool
+from tests.integration.adminutil import start_service
 from tests.integration.dnsutil import BASE_ZONE, Running, addresses, write_config
 
 ZONE = """
@@ -112,3 +117,71 @@ async def test_timed_drain_share_falls_over_udp(server: Running) -> None:
     assert await share_of_b(server) == 0.0
     # a drain never empties a pool on its own: fallback all answers b
     assert addresses(await server.query(SOLO)) == ["192.0.2.2"]
+
+
+WORKERS_ZONE = """
+origins:
+  a: {ipv4: [192.0.2.1]}
+  b: {ipv4: [192.0.2.2]}
+  c: {ipv4: [192.0.2.3]}
+  d: {ipv4: [192.0.2.4]}
+pools:
+  web: {policy: weighted, origins: [a, b], slow_start: 600}
+  other: {policy: weighted, origins: [c, d]}
+""" + BASE_ZONE.format(minimum=30) + """
+      www: {gslb: web}
+      other: {gslb: other}
+"""
+
+
+async def spread_share(service: Service, qname: str, address: str, n: int = 400) -> float:
+    """The share of ``address`` over ``n`` answers, each from a new socket
+    (a new source port: the kernel's REUSEPORT hash spreads them over the
+    workers)."""
+    host, port = service.addresses[0]
+
+    async def one() -> list[str]:
+        msg = await dns.asyncquery.udp(dns.message.make_query(qname, "A"), host, port=port,
+                                       timeout=2)
+        return addresses(msg)
+
+    got: list[str] = []
+    for _ in range(n // 50):
+        for found in await asyncio.gather(*(one() for _ in range(50))):
+            got.extend(found)
+    return got.count(address) / len(got)
+
+
+async def settled_share(service: Service, qname: str, address: str, below: float,
+                        timeout_s: float = 10.0) -> float:
+    """The share of ``address`` once a round of 100 answers gives less
+    than ``below`` (the supervisor's snapshot has reached the workers), over
+    400 more; fails after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while await spread_share(service, qname, address, 100) >= below:
+        assert time.monotonic() < deadline, f"{qname}: share of {address} never fell"
+    return await spread_share(service, qname, address)
+
+
+async def test_ramps_reach_the_workers(tmp_path: Path) -> None:
+    """With --workers 2 every worker scales the weights as the supervisor's
+    view: a slow start 60 s into 600 (factor 0.1: ~9 % against 50 %) and a
+    timed drain 450 s into 600 (factor 0.25: 20 %). The ramps are placed in
+    the past (the workers read the real clock) rather than waited for."""
+    service = await start_service(tmp_path, WORKERS_ZONE, workers=2, answer_cache=DEFAULT_ENTRIES)
+    try:
+        assert isinstance(service.server, WorkerPool)
+        assert abs(await spread_share(service, WWW, "192.0.2.2") - 0.5) <= TOLERANCE
+        shift = 60.0
+        service.quorum.clock = lambda: time.time() - shift
+        now = service.quorum.clock()
+        service.quorum.apply(VantageReport("b", "local", False, 1, False, 5.0, None, "x", now))
+        service.quorum.apply(VantageReport("b", "local", True, 1, True, 5.0, None, "x", now))
+        service.quorum.clock = time.time  # b came up 60 s ago
+        share = await settled_share(service, WWW, "192.0.2.2", 0.3)
+        assert abs(share - 0.1 / 1.1) <= 0.05, share
+        service.overrides.apply(Override("d", "deploy", "test", time.time() - 450, ramp_s=600))
+        share = await settled_share(service, "other.gslb.example.test.", "192.0.2.4", 0.4)
+        assert abs(share - 0.25 / 1.25) <= 0.07, share
+    finally:
+        await service.stop()
