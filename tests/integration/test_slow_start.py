@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import dns.asyncquery
 import dns.message
@@ -23,7 +24,7 @@ from gslb.health.overrides import Override
 from gslb.health.state import VantageReport
 from gslb.serve.service import Service
 from gslb.workers.supervisor import WorkerPool
-from tests.integration.adminutil import start_service
+from tests.integration.adminutil import TOKEN, ask, call, config_text, start_service
 from tests.integration.dnsutil import BASE_ZONE, Running, addresses, write_config
 
 ZONE = """
@@ -185,3 +186,39 @@ async def test_ramps_reach_the_workers(tmp_path: Path) -> None:
         assert abs(share - 0.25 / 1.25) <= 0.07, share
     finally:
         await service.stop()
+
+
+async def test_a_timed_drain_travels_through_redis(tmp_path: Path, redis_server: Any,
+                                                   refused_port: int) -> None:
+    """``POST .../drain`` with ``ramp`` on one nameserver: the other holds
+    the same drain, ramping (answered, weight falling), then out of every
+    answer when the ramp ends (awaited, bounded); bad ``ramp`` values are
+    400."""
+    text = config_text(refused_port, refused_port)  # no probe worker: every origin is up
+    servers: list[Service] = []
+    try:
+        for i in range(2):
+            servers.append(await start_service(tmp_path, text, redis_url=redis_server.url,
+                                               name=f"zone{i}.yaml"))
+        one, two = servers
+        for body in ({"reason": "x", "ramp": 0}, {"reason": "x", "ramp": "soon"},
+                     {"reason": "x", "ramp": 5, "expires_in": 5}):
+            status, _ = await call(one, "POST", "/api/v1/origins/a/drain", token=TOKEN,
+                                   json=body)
+            assert status == 400, body
+        status, body = await call(one, "POST", "/api/v1/origins/a/drain", token=TOKEN,
+                                  json={"reason": "deploy", "ramp": 1.5})
+        assert status == 200 and body["drain"]["ramp_s"] == 1.5
+        await two.overrides.wait_for(lambda: two.overrides.get("a") is not None, 2)
+        drain = two.overrides.get("a")
+        assert drain is not None and drain.ramp_s == 1.5
+        assert not two.overrides.is_drained("a") and two.view.ramping
+        assert 0.0 < two.view.weight_factor("a") < 1.0
+        assert "192.0.2.1" in await ask(two)  # still answered while it ramps
+        for service in servers:
+            await service.overrides.wait_for(lambda s=service: s.overrides.is_drained("a"), 5)
+            assert await ask(service) == ["192.0.2.2", "192.0.2.3"]
+            assert not service.view.ramping
+    finally:
+        for service in servers:
+            await service.stop()
