@@ -71,7 +71,7 @@ META_RCODES: dict[int, int] = {
 TRANSFER_LOG_PERIOD_S = 60.0
 
 #: A choice that depended on these may not be reused (``Basis``).
-_NOT_REUSABLE = Basis.DRAW | Basis.RTT
+_NOT_REUSABLE = Basis.DRAW | Basis.RTT | Basis.RAMP
 
 #: Longest CNAME chain followed inside our zones before giving up.
 MAX_CNAME_CHAIN = 8

@@ -34,7 +34,8 @@ class DrainControl(Protocol):
     (:class:`gslb.serve.operations.Drains`)."""
 
     async def drain(self, origin: str, reason: str, who: str,
-                    expires_in_s: float | None = None) -> Override:
+                    expires_in_s: float | None = None, ramp_s: float | None = None
+                    ) -> Override:
         """Raises KeyError for an unknown origin, ``OverrideError`` when
         the drain cannot be shared."""
         ...
@@ -158,8 +159,11 @@ def _who(request: web.Request, body: dict[str, Any]) -> str:
 
 async def drain(request: web.Request) -> web.Response:
     """``POST /api/v1/origins/{name}/drain`` with ``{"reason": text,
-    "who": text (optional), "expires_in": seconds (optional, > 0)}``: take
-    the origin out of every answer. 200 ``{"drain": {...}}``; 400 bad body;
+    "who": text (optional), "expires_in": seconds (optional, > 0), "ramp":
+    seconds (optional, > 0, below ``expires_in``)}``: take the origin out of
+    every answer, at once or, with ``ramp``, after its weight has fallen
+    linearly to zero over that time (docs/steering.md "Slow start and timed
+    drains"). 200 ``{"drain": {...}}``; 400 bad body;
     404 unknown origin; 503 when Redis is unreachable (nothing changed)."""
     _authorize(request)
     body = await _body(request)
@@ -172,9 +176,16 @@ async def drain(request: web.Request) -> web.Response:
                                    or not isinstance(expires_in, int | float)
                                    or not 0 < expires_in < 10 * 365 * 86400):
         return _bad("'expires_in' must be a number of seconds above 0")
+    ramp = body.get("ramp")
+    if ramp is not None and (isinstance(ramp, bool) or not isinstance(ramp, int | float)
+                             or not 0 < ramp < 86400):
+        return _bad("'ramp' must be a number of seconds above 0 and below a day")
+    if ramp is not None and expires_in is not None and expires_in <= ramp:
+        return _bad("'expires_in' must be longer than 'ramp' (the drain would lift before "
+                    "it took effect)")
     try:
         done = await request.app[DRAINS].drain(name, reason.strip(), _who(request, body),
-                                               expires_in)
+                                               expires_in, None if ramp is None else float(ramp))
     except KeyError:
         return _json({"error": f"no origin named {name!r} in the config"}, 404)
     except OverrideError as exc:

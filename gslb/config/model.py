@@ -78,7 +78,9 @@ class Origin:
     positive integer used by ``weighted`` selection. ``location`` feeds
     nearest-by-distance steering; ``country`` is the ISO 3166-1 alpha-2 code
     the location came from, when it was given that way. ``check`` is None for
-    an origin that is always considered up.
+    an origin that is always considered up. ``slow_start_s``: seconds over
+    which its weight ramps up after it comes back up (its ``slow_start``;
+    None: its pools' ``slow_start``, see :func:`slow_starts`).
     """
 
     name: str
@@ -88,6 +90,7 @@ class Origin:
     location: Location | None = None
     country: str | None = None
     check: Check | None = None
+    slow_start_s: float | None = None
 
 
 #: Deepest tree of pools (a pool, its member pools, theirs, ...): the config
@@ -208,6 +211,9 @@ class Pool:
       ``"fixed"`` as the selection gave it, ``"cyclic"`` (the default) the
       first address moving on by one on every answer, ``"random"`` shuffled
       per answer (RFC 1794; :meth:`gslb.steering.Steering.choose`).
+    * ``slow_start_s``: seconds over which a member origin that comes back
+      up ramps to its full weight (``slow_start``; None: none; an origin's
+      own ``slow_start`` wins, see :func:`slow_starts`).
     """
 
     name: str
@@ -233,6 +239,24 @@ class Pool:
     hash_prefix_v6: int = 56
     hash_seed: str = ""
     order: str = DEFAULT_ORDER
+    slow_start_s: float | None = None
+
+
+def slow_starts(origins: Mapping[str, Origin], pools: Mapping[str, Pool]) -> dict[str, float]:
+    """Per origin, the seconds its weight ramps over after it comes back up
+    (docs/steering.md "Slow start and timed drains"): its own
+    ``slow_start_s``, else the longest ``slow_start_s`` of the pools that
+    list it; origins with neither are left out."""
+    found: dict[str, float] = {}
+    for pool in pools.values():
+        if pool.slow_start_s is not None:
+            for name in pool.origins:
+                if name in origins:
+                    found[name] = max(found.get(name, 0.0), pool.slow_start_s)
+    for name, origin in origins.items():
+        if origin.slow_start_s is not None:
+            found[name] = origin.slow_start_s
+    return found
 
 
 @dataclass(frozen=True, slots=True)

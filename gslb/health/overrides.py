@@ -1,6 +1,8 @@
 """Drain overrides: an operator takes an origin out of every answer.
 
-* ``Override``: one drain (origin, reason, who, when, optional expiry).
+* ``Override``: one drain (origin, reason, who, when, optional expiry,
+  optional ramp: the origin's weight falls to zero over that many seconds
+  before it is out).
 * ``Overrides``: the drains in force on this nameserver, read on the query
   path (``is_drained``: one dict lookup). Expired drains lift themselves
   (a timer per drain; logged). Optionally persisted to a JSON file (no
@@ -9,7 +11,7 @@
   state and not drained; ``generation`` moves when either moves.
 * ``RedisOverrides``: with Redis, drains are shared by every nameserver:
   each is a hash ``gslb:v1:override:{origin}`` (fields ``reason``, ``who``,
-  ``at``, ``expires_at``; Redis-side expiry at ``expires_at`` when given),
+  ``at``, ``expires_at``, ``ramp_s``; Redis-side expiry at ``expires_at`` when given),
   announced on the channel ``gslb:v1:overrides``, loaded at start and at
   each resync (docs/redis.md).
 """
@@ -31,7 +33,7 @@ from gslb.errors import cancel_and_wait
 from gslb.health.changes import Changes
 from gslb.health.redis.schema import NAMESPACE, dumps, hash_items
 from gslb.health.signing import SIG, Signer
-from gslb.health.view import AllUpExcept, HealthView
+from gslb.health.view import AllUpExcept, HealthView, ramp_down
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -44,25 +46,34 @@ log = logging.getLogger("gslb.overrides")
 class Override:
     """One drain: ``origin`` is out of every answer since ``at`` (epoch
     seconds) until ``expires_at`` (epoch seconds; None: until undrained),
-    because ``reason``, asked by ``who``."""
+    because ``reason``, asked by ``who``. With ``ramp_s`` (seconds; None:
+    none) its weight first falls from full to zero over ``ramp_s`` seconds
+    from ``at`` (``ramp_down``), and it is out from ``at + ramp_s``."""
 
     origin: str
     reason: str
     who: str
     at: float
     expires_at: float | None = None
+    ramp_s: float | None = None
 
     def to_fields(self) -> dict[str, str]:
-        """Flat text fields (a Redis hash), without ``origin``."""
-        return {"reason": self.reason, "who": self.who, "at": f"{self.at:.6f}",
-                "expires_at": "" if self.expires_at is None else f"{self.expires_at:.6f}"}
+        """Flat text fields (a Redis hash), without ``origin``; ``ramp_s``
+        only when there is one (so a drain without stays signed as before)."""
+        fields = {"reason": self.reason, "who": self.who, "at": f"{self.at:.6f}",
+                  "expires_at": "" if self.expires_at is None else f"{self.expires_at:.6f}"}
+        if self.ramp_s is not None:
+            fields["ramp_s"] = f"{self.ramp_s:.6f}"
+        return fields
 
     @classmethod
     def from_fields(cls, origin: str, fields: dict[str, str]) -> Override:
         """The inverse of ``to_fields``; raises KeyError/ValueError on junk."""
         expires = fields.get("expires_at") or None
+        ramp = fields.get("ramp_s") or None
         return cls(origin, fields["reason"], fields["who"], float(fields["at"]),
-                   float(expires) if expires is not None else None)
+                   float(expires) if expires is not None else None,
+                   float(ramp) if ramp is not None else None)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (status API, the overrides file)."""
@@ -71,6 +82,11 @@ class Override:
 
 class Overrides:
     """The drains in force here. Use from one event loop.
+
+    A drain with a ramp (``Override.ramp_s``) is in force (``get``,
+    ``all``) at once, but the origin stays answered, with a falling
+    ``weight_factor``, until the ramp ends; then ``generation`` moves (a
+    timer) and ``is_drained`` says True.
 
     ``path``: a JSON file to persist the drains to (rewritten atomically on
     every change, read by ``load_file``); None keeps them in memory only.
@@ -88,24 +104,60 @@ class Overrides:
         self._drains: dict[str, Override] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._changes = Changes()
+        self._ramps: dict[str, Override] = {}  # drains whose ramp may not be over
+        self._ramp_timers: dict[str, asyncio.TimerHandle] = {}
 
     # -- reading (query path) ----------------------------------------------------
 
     def is_drained(self, origin: str) -> bool:
-        """True while ``origin`` is drained (an expired drain not yet lifted
-        by its timer counts as lifted)."""
+        """True while ``origin`` is out of answers: drained, its ramp (if
+        any) over (an expired drain not yet lifted by its timer counts as
+        lifted)."""
         drain = self._drains.get(origin)
         if drain is None:
             return False
-        return drain.expires_at is None or drain.expires_at > self.clock()
+        if drain.expires_at is None and drain.ramp_s is None:
+            return True
+        now = self.clock()
+        if drain.ramp_s is not None and now < drain.at + drain.ramp_s:
+            return False
+        return drain.expires_at is None or drain.expires_at > now
+
+    @property
+    def ramping(self) -> bool:
+        """True while some drain's ramp is not over (ended ones are dropped
+        here, moving ``generation``: the origin is out now)."""
+        return bool(self._ramps) and self._still_ramping()
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        """The share of its weight a drained origin still gets at ``now``
+        (this object's clock when None): ``ramp_down`` of its drain's ramp;
+        1.0 without one."""
+        drain = self._ramps.get(origin)
+        if drain is None or drain.ramp_s is None:
+            return 1.0
+        return ramp_down(drain.at, drain.ramp_s, self.clock() if now is None else now)
+
+    def ramps(self) -> dict[str, tuple[float, float]]:
+        """The drain ramps not over: origin → ``(at, ramp_s)`` (what a
+        worker's mirror needs)."""
+        self._still_ramping()
+        return {o: (d.at, d.ramp_s) for o, d in self._ramps.items() if d.ramp_s is not None}
+
+    def in_force(self, origin: str) -> bool:
+        """True while a drain of ``origin`` is in force: drained, or ramping
+        down to it."""
+        drain = self._drains.get(origin)
+        return drain is not None and (drain.expires_at is None
+                                      or drain.expires_at > self.clock())
 
     def get(self, origin: str) -> Override | None:
-        """The drain of ``origin`` in force, or None."""
-        return self._drains.get(origin) if self.is_drained(origin) else None
+        """The drain of ``origin`` in force (ramping included), or None."""
+        return self._drains.get(origin) if self.in_force(origin) else None
 
     def all(self) -> list[Override]:
-        """Every drain in force, by origin name."""
-        return [d for _, d in sorted(self._drains.items()) if self.is_drained(d.origin)]
+        """Every drain in force (ramping included), by origin name."""
+        return [d for _, d in sorted(self._drains.items()) if self.in_force(d.origin)]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Return once ``predicate()`` is true, re-testing it after every
@@ -125,9 +177,12 @@ class Overrides:
             return False
         self._drains[drain.origin] = drain
         self._arm(drain)
+        self._arm_ramp(drain)
         if announce:
             until = ("" if drain.expires_at is None else
                      f" until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(drain.expires_at))}")
+            if drain.ramp_s is not None:
+                until += f" after a {drain.ramp_s:g} s ramp"
             log.warning("origin %s DRAINED by %s%s: %s", drain.origin, drain.who, until,
                         drain.reason, extra={"origin": drain.origin, "who": drain.who,
                                              "reason": drain.reason, "event": "drain",
@@ -138,9 +193,11 @@ class Overrides:
     def lift(self, origin: str, who: str, reason: str = "", *, announce: bool = True) -> bool:
         """Lift the drain of ``origin``; returns False when there was none."""
         drain = self._drains.pop(origin, None)
-        timer = self._timers.pop(origin, None)
-        if timer is not None:
-            timer.cancel()
+        for timers in (self._timers, self._ramp_timers):
+            timer = timers.pop(origin, None)
+            if timer is not None:
+                timer.cancel()
+        self._ramps.pop(origin, None)
         if drain is None:
             return False
         if announce:
@@ -198,6 +255,36 @@ class Overrides:
         delay = max(0.0, drain.expires_at - self.clock())
         self._timers[drain.origin] = loop.call_later(delay, self._expired, drain.origin)
 
+    def _arm_ramp(self, drain: Override) -> None:
+        """Track ``drain``'s ramp; at its end (a timer, or the first
+        ``ramping`` check after) ``generation`` moves."""
+        old = self._ramp_timers.pop(drain.origin, None)
+        if old is not None:
+            old.cancel()
+        self._ramps.pop(drain.origin, None)
+        if drain.ramp_s is None or drain.at + drain.ramp_s <= self.clock():
+            return
+        self._ramps[drain.origin] = drain
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: ``ramping`` ends it
+        delay = max(0.0, drain.at + drain.ramp_s - self.clock())
+        self._ramp_timers[drain.origin] = loop.call_later(delay, self._still_ramping)
+
+    def _still_ramping(self) -> bool:
+        now = self.clock()
+        over = [o for o, d in self._ramps.items() if d.ramp_s is None or now >= d.at + d.ramp_s]
+        for origin in over:
+            del self._ramps[origin]
+            self._ramp_timers.pop(origin, None)
+            log.warning("origin %s: drain ramp over, out of every answer", origin,
+                        extra={"origin": origin, "event": "drain_ramp_over"})
+        if over:
+            self.generation += 1
+            self._changes.wake()
+        return bool(self._ramps)
+
     def _changed_now(self, drain: Override, drained: bool) -> None:
         self.generation += 1
         self._save()
@@ -232,16 +319,26 @@ class DrainedView:
     def generation(self) -> int:
         return self.base.generation + self.overrides.generation
 
+    @property
+    def ramping(self) -> bool:
+        overrides = self.overrides  # its ``ramping``, inlined (once per query)
+        return self.base.ramping or (bool(overrides._ramps) and overrides._still_ramping())
+
     def is_up(self, origin: str) -> bool:
         return self.base.is_up(origin) and not self.overrides.is_drained(origin)
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return self.base.srtt_ms(origin, vantage)
 
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        """The base view's factor times the drain ramp's."""
+        return self.base.weight_factor(origin, now) * self.overrides.weight_factor(origin, now)
+
     def everyone_up(self) -> HealthView:
         """The view for ``fallback: all``: every origin up but the drained
         ones, no RTT known (see :func:`gslb.steering.fallback.everyone_up`)."""
-        return AllUpExcept(frozenset(d.origin for d in self.overrides.all()),
+        return AllUpExcept(frozenset(d.origin for d in self.overrides.all()
+                                     if self.overrides.is_drained(d.origin)),
                            self.overrides.generation)
 
 
@@ -340,7 +437,7 @@ class RedisOverrides:
         if self.signer is not None:
             at = time.time()
             message.update(at=at, sig=self.signer.undrain(origin, who, reason, at))
-        was = self.overrides.is_drained(origin)  # our own watcher may hear it first
+        was = self.overrides.in_force(origin)  # our own watcher may hear it first
         try:
             pipe = self._transaction()
             pipe.delete(self.key(origin))

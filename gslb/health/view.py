@@ -53,14 +53,50 @@ class HealthView(Protocol):
     not know (no check configured) is up. ``srtt_ms`` is the smoothed RTT
     (milliseconds) of ``origin`` measured from ``vantage``, None when that
     vantage is not fresh, says the origin is down, or has no RTT for it.
+
+    ``ramping`` is True while some origin's weight is ramping (slow start
+    after coming back up, or a drain with a ramp; docs/steering.md "Slow
+    start and timed drains"): the one check a weight-aware policy makes per
+    query; only then need it ask ``weight_factor(origin)``, the share of
+    its weight an origin gets now (0.0 to 1.0; 1.0 when it does not ramp),
+    and report ``Basis.RAMP`` when a factor below 1 was used. Ramps move
+    with time, not with ``generation``.
     """
 
     @property
     def generation(self) -> int: ...
 
+    @property
+    def ramping(self) -> bool: ...
+
     def is_up(self, origin: str) -> bool: ...
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None: ...
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float: ...
+
+
+SLOW_START_FLOOR = 0.1
+"""The share of its weight an origin gets the moment it comes back up with
+``slow_start``: enough traffic to show at once whether it really serves,
+small enough not to be the thundering herd (docs/steering.md)."""
+
+
+def ramp_up(since: float, seconds: float, now: float) -> float:
+    """The slow-start factor ``seconds`` (> 0) after coming up at ``since``
+    (epoch seconds): ``min(1, max(SLOW_START_FLOOR, elapsed / seconds))``."""
+    return min(1.0, max(SLOW_START_FLOOR, (now - since) / seconds))
+
+
+def ramp_down(since: float, seconds: float, now: float) -> float:
+    """The timed-drain factor ``seconds`` (> 0) after a drain at ``since``:
+    from 1 down to 0, linearly; just below 1 at the very start, so a policy
+    reading it reports the ramp (``Basis.RAMP``) from the first query."""
+    return min(RAMP_START, max(0.0, 1.0 - (now - since) / seconds))
+
+
+RAMP_START = 1.0 - 1e-9
+"""The most a ramping factor is (below 1: it moves)."""
 
 
 class Generational(Protocol):
@@ -86,11 +122,16 @@ class AllUpExcept:
     def __init__(self, out: frozenset[str] = frozenset(), generation: int = 0) -> None:
         self.out, self.generation = out, generation
 
+    ramping = False
+
     def is_up(self, origin: str) -> bool:
         return origin not in self.out
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return None
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        return 1.0
 
 
 class ReportSink(Protocol):
@@ -140,6 +181,11 @@ class QuorumView:
     """The combined health view (see the module doc); also a ``ReportSink``,
     so the embedded prober reports straight into it.
 
+    An origin with a slow start (``set_slow_start``) that goes from a
+    decided down to up ramps from then (``weight_factor``: ``ramp_up``); an
+    origin up, or unknown and answered as up, when the process starts does
+    not ramp.
+
     ``quorum``: None (majority) or at least 1 (``ValueError`` otherwise).
     ``stale_after_s``: seconds. ``unknown_up``: how an undecided origin and
     an ``unknown`` vote count. ``clock``: epoch seconds (``time.time``),
@@ -166,8 +212,45 @@ class QuorumView:
         self._generation = 0
         self._changes = Changes()
         self._future_logged: dict[str, float] = {}
+        self._slow_start: Mapping[str, float] = {}  # origin: seconds
+        self._rising: dict[str, tuple[float, float]] = {}  # ramping: (since, seconds)
 
     # -- HealthView ----------------------------------------------------------
+
+    @property
+    def ramping(self) -> bool:
+        """True while some origin that came back up is within its slow start
+        (an ended ramp is dropped here)."""
+        return bool(self._rising) and self._still_rising()
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        """``ramp_up`` of ``origin`` at ``now`` (this view's clock when None);
+        1.0 when it does not ramp."""
+        rising = self._rising.get(origin)
+        if rising is None:
+            return 1.0
+        return ramp_up(rising[0], rising[1], self.clock() if now is None else now)
+
+    def rising(self) -> dict[str, tuple[float, float]]:
+        """The origins in slow start: ``(since, seconds)``, ``since`` in epoch
+        seconds of this view's clock (what a worker's mirror needs)."""
+        self._still_rising()
+        return dict(self._rising)
+
+    def set_slow_start(self, seconds: Mapping[str, float]) -> None:
+        """Per origin, the seconds of its slow start (a config (re)load;
+        :func:`gslb.config.model.slow_starts`); a ramp of an origin left
+        out ends."""
+        self._slow_start = dict(seconds)
+        for origin in [o for o in self._rising if o not in self._slow_start]:
+            del self._rising[origin]
+
+    def _still_rising(self) -> bool:
+        now = self.clock()
+        for origin in [o for o, (t, s) in self._rising.items() if now - t >= s]:
+            del self._rising[origin]
+            log.info("origin %s: slow start over, full weight", origin)
+        return bool(self._rising)
 
     @property
     def generation(self) -> int:
@@ -407,6 +490,7 @@ class QuorumView:
     def _settle(self, origin: str, now: float) -> bool:
         was_up = origin not in self._down
         decided, held = self._decide(origin, now)
+        before = self._state.get(origin)
         if decided is not None:
             self._state[origin] = decided
         up = self._state.get(origin, self.unknown_up or origin not in self._checked)
@@ -415,6 +499,10 @@ class QuorumView:
         if changed:
             (self._down.discard if up else self._down.add)(origin)
             self._generation += 1
+            self._rising.pop(origin, None)
+            slow = self._slow_start.get(origin)
+            if up and before is False and slow is not None:
+                self._rising[origin] = (now, slow)  # back from a decided down
             reports = self._reports.get(origin, {})
             fresh = [r for v, r in reports.items() if self._fresh(v, now)]
             log.log(logging.INFO if up else logging.WARNING,

@@ -32,16 +32,19 @@ class Drains:
         self._origins = origins
 
     async def drain(self, origin: str, reason: str, who: str,
-                    expires_in_s: float | None = None) -> Override:
+                    expires_in_s: float | None = None, ramp_s: float | None = None
+                    ) -> Override:
         """Take ``origin`` out of every answer (of every nameserver, with
-        Redis) for ``expires_in_s`` seconds (None: until undrained). Raises
+        Redis) for ``expires_in_s`` seconds from now (None: until
+        undrained), after its weight falls to zero over ``ramp_s`` seconds
+        (None: at once; ``Override.ramp_s``). Raises
         KeyError for an origin the config does not have, ``OverrideError``
         when Redis cannot be reached (nothing changes then)."""
         if origin not in self._origins():
             raise KeyError(origin)
         now = time.time()
         drain = Override(origin, reason, who, now,
-                         None if expires_in_s is None else now + expires_in_s)
+                         None if expires_in_s is None else now + expires_in_s, ramp_s)
         if self.shared is not None:
             await self.shared.drain(drain)
         else:

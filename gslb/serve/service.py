@@ -27,7 +27,7 @@ from aiohttp import web
 from gslb.admin.app import AdminParts, make_app
 from gslb.answering import Answering, AnswerSettings, build_authority, freeze_loaded
 from gslb.authority import Authority
-from gslb.config.model import LOCAL_VANTAGE, Config
+from gslb.config.model import LOCAL_VANTAGE, Config, slow_starts
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer, TcpLimits
 from gslb.errors import ConfigError
@@ -241,6 +241,7 @@ class Service:
         vantages = ({LOCAL_VANTAGE} if self._embedded
                     else set(config.vantages) if config.vantages else None)
         self.quorum.set_origins(checked, vantages)
+        self.quorum.set_slow_start(slow_starts(config.origins, config.pools))
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -356,7 +357,8 @@ class _SupervisedView:
         service = self._service
         loaded = service.reloader.loaded
         return snapshot_of(service.view, service.overrides.is_drained, loaded.config.origins,
-                           loaded.preview.vantages if loaded.preview.reads_rtt else ())
+                           loaded.preview.vantages if loaded.preview.reads_rtt else (),
+                           service.quorum.rising(), service.overrides.ramps())
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         await self._service.quorum.wait_for(predicate, timeout)

@@ -83,6 +83,16 @@ class _TreeView:
     def generation(self) -> int:
         return self.base.generation
 
+    @property
+    def ramping(self) -> bool:
+        return self.base.ramping
+
+    def weight_factor(self, name: str, now: float | None = None) -> float:
+        """An origin's as ``base`` says; a member pool's is 1.0."""
+        if name in self.steering._origins:
+            return self.base.weight_factor(name, now)
+        return 1.0
+
     def is_up(self, name: str) -> bool:
         if name in self.steering._origins:  # a name is an origin's before a pool's
             return self.base.is_up(name)

@@ -152,6 +152,10 @@ class Basis:
       without ECS the answer is reused only for the same source address;
     * ``RTT``: smoothed RTTs (and the anti-flap memory over them) decided:
       they move without the health generation moving, so never reused;
+    * ``RAMP``: a weight ramping with time (slow start, a drain's ramp:
+      ``HealthView.weight_factor`` below 1) decided: it moves without the
+      health generation moving, so never reused; reuse resumes once the
+      ramp is over;
     * ``RANKED``: the members are in an order that means something, best
       first (by RTT, by hash score): a pool's ``order`` does not rotate it
       (``Steering.choose``); says nothing about reuse;
@@ -163,13 +167,24 @@ class Basis:
     DRAW: Final = 1
     CLIENT: Final = 2
     RTT: Final = 4
-    RANKED: Final = 8
+    RAMP: Final = 8
+    RANKED: Final = 16
 
 
 def drawn(candidates: int) -> int:
     """``Basis.DRAW`` when a weighted draw picks among ``candidates`` (2 or
     more: which one, or in which order), else ``Basis.NONE``."""
     return Basis.DRAW if candidates > 1 else Basis.NONE
+
+
+def ramped(members: Sequence[Member], health: HealthView) -> int:
+    """``Basis.RAMP`` when some of ``members`` has a ``weight_factor``
+    below 1 now, else ``Basis.NONE``; one ``health.ramping`` check when
+    nothing ramps. A policy calls it once per selection, and scales
+    weights (``pick_weighted(..., health)``) only when it says RAMP."""
+    if health.ramping and any(health.weight_factor(m.name) < 1.0 for m in members):
+        return Basis.RAMP
+    return Basis.NONE
 
 
 class Member(Protocol):

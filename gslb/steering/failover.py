@@ -17,7 +17,15 @@ from gslb.config.model import Pool, Tiers
 from gslb.config.validate.reader import At, Reader
 from gslb.config.validate.targets import Name, PoolKeys, min_healthy, targets, unique
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Member, PolicySpec, Selection, VantageFinder, drawn
+from gslb.steering.base import (
+    Client,
+    Member,
+    PolicySpec,
+    Selection,
+    VantageFinder,
+    drawn,
+    ramped,
+)
 from gslb.steering.weighted import pick_weighted
 
 
@@ -67,8 +75,9 @@ class FailoverPolicy:
                                       pool.tier_min_healthy)
         if not up:
             return Selection((), 0, "no healthy origin in any tier")
-        return Selection(pick_weighted(up, pool.max_answers, rng), 0, f"tier {tier}",
-                         drawn(len(up)))
+        basis = ramped(up, health)  # the one ramp check; RAMP: weights scaled
+        return Selection(pick_weighted(up, pool.max_answers, rng, health if basis else None),
+                         0, f"tier {tier}", drawn(len(up)) | basis)
 
 
 # -- configuration: failover pools list their tiers ------------------------------------

@@ -57,6 +57,7 @@ from gslb.steering.base import (
     Selection,
     VantageFinder,
     drawn,
+    ramped,
 )
 from gslb.steering.failover import first_healthy_tier
 from gslb.steering.weighted import pick_weighted
@@ -140,8 +141,9 @@ class GeoPolicy:
         else:
             up = [o for o in candidates if health.is_up(o.name)]
             notes.append("any healthy" if up else "no healthy origin")
-        return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
-                         Basis.CLIENT | drawn(len(up)))
+        basis = ramped(up, health)
+        return Selection(pick_weighted(up, k, rng, health if basis else None), scope,
+                         "; ".join(notes), Basis.CLIENT | drawn(len(up)) | basis)
 
 
 def _mapped(rule: str, tiers: Tiers, by_name: Mapping[str, Member], health: HealthView, k: int,
@@ -154,8 +156,9 @@ def _mapped(rule: str, tiers: Tiers, by_name: Mapping[str, Member], health: Heal
         notes.append(f"{rule} down")
         return None
     notes.append(f"{rule} tier {tier}")
-    return Selection(pick_weighted(up, k, rng), scope, "; ".join(notes),
-                     Basis.CLIENT | drawn(len(up)))
+    basis = ramped(up, health)
+    return Selection(pick_weighted(up, k, rng, health if basis else None), scope,
+                     "; ".join(notes), Basis.CLIENT | drawn(len(up)) | basis)
 
 
 # -- configuration: the keys only geo (and latency) pools accept -----------------------

@@ -15,15 +15,26 @@ from typing import TypeVar
 
 from gslb.config.model import Pool
 from gslb.health.view import HealthView
-from gslb.steering.base import Client, Member, PolicySpec, Selection, VantageFinder, drawn
+from gslb.steering.base import (
+    Client,
+    Member,
+    PolicySpec,
+    Selection,
+    VantageFinder,
+    drawn,
+    ramped,
+)
 
 M = TypeVar("M", bound=Member)
 
 
-def pick_weighted(origins: Sequence[M], k: int, rng: random.Random) -> tuple[M, ...]:
+def pick_weighted(origins: Sequence[M], k: int, rng: random.Random,
+                  health: HealthView | None = None) -> tuple[M, ...]:
     """Up to ``k`` distinct origins drawn from ``origins`` in proportion to
     their ``weight`` (weighted random sampling without replacement: each
     draw picks among those left with probability weight / remaining total).
+    While ``health`` (None: none) is ``ramping``, each weight is scaled by
+    its ``weight_factor`` (the caller reports ``ramped``).
 
     Returns every origin (in drawn order) when ``k >= len(origins)``; an empty
     tuple for no origins. Weights must be positive integers (the config
@@ -34,6 +45,8 @@ def pick_weighted(origins: Sequence[M], k: int, rng: random.Random) -> tuple[M, 
         return ()
     if n == 1:
         return (origins[0],)
+    if health is not None and health.ramping:
+        return _pick_scaled(origins, k, rng, health)
     left = list(origins)
     weights = [o.weight for o in left]
     total = sum(weights)
@@ -49,6 +62,28 @@ def pick_weighted(origins: Sequence[M], k: int, rng: random.Random) -> tuple[M, 
     return tuple(chosen)
 
 
+def _pick_scaled(origins: Sequence[M], k: int, rng: random.Random,
+                 health: HealthView) -> tuple[M, ...]:
+    """``pick_weighted`` with each weight times ``health.weight_factor``
+    (real numbers); members scaled to 0 only once every other is drawn."""
+    left = list(origins)
+    weights = [o.weight * health.weight_factor(o.name) for o in left]
+    chosen: list[M] = []
+    for _ in range(min(k, len(left))):
+        total = sum(weights)
+        if total <= 0.0:  # only members ramped down to nothing left
+            chosen.extend(left[:k - len(chosen)])
+            break
+        r = rng.random() * total
+        i = 0
+        while i < len(weights) - 1 and (r >= weights[i] or weights[i] <= 0.0):
+            r -= weights[i]
+            i += 1
+        chosen.append(left.pop(i))
+        weights.pop(i)
+    return tuple(chosen)
+
+
 class WeightedPolicy:
     """Pick ``pool.max_answers`` distinct healthy candidates in proportion to
     weight. The answer does not depend on the client: ECS scope 0; it was
@@ -59,7 +94,10 @@ class WeightedPolicy:
     pool of n origins costs O(log n) (one ``randrange`` and a bisection for
     ``max_answers`` 1) rather than n health lookups: give each pool its own
     instance (``Steering`` does). The draw is the one ``pick_weighted``
-    makes, so a seeded ``rng`` gives the same answers either way.
+    makes, so a seeded ``rng`` gives the same answers either way. While
+    the view is ``ramping`` the memo is bypassed: weights are scaled by
+    ``weight_factor`` on every query, and ``Basis.RAMP`` reported when a
+    factor below 1 was used.
     """
 
     __slots__ = ("_memo",)
@@ -78,6 +116,15 @@ class WeightedPolicy:
         rng: random.Random,
     ) -> Selection:
         """See :class:`gslb.steering.base.Policy`; empty when none is healthy."""
+        if health.ramping:
+            up = tuple(o for o in candidates if health.is_up(o.name))
+            if not up:
+                return Selection((), 0, "no healthy origin")
+            basis = ramped(up, health)
+            return Selection(pick_weighted(up, pool.max_answers, rng,
+                                           health if basis else None), 0,
+                             f"weighted among {len(up)} healthy"
+                             f"{' (ramping)' if basis else ''}", drawn(len(up)) | basis)
         generation = health.generation
         memo = self._memo
         if memo is None or memo[0] is not candidates or memo[1] is not health or (

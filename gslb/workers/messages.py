@@ -9,7 +9,7 @@ supervisor: :class:`Ready` (listening), :class:`Failed` (could not start),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gslb.answering import AnswerSettings
@@ -23,19 +23,29 @@ class ViewSnapshot:
     """What a worker needs of the supervisor's health view: its
     ``generation``; the origins ``down`` (health or drain) and ``drained``
     (by an operator); ``srtt_ms[(origin, vantage)]`` in milliseconds, only
-    where the view gives one (fresh vantage that says up)."""
+    where the view gives one (fresh vantage that says up); the weight ramps
+    in progress (docs/steering.md "Slow start and timed drains"): ``rising``
+    (slow start) and ``falling`` (a drain's ramp), each origin →
+    ``(since, seconds)`` with ``since`` in epoch seconds, and ``ramp_until``
+    (epoch seconds) when the last of them ends (0.0: none)."""
 
     generation: int
     down: frozenset[str] = frozenset()
     drained: frozenset[str] = frozenset()
     srtt_ms: dict[tuple[str, str], float] = field(default_factory=dict)
+    rising: dict[str, tuple[float, float]] = field(default_factory=dict)
+    falling: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ramp_until: float = 0.0
 
 
 def snapshot_of(view: HealthView, is_drained: Callable[[str], bool], origins: Iterable[str],
-                rtt_vantages: Sequence[str]) -> ViewSnapshot:
+                rtt_vantages: Sequence[str],
+                rising: Mapping[str, tuple[float, float]] | None = None,
+                falling: Mapping[str, tuple[float, float]] | None = None) -> ViewSnapshot:
     """``view`` now (health with drains applied) over ``origins``, with
     the smoothed RTTs of ``rtt_vantages`` (none when no pool steers by
-    RTT); ``is_drained(origin)`` tells the operator's drains apart."""
+    RTT); ``is_drained(origin)`` tells the operator's drains apart;
+    ``rising`` and ``falling`` the weight ramps (see :class:`ViewSnapshot`)."""
     names = tuple(origins)
     srtt: dict[tuple[str, str], float] = {}
     for origin in names if rtt_vantages else ():
@@ -43,10 +53,12 @@ def snapshot_of(view: HealthView, is_drained: Callable[[str], bool], origins: It
             ms = view.srtt_ms(origin, vantage)
             if ms is not None:
                 srtt[(origin, vantage)] = ms
+    up, down = dict(rising or {}), dict(falling or {})
+    until = max((t + s for t, s in (*up.values(), *down.values())), default=0.0)
     return ViewSnapshot(view.generation,
                         frozenset(o for o in names if not view.is_up(o)),
                         frozenset(o for o in names if is_drained(o)),
-                        srtt)
+                        srtt, up, down, until)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
@@ -18,7 +19,7 @@ from gslb.config.load import load
 from gslb.dns.server import DnsServer
 from gslb.errors import GslbError
 from gslb.geo import AsnDB, GeoDB
-from gslb.health.view import AllUpExcept
+from gslb.health.view import AllUpExcept, ramp_down, ramp_up
 from gslb.logs import setup
 from gslb.stats import QueryStats
 from gslb.workers.messages import (
@@ -53,11 +54,28 @@ class MirrorView:
     def generation(self) -> int:
         return self.snapshot.generation
 
+    @property
+    def ramping(self) -> bool:
+        """While a ramp of the snapshot is not over (this process's clock,
+        epoch seconds like the supervisor's)."""
+        until = self.snapshot.ramp_until
+        return until > 0.0 and until > time.time()
+
     def is_up(self, origin: str) -> bool:
         return origin not in self.snapshot.down
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return self.snapshot.srtt_ms.get((origin, vantage))
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        """As the supervisor's view: slow start times drain ramp."""
+        snap = self.snapshot
+        rising, falling = snap.rising.get(origin), snap.falling.get(origin)
+        if rising is None and falling is None:
+            return 1.0
+        now = time.time() if now is None else now
+        factor = 1.0 if rising is None else ramp_up(rising[0], rising[1], now)
+        return factor if falling is None else factor * ramp_down(falling[0], falling[1], now)
 
     def everyone_up(self) -> AllUpExcept:
         """For ``fallback: all``: every origin up but the drained ones."""

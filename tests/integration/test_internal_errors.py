@@ -51,6 +51,11 @@ class BrokenView:
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return None
 
+    ramping = False
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        return 1.0
+
 
 @pytest_asyncio.fixture
 async def service(tmp_path: Path) -> AsyncIterator[Service]:

@@ -16,3 +16,8 @@ class Health:
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return None
+
+    ramping = False
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        return 1.0

@@ -199,6 +199,11 @@ class BrokenView:
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return None
 
+    ramping = False
+
+    def weight_factor(self, origin: str, now: float | None = None) -> float:
+        return 1.0
+
 
 @pytest.mark.parametrize("udp", [True, False])
 def test_failure_in_steering_gets_servfail(config, caplog, udp):

@@ -12,7 +12,7 @@ from gslb.config.validate.checks import check
 from gslb.config.validate.places import location
 from gslb.config.validate.reader import At, Reader
 
-ORIGIN_KEYS = ("ipv4", "ipv6", "weight", "location", "check")
+ORIGIN_KEYS = ("ipv4", "ipv6", "weight", "location", "check", "slow_start")
 
 
 def read_origins(r: Reader, defs: Mapping[str, tuple[Any, At]]) -> dict[str, Origin | None]:
@@ -40,10 +40,12 @@ def origin(r: Reader, name: str, value: object, at: At) -> Origin | None:
         place, country = location(r, m["location"], at.key(m, "location"))
     target = (addrs[4] or addrs[6] or ("",))[0]
     health = check(r, m["check"], at.key(m, "check"), target) if "check" in m else None
+    slow_start = (r.seconds(m["slow_start"], at.key(m, "slow_start"))
+                  if "slow_start" in m else None)
     if r.count > before:
         return None
     return Origin(name=name, ipv4=addrs[4], ipv6=addrs[6], weight=weight or 1,
-                  location=place, country=country, check=health)
+                  location=place, country=country, check=health, slow_start_s=slow_start)
 
 
 def _addresses(r: Reader, value: object, at: At, version: int) -> tuple[str, ...]:

@@ -18,7 +18,8 @@ from gslb.config.validate.targets import PoolKeys, min_healthy, one_tier
 from gslb.steering.base import PolicySpec
 from gslb.steering.registry import REGISTRY
 
-POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy", "order")
+POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy", "order",
+             "slow_start")
 """Keys every pool accepts; each policy adds its own (``PolicySpec.keys``)."""
 _POLICY_KEYS = tuple(dict.fromkeys(k for spec in REGISTRY.values() for k in spec.keys))
 _EVERY_KEY = POOL_KEYS + _POLICY_KEYS
@@ -54,6 +55,8 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
                    if "max_answers" in m else 1)
     weight = r.integer(m["weight"], at.key(m, "weight"), 1) if "weight" in m else 1
     healthy = min_healthy(r, m, at)
+    if "slow_start" in m:
+        healthy["slow_start_s"] = r.seconds(m["slow_start"], at.key(m, "slow_start"))
     fallback = _fallback(r, m, at, name, pools)
     order = _order(r, m, at)
     if r.count > before or spec is None:
