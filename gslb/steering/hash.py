@@ -40,7 +40,15 @@ from gslb.config.model import Pool
 from gslb.config.validate.reader import At
 from gslb.config.validate.targets import PoolKeys
 from gslb.health.view import HealthView
-from gslb.steering.base import Basis, Client, Member, PolicySpec, Selection, VantageFinder
+from gslb.steering.base import (
+    Basis,
+    Client,
+    Member,
+    PolicySpec,
+    Selection,
+    VantageFinder,
+    ramped,
+)
 
 #: Default bits of a client address hashed, per IP version.
 DEFAULT_PREFIX = {4: 24, 6: 56}
@@ -49,11 +57,12 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96 (RFC 4291 section 2.5.5.2)
 _SCALE = 2.0 ** -52
 
 
-def member_weight(member: Member) -> float:
-    """The weight ``member`` is hashed with (``Member.weight``, a positive
-    number): the one place ``hash`` reads a weight, where a time-varying
-    factor (a slow start or a drain ramp) would apply."""
-    return member.weight
+def member_weight(member: Member, health: HealthView, ramp: int) -> float:
+    """The weight ``member`` is hashed with: ``Member.weight``, scaled by
+    its ``health.weight_factor`` (a slow start or a drain's ramp) when the
+    selection ramps (``ramp``: :func:`gslb.steering.base.ramped`); 0.0 for a
+    member whose ramp has brought it to nothing."""
+    return member.weight * health.weight_factor(member.name) if ramp else member.weight
 
 
 def network_key(address: str, v4_bits: int, v6_bits: int) -> tuple[bytes, int, bool]:
@@ -139,12 +148,15 @@ class HashPolicy:
         v4_bits, v6_bits = self._bits
         network, bits, mapped = network_key(client.bestwho, v4_bits, v6_bits)
         log = math.log
+        # a weight ramping moves networks only to or from its member
+        ramp = ramped([m for m, _h in up], health) if health.ramping else Basis.NONE
         scored = []
         for i, (m, hasher) in enumerate(up):
             h = hasher.copy()
             h.update(network)
             u = ((int.from_bytes(h.digest()) >> 12) + 0.5) * _SCALE  # in (0, 1), exact
-            scored.append((log(u) / member_weight(m), -i, m))
+            weight = member_weight(m, health, ramp)
+            scored.append((log(u) / weight if weight > 0.0 else -math.inf, -i, m))
         k = pool.max_answers
         if k == 1:
             chosen: tuple[Member, ...] = (max(scored)[2],)
@@ -152,7 +164,7 @@ class HashPolicy:
             scored.sort(reverse=True)
             chosen = tuple(s[2] for s in scored[:k])
         # best first: a pool's order must not rotate the sticky one away
-        basis = Basis.CLIENT | Basis.RANKED if len(chosen) > 1 else Basis.CLIENT
+        basis = (Basis.CLIENT | Basis.RANKED if len(chosen) > 1 else Basis.CLIENT) | ramp
         if ecs is None:
             return Selection(chosen, 0, f"hash of resolver /{bits} among {len(up)} healthy",
                              basis)

@@ -237,3 +237,32 @@ def test_slow_start_is_read(tmp_path: Path) -> None:
     config = load([path])
     assert config.origins["a"].slow_start_s == 5 and config.pools["p"].slow_start_s == 30
     assert slow_starts(config.origins, config.pools) == {"a": 5, "b": 30}
+
+
+def test_slow_start_in_a_hash_pool_moves_only_networks_to_the_ramping_member() -> None:
+    """``hash`` scales a ramping member's weight too: its share of client
+    networks rises with the factor, and a network it has taken stays with
+    it as the ramp goes on (rendezvous hashing moves networks only to or
+    from the member whose weight moves); the answers report ``RAMP``."""
+    steering, view, quorum, _, clock = setup("hash")
+    nets = [f"10.{i // 256}.{i % 256}.0" for i in range(SAMPLES)]
+
+    def on_b() -> tuple[set[str], int]:
+        got, basis = set(), 0
+        for net in nets:
+            choice = steering.choose("web", 4, Client("198.51.100.1", net, 24, 4), view)
+            basis |= choice.basis
+            if choice.addresses == ("192.0.2.2",):
+                got.add(net)
+        return got, basis
+
+    comes_back(quorum, clock)
+    start, before = clock.now, set()
+    for elapsed in (0.0, 2.5, 5.0, 7.5, 10.0):
+        clock.now = start + elapsed
+        factor = min(1.0, max(SLOW_START_FLOOR, elapsed / 10))
+        now, basis = on_b()
+        assert abs(len(now) / SAMPLES - factor / (1 + factor)) <= TOLERANCE, (elapsed, len(now))
+        assert before <= now, elapsed  # none taken away from it while it rises
+        assert bool(basis & Basis.RAMP) == (factor < 1) and basis & Basis.CLIENT
+        before = now
