@@ -64,6 +64,7 @@ loads are read once per check interval, so a small margin is enough to
 stop two origins with about the same load from taking turns."""
 
 _BASIS = Basis.RTT | Basis.RANKED
+_INF = float("inf")
 
 
 def score(member: Member, health: HealthView, ramp: int) -> float | None:
@@ -75,7 +76,7 @@ def score(member: Member, health: HealthView, ramp: int) -> float | None:
     capacity: float = getattr(member, "capacity", 1.0)
     if ramp:
         capacity *= health.weight_factor(member.name)
-    return load / capacity if capacity > 0 else float("inf")
+    return load / capacity if capacity > 0 else _INF
 
 
 class LeastLoadedPolicy:
@@ -127,6 +128,13 @@ class LeastLoadedPolicy:
             chosen += tuple(unknown[:k - len(chosen)])
         return Selection(chosen, 0, f"least loaded: {note}", _BASIS | ramp)
 
+    def _better(self, new: float, cur: float) -> bool:
+        """Whether score ``new`` beats ``cur`` by more than the margin (any
+        finite score beats ``inf``, a member ramped to nothing)."""
+        if cur == _INF:
+            return new < cur
+        return cur - new > cur * self._rel
+
     def _stick(self, known: list[tuple[float, Member]], k: int) -> str:
         """Update the memory from ``known`` ((score, member) of the healthy
         candidates with a load) and say what happened."""
@@ -143,7 +151,7 @@ class LeastLoadedPolicy:
         while outside:
             worst = max(range(len(inside)), key=lambda i: inside[i][0])
             new_s, cur_s = outside[-1][0], inside[worst][0]
-            if not cur_s - new_s > cur_s * self._rel:
+            if not self._better(new_s, cur_s):
                 break
             (old_s, old), (new_s, new) = inside[worst], outside.pop()
             inside[worst] = (new_s, new)
