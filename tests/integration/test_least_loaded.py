@@ -17,7 +17,9 @@ import pytest_asyncio
 from gslb.config.load import load
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.probe.service import ProbeService
+from gslb.serve.metrics import make_registry
 from gslb.serve.service import Service
+from gslb.serve.status import status_of
 from tests.conftest import FakeOrigin
 from tests.integration.dnsutil import BASE_ZONE, Running, addresses, write_config
 
@@ -152,6 +154,13 @@ async def test_loads_travel_through_redis(redis_server, fake_origin: MakeOrigin,
         await moves_to(running, "c", 5)
         report = view.snapshot()["c"].reports["eu"]
         assert report.load == 30
+        # shown on the status document and in /metrics, per vantage
+        status = {o["name"]: o for o in status_of(service)["origins"]}
+        assert {v: r["load"] for v, r in status["c"]["vantages"].items()} == {
+            "eu": 30, "us": 30}
+        registry = make_registry(service)
+        assert registry.get_sample_value("gslb_health_load",
+                                         {"origin": "b", "vantage": "us"}) == 200
     finally:
         if service is not None:
             await service.stop()
