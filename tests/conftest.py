@@ -25,7 +25,8 @@ class FakeOrigin:
     * ``delay_s`` (float seconds, 0): wait before answering (a timeout test
       sets it above the check's timeout; ``stop()`` releases waiting
       handlers at once);
-    * ``drop`` (bool, False): close the connection without any response.
+    * ``drop`` (bool, False): close the connection without any response;
+    * ``headers`` (dict, empty): extra response headers (a reported load).
 
     ``host``/``port`` (the port is picked by the OS at the first start and
     kept), ``url``, ``requests`` (count served), ``last_headers`` (of the
@@ -43,6 +44,7 @@ class FakeOrigin:
         self.body = "ok"
         self.delay_s = 0.0
         self.drop = False
+        self.headers: dict[str, str] = {}
         self.port = 0
         self.requests = 0
         self.last_headers: dict[str, str] = {}
@@ -69,7 +71,7 @@ class FakeOrigin:
                 pass
         if self.drop and request.transport is not None:
             request.transport.close()
-        return web.Response(status=self.status, text=self.body)
+        return web.Response(status=self.status, text=self.body, headers=self.headers)
 
     async def start(self) -> None:
         """Listen (again) on ``port`` (0 the first time: the OS picks it)."""

@@ -53,7 +53,10 @@ class Check:
     ``target`` is the address the check connects to (default: the origin's
     first IPv4 address, else its first IPv6 address). ``interval_s`` may be
     below one second. ``rise``/``fall`` are the consecutive results needed to
-    change state (HAProxy's terms).
+    change state (HAProxy's terms). ``load_header``/``load_json`` (http and
+    https only, at most one set): where the response carries the origin's
+    load figure, a response header's name or an RFC 6901 JSON pointer into
+    the body (``load``; docs/checks.md "Reported load").
     """
 
     type: CheckType
@@ -68,6 +71,8 @@ class Check:
     body: str | None = None
     host_header: str | None = None
     tls_verify: bool = True
+    load_header: str | None = None
+    load_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,8 @@ class Origin:
     an origin that is always considered up. ``slow_start_s``: seconds over
     which its weight ramps up after it comes back up (its ``slow_start``;
     None: its pools' ``slow_start``, see :func:`slow_starts`).
+    ``capacity``: a positive number, what ``least_loaded`` divides the
+    origin's reported load by (default 1).
     """
 
     name: str
@@ -91,6 +98,7 @@ class Origin:
     country: str | None = None
     check: Check | None = None
     slow_start_s: float | None = None
+    capacity: float = 1.0
 
 
 #: Deepest tree of pools (a pool, its member pools, theirs, ...): the config

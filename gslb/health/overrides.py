@@ -330,6 +330,9 @@ class DrainedView:
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return self.base.srtt_ms(origin, vantage)
 
+    def load(self, origin: str) -> float | None:
+        return self.base.load(origin)
+
     def weight_factor(self, origin: str, now: float | None = None) -> float:
         """The base view's factor times the drain ramp's."""
         return self.base.weight_factor(origin, now) * self.overrides.weight_factor(origin, now)

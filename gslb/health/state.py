@@ -78,11 +78,14 @@ class CheckResult:
       None when no connection or response was made.
     * ``detail``: why it failed (``"connection refused"``, ``"timeout after
       0.5 s"``, ``"status 503 not in [200]"``), or a short note when ok.
+    * ``load``: the load figure the origin reported (an http(s) check's
+      ``load``: a number ≥ 0, no unit of ours), None when none was read.
     """
 
     ok: bool
     rtt_ms: float | None
     detail: str
+    load: float | None = None
 
 
 #: Weight of the newest RTT sample in the smoothed RTT (an exponentially
@@ -115,6 +118,8 @@ class VantageReport:
     * ``detail``: the last check's detail (the error when it failed).
     * ``checked_at``: when the check finished, epoch seconds (the probe's
       clock: keep probes and servers NTP-synchronised).
+    * ``load``: the load the origin reported at that check (``CheckResult.load``),
+      None when it reported none (or a record written before loads existed).
     """
 
     origin: str
@@ -126,6 +131,7 @@ class VantageReport:
     srtt_ms: float | None
     detail: str
     checked_at: float
+    load: float | None = None
 
     @property
     def state(self) -> str:
@@ -147,6 +153,9 @@ class VantageReport:
             "srtt_ms": "" if self.srtt_ms is None else f"{self.srtt_ms:.3f}",
             "detail": self.detail,
             "checked_at": f"{self.checked_at:.6f}",
+            # always written ("" for none), so a hash (HSET keeps old fields)
+            # never holds a stale figure outside the signature
+            "load": "" if self.load is None else repr(self.load),
         }
 
     @classmethod
@@ -165,11 +174,13 @@ class VantageReport:
             last_ok=None if last_ok == "" else last_ok == "1",
             rtt_ms=opt_float("rtt_ms"), srtt_ms=opt_float("srtt_ms"),
             detail=fields.get("detail", ""), checked_at=float(fields["checked_at"]),
+            load=opt_float("load"),
         )
 
 
 class _OriginProbe:
-    __slots__ = ("announced", "announced_srtt", "announced_up", "hysteresis", "srtt_ms")
+    __slots__ = ("announced", "announced_load", "announced_srtt", "announced_up",
+                 "hysteresis", "srtt_ms")
 
     def __init__(self, rise: int, fall: int) -> None:
         self.hysteresis = Hysteresis(rise, fall)
@@ -177,6 +188,7 @@ class _OriginProbe:
         self.announced = False
         self.announced_up: bool | None = None
         self.announced_srtt: float | None = None
+        self.announced_load: float | None = None
 
 
 class ProbeState:
@@ -193,8 +205,9 @@ class ProbeState:
                 now: float) -> tuple[VantageReport, bool, bool]:
         """Count one check ``result`` of ``origin`` finished at ``now`` (epoch
         seconds). Returns ``(report, state_changed, notify)``: ``notify`` is
-        True when the state changed or the smoothed RTT moved at all (to
-        ``SRTT_NOTIFY_DECIMALS`` places) since last announced: the caller
+        True when the state changed, the smoothed RTT moved at all (to
+        ``SRTT_NOTIFY_DECIMALS`` places) or the reported load changed since
+        last announced: the caller
         then announces the report.
         """
         slot = self._origins.get(origin)
@@ -207,12 +220,13 @@ class ProbeState:
             slot.srtt_ms = (result.rtt_ms if slot.srtt_ms is None
                             else self.alpha * result.rtt_ms + (1 - self.alpha) * slot.srtt_ms)
         report = VantageReport(origin, self.vantage, h.up, h.consecutive, h.last_ok,
-                               result.rtt_ms, slot.srtt_ms, result.detail, now)
+                               result.rtt_ms, slot.srtt_ms, result.detail, now, result.load)
         notify = changed or not slot.announced or slot.announced_up != h.up or _srtt_moved(
-            slot.announced_srtt, slot.srtt_ms)
+            slot.announced_srtt, slot.srtt_ms) or slot.announced_load != result.load
         if notify:
             slot.announced = True
             slot.announced_up, slot.announced_srtt = h.up, slot.srtt_ms
+            slot.announced_load = result.load
         return report, changed, notify
 
     def seed(self, report: VantageReport, rise: int, fall: int) -> None:
@@ -226,6 +240,7 @@ class ProbeState:
         slot.srtt_ms = report.srtt_ms
         slot.announced = True
         slot.announced_up, slot.announced_srtt = report.up, report.srtt_ms
+        slot.announced_load = report.load
 
     def check_changed(self, origin: str) -> None:
         """``origin``'s check changed (a reload): its state carries on (a down

@@ -61,6 +61,11 @@ class HealthView(Protocol):
     its weight an origin gets now (0.0 to 1.0; 1.0 when it does not ramp),
     and report ``Basis.RAMP`` when a factor below 1 was used. Ramps move
     with time, not with ``generation``.
+
+    ``load(origin)`` is the load figure the origin reports to its checks
+    (``load:``, docs/checks.md "Reported load"), combined over the fresh
+    vantages that say it is up; None when none has one. Loads move without
+    ``generation`` moving, like RTTs.
     """
 
     @property
@@ -72,6 +77,8 @@ class HealthView(Protocol):
     def is_up(self, origin: str) -> bool: ...
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None: ...
+
+    def load(self, origin: str) -> float | None: ...
 
     def weight_factor(self, origin: str, now: float | None = None) -> float: ...
 
@@ -128,6 +135,9 @@ class AllUpExcept:
         return origin not in self.out
 
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
+        return None
+
+    def load(self, origin: str) -> float | None:
         return None
 
     def weight_factor(self, origin: str, now: float | None = None) -> float:
@@ -265,6 +275,20 @@ class QuorumView:
         if report is None or not report.up or not self._fresh(vantage, self.clock()):
             return None
         return report.srtt_ms
+
+    def load(self, origin: str) -> float | None:
+        """The highest load among the latest reports of the fresh vantages
+        that say ``origin`` is up; None when none of them has a figure. The
+        origin reports one figure; vantages read it at different times, and
+        the highest is the fail-safe one: underrating a loaded origin sends
+        it more traffic, overrating one only sends traffic elsewhere."""
+        reports = self._reports.get(origin)
+        if not reports:
+            return None
+        now = self.clock()
+        found = [r.load for v, r in reports.items()
+                 if r.load is not None and r.up and self._fresh(v, now)]
+        return max(found, default=None)
 
     # -- ReportSink -----------------------------------------------------------
 

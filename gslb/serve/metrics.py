@@ -40,6 +40,8 @@ Families (labels in braces):
   ``gslb_health_vantage_up{origin,vantage}``,
   ``gslb_health_vantage_fresh{origin,vantage}``,
   ``gslb_health_srtt_seconds{origin,vantage}`` (smoothed RTT),
+  ``gslb_health_load{origin,vantage}`` (the load the origin last reported
+  to that vantage's check, ``load:``; absent when none),
   ``gslb_health_last_check_timestamp_seconds{origin,vantage}``,
   ``gslb_health_degraded`` (1: some origin holds its state with fewer
   than quorum fresh vantages);
@@ -247,6 +249,8 @@ class GslbCollector(Collector):
                                   "(heard from within stale_after)", labels=labels)
         srtt = GaugeMetricFamily("gslb_health_srtt_seconds", "Smoothed check RTT, seconds",
                                  labels=labels)
+        loads = GaugeMetricFamily("gslb_health_load", "The load the origin last reported "
+                                  "to the vantage's check (check load:)", labels=labels)
         checked = GaugeMetricFamily("gslb_health_last_check_timestamp_seconds", "When the "
                                     "vantage last checked the origin (epoch seconds)",
                                     labels=labels)
@@ -257,7 +261,9 @@ class GslbCollector(Collector):
                 checked.add_metric([origin, vantage], report.checked_at)
                 if report.srtt_ms is not None:
                     srtt.add_metric([origin, vantage], report.srtt_ms / 1000.0)
-        yield from (vup, fresh, srtt, checked)
+                if report.load is not None:
+                    loads.add_metric([origin, vantage], report.load)
+        yield from (vup, fresh, srtt, loads, checked)
         yield GaugeMetricFamily("gslb_health_degraded", "1 when some origin holds its last "
                                 "known state with fewer than quorum fresh vantages",
                                 value=int(view.degraded))

@@ -58,7 +58,8 @@ def status_of(service: Serving) -> dict[str, Any]:
     quorum fresh vantages), ``hold`` (None, ``fresh`` or ``split``),
     ``drain``, and per vantage ``up`` (true, false, null: unknown),
     ``state`` (up | degraded | unknown | down), ``fresh``, ``rtt_ms``,
-    ``srtt_ms`` (milliseconds), ``detail``, ``checked_at``), ``pools`` (each
+    ``srtt_ms`` (milliseconds), ``detail``, ``checked_at``, ``load`` (the
+    reported load, null: none)), ``pools`` (each
     with the fields its policy adds (``PolicySpec.status``: the geo maps,
     the latency vantage keys), its ``members`` (``name``, ``kind`` origin | pool: a tree of
     pools), ``weight``, ``min_healthy``, the ``answers`` it would give now
@@ -113,7 +114,7 @@ def _origins(service: Serving) -> list[dict[str, Any]]:
                 per[vantage] = {"up": r.up, "state": r.state, "fresh": vantage in st.fresh,
                                 "rtt_ms": _num(r.rtt_ms), "srtt_ms": _num(r.srtt_ms),
                                 "detail": r.detail, "checked_at": r.checked_at,
-                                "consecutive": r.consecutive}
+                                "consecutive": r.consecutive, "load": _num(r.load)}
         check = origin.check
         origins.append({
             "name": name, "ipv4": list(origin.ipv4), "ipv6": list(origin.ipv6),

@@ -106,6 +106,10 @@ class _TreeView:
                  if self.is_up(m.name) and (ms := self.srtt_ms(m.name, vantage)) is not None]
         return min(found, default=None)
 
+    def load(self, name: str) -> float | None:
+        """An origin's as ``base`` says; a member pool reports none."""
+        return self.base.load(name) if name in self.steering._origins else None
+
 
 class Steering:
     """Steering for one loaded config: per-pool member lists per address

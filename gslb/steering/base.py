@@ -150,8 +150,9 @@ class Basis:
     * ``CLIENT``: where the client is (its network or its location) decided;
       the ECS scope says for how wide a network (RFC 7871 section 7.2.1), and
       without ECS the answer is reused only for the same source address;
-    * ``RTT``: smoothed RTTs (and the anti-flap memory over them) decided:
-      they move without the health generation moving, so never reused;
+    * ``RTT``: smoothed RTTs or reported loads (``least_loaded``), and the
+      anti-flap memory over them, decided: they move without the health
+      generation moving, so never reused;
     * ``RAMP``: a weight ramping with time (slow start, a drain's ramp:
       ``HealthView.weight_factor`` below 1) decided: it moves without the
       health generation moving, so never reused; reuse resumes once the

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gslb.steering import all as all_policy
-from gslb.steering import failover, geo, latency, weighted
+from gslb.steering import failover, geo, latency, least_loaded, weighted
 from gslb.steering import hash as hash_policy
 from gslb.steering.base import PolicySpec
 
@@ -21,6 +21,7 @@ REGISTRY: Mapping[str, PolicySpec] = MappingProxyType({spec.name: spec for spec 
     latency.SPEC,
     all_policy.SPEC,
     hash_policy.SPEC,
+    least_loaded.SPEC,
 )})
 """Policy name → its :class:`gslb.steering.base.PolicySpec`."""
 

@@ -27,7 +27,8 @@ class ViewSnapshot:
     in progress (docs/steering.md "Slow start and timed drains"): ``rising``
     (slow start) and ``falling`` (a drain's ramp), each origin →
     ``(since, seconds)`` with ``since`` in epoch seconds, and ``ramp_until``
-    (epoch seconds) when the last of them ends (0.0: none)."""
+    (epoch seconds) when the last of them ends (0.0: none); ``load[origin]``
+    the reported load (``HealthView.load``), only where the view gives one."""
 
     generation: int
     down: frozenset[str] = frozenset()
@@ -36,6 +37,7 @@ class ViewSnapshot:
     rising: dict[str, tuple[float, float]] = field(default_factory=dict)
     falling: dict[str, tuple[float, float]] = field(default_factory=dict)
     ramp_until: float = 0.0
+    load: dict[str, float] = field(default_factory=dict)
 
 
 def snapshot_of(view: HealthView, is_drained: Callable[[str], bool], origins: Iterable[str],
@@ -45,7 +47,8 @@ def snapshot_of(view: HealthView, is_drained: Callable[[str], bool], origins: It
     """``view`` now (health with drains applied) over ``origins``, with
     the smoothed RTTs of ``rtt_vantages`` (none when no pool steers by
     RTT); ``is_drained(origin)`` tells the operator's drains apart;
-    ``rising`` and ``falling`` the weight ramps (see :class:`ViewSnapshot`)."""
+    ``rising`` and ``falling`` the weight ramps (see :class:`ViewSnapshot`);
+    every origin's reported load."""
     names = tuple(origins)
     srtt: dict[tuple[str, str], float] = {}
     for origin in names if rtt_vantages else ():
@@ -53,12 +56,13 @@ def snapshot_of(view: HealthView, is_drained: Callable[[str], bool], origins: It
             ms = view.srtt_ms(origin, vantage)
             if ms is not None:
                 srtt[(origin, vantage)] = ms
+    loads = {o: x for o in names if (x := view.load(o)) is not None}
     up, down = dict(rising or {}), dict(falling or {})
     until = max((t + s for t, s in (*up.values(), *down.values())), default=0.0)
     return ViewSnapshot(view.generation,
                         frozenset(o for o in names if not view.is_up(o)),
                         frozenset(o for o in names if is_drained(o)),
-                        srtt, up, down, until)
+                        srtt, up, down, until, loads)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,9 @@ class MirrorView:
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return self.snapshot.srtt_ms.get((origin, vantage))
 
+    def load(self, origin: str) -> float | None:
+        return self.snapshot.load.get(origin)
+
     def weight_factor(self, origin: str, now: float | None = None) -> float:
         """As the supervisor's view: slow start times drain ramp."""
         snap = self.snapshot

@@ -160,3 +160,33 @@ async def test_tcp_ok_and_refused(fake_origin: MakeOrigin, refused_port: int) ->
     assert ok.rtt_ms is not None and 0 < ok.rtt_ms < 1000
     bad = await run_check(Check("tcp", "127.0.0.1", refused_port), None)
     assert (bad.ok, bad.rtt_ms, bad.detail) == (False, None, "connection refused")
+
+
+async def test_http_reads_a_load_header(fake_origin: MakeOrigin,
+                                        session: aiohttp.ClientSession) -> None:
+    origin = await fake_origin()
+    origin.headers = {"X-Load": "42.5"}
+    result = await run_check(http(origin.port, load_header="x-load"), session)
+    assert result.ok and result.load == 42.5  # header names are case-insensitive
+    origin.headers = {"X-Load": "busy"}
+    result = await run_check(http(origin.port, load_header="X-Load"), session)
+    assert result.ok and result.load is None  # no figure: the status still decides
+    origin.headers = {}
+    assert (await run_check(http(origin.port, load_header="X-Load"), session)).load is None
+    assert (await run_check(http(origin.port), session)).load is None
+
+
+async def test_http_reads_a_load_json_pointer(fake_origin: MakeOrigin,
+                                              session: aiohttp.ClientSession) -> None:
+    origin = await fake_origin()
+    origin.body = '{"pool": {"a/b": [3, 17]}, "state": "healthy"}'
+    result = await run_check(http(origin.port, load_json="/pool/a~1b/1"), session)
+    assert result.ok and result.load == 17.0
+    both = await run_check(http(origin.port, load_json="/pool/a~1b/0", body="healthy"),
+                           session)
+    assert both.ok and both.load == 3.0
+    origin.body = "not json"
+    result = await run_check(http(origin.port, load_json="/pool"), session)
+    assert result.ok and result.load is None
+    origin.status = 503
+    assert not (await run_check(http(origin.port, load_json="/pool"), session)).ok

@@ -17,6 +17,9 @@ class Health:
     def srtt_ms(self, origin: str, vantage: str) -> float | None:
         return None
 
+    def load(self, origin: str) -> float | None:
+        return None
+
     ramping = False
 
     def weight_factor(self, origin: str, now: float | None = None) -> float:

@@ -97,7 +97,7 @@ def test_errors(tmp_path: Path, text: str, line: int, path: str, message: str) -
 
 
 @pytest.mark.parametrize(("policy", "key", "value", "owners"), [
-    ("geo", "switch_margin", "5", "latency"),
+    ("geo", "switch_margin", "5", "latency or least_loaded"),
     ("weighted", "vantage_countries", "{GB: eu}", "latency"),
     ("all", "countries", "{GB: a}", "geo or latency"),
 ])

@@ -51,7 +51,8 @@ def client(loc: GeoLocation | None = SE, source: int = 24) -> Client:
 
 
 def test_registry_is_explicit() -> None:
-    assert list(REGISTRY) == ["failover", "weighted", "geo", "latency", "all", "hash"]
+    assert list(REGISTRY) == ["failover", "weighted", "geo", "latency", "all", "hash",
+                              "least_loaded"]
     assert all(spec.name == name for name, spec in REGISTRY.items())
 
 

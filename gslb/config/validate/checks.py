@@ -11,8 +11,8 @@ from gslb.config.model import Check, CheckType
 from gslb.config.validate.reader import At, Reader
 
 CHECK_KEYS = ("type", "port", "target", "path", "expect", "body", "host", "tls_verify",
-              "interval", "timeout", "rise", "fall")
-HTTP_ONLY = ("path", "expect", "body", "host")
+              "load", "interval", "timeout", "rise", "fall")
+HTTP_ONLY = ("path", "expect", "body", "host", "load")
 """Keys a ``tcp`` check does not take."""
 
 
@@ -83,6 +83,33 @@ def _http(r: Reader, m: MarkedDict, at: At, opt: dict[str, Any]) -> None:
             opt[field] = r.text(m[key], at.key(m, key))
     if "tls_verify" in m:
         opt["tls_verify"] = r.boolean(m["tls_verify"], at.key(m, "tls_verify"))
+    if "load" in m:
+        _load(r, m["load"], at.key(m, "load"), opt)
+
+
+def _load(r: Reader, value: object, at: At, opt: dict[str, Any]) -> None:
+    """``load: {header: NAME}`` or ``load: {json: POINTER}`` (RFC 6901: ""
+    or starting with "/") into ``opt``."""
+    m = r.mapping(value, at)
+    if m is None:
+        opt["load_header"] = None
+        return
+    r.fields(m, at, ("header", "json"))
+    if len([k for k in ("header", "json") if k in m]) != 1:
+        r.report(at, "load needs exactly one of 'header' or 'json'")
+        opt["load_header"] = None
+        return
+    if "header" in m:
+        opt["load_header"] = r.text(m["header"], at.key(m, "header"))
+        return
+    pointer = m["json"]
+    if not isinstance(pointer, str) or (pointer and not pointer.startswith("/")):
+        r.report(at.key(m, "json"),
+                 f"json must be an RFC 6901 pointer (\"\" or starting with \"/\"), "
+                 f"not {pointer!r}")
+        opt["load_json"] = None
+        return
+    opt["load_json"] = pointer
 
 
 def _timing(r: Reader, m: MarkedDict, at: At, opt: dict[str, Any]) -> None:

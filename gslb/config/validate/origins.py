@@ -7,12 +7,14 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from gslb.config.loader import MarkedDict
 from gslb.config.model import Origin
 from gslb.config.validate.checks import check
 from gslb.config.validate.places import location
 from gslb.config.validate.reader import At, Reader
 
-ORIGIN_KEYS = ("ipv4", "ipv6", "weight", "location", "check", "slow_start")
+ORIGIN_KEYS = ("ipv4", "ipv6", "weight", "location", "check", "slow_start",
+               "capacity")
 
 
 def read_origins(r: Reader, defs: Mapping[str, tuple[Any, At]]) -> dict[str, Origin | None]:
@@ -42,10 +44,24 @@ def origin(r: Reader, name: str, value: object, at: At) -> Origin | None:
     health = check(r, m["check"], at.key(m, "check"), target) if "check" in m else None
     slow_start = (r.seconds(m["slow_start"], at.key(m, "slow_start"))
                   if "slow_start" in m else None)
+    capacity = _capacity(r, m, at)
     if r.count > before:
         return None
     return Origin(name=name, ipv4=addrs[4], ipv6=addrs[6], weight=weight or 1,
-                  location=place, country=country, check=health, slow_start_s=slow_start)
+                  location=place, country=country, check=health, slow_start_s=slow_start,
+                  capacity=capacity)
+
+
+def _capacity(r: Reader, m: MarkedDict, at: At) -> float:
+    """The origin's ``capacity`` (``least_loaded``): a number above 0,
+    default 1."""
+    if "capacity" not in m:
+        return 1.0
+    where = at.key(m, "capacity")
+    value = r.number(m["capacity"], where, "capacity")
+    if value is not None and value <= 0:
+        r.report(where, f"capacity must be above 0, not {value:g}")
+    return float(value or 1.0)
 
 
 def _addresses(r: Reader, value: object, at: At, version: int) -> tuple[str, ...]:

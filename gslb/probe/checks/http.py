@@ -7,6 +7,11 @@ are not followed (a 301 is judged as a 301). ``check.host_header`` sets the
 ``Host`` header and, for https, the TLS SNI name, which is also the name the
 certificate is verified against; ``check.tls_verify=False`` skips
 certificate verification.
+
+With ``check.load_header`` or ``check.load_json`` the result carries the
+origin's reported load (:mod:`gslb.probe.checks.load`; a JSON body is read
+up to ``MAX_BODY_BYTES``): None when the figure is missing or no number,
+which never changes whether the check passes.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import aiohttp
 
 from gslb import __version__
 from gslb.health.state import CheckResult
+from gslb.probe.checks.load import as_load, load_from_json
 from gslb.probe.checks.tcp import os_error_detail
 
 if TYPE_CHECKING:
     from gslb.config.model import Check
 
 MAX_BODY_BYTES = 64 * 1024
-"""Bytes of the body read at most when ``check.body`` is set."""
+"""Bytes of the body read at most when ``check.body`` or ``check.load_json`` is set."""
 
 USER_AGENT = f"gslb-health-check/{__version__}"
 
@@ -65,6 +71,7 @@ async def check(check: Check, session: aiohttp.ClientSession | None = None) -> C
 async def _get(check: Check, session: aiohttp.ClientSession) -> CheckResult:
     headers = {"Host": check.host_header} if check.host_header else None
     start = time.perf_counter()
+    load: float | None = None
     try:
         async with asyncio.timeout(check.timeout_s):
             async with session.get(
@@ -78,8 +85,10 @@ async def _get(check: Check, session: aiohttp.ClientSession) -> CheckResult:
                 if resp.status not in check.expect_status:
                     expected = ", ".join(map(str, check.expect_status))
                     return CheckResult(False, rtt_ms, f"status {resp.status} not in [{expected}]")
-                if check.body is None:
-                    return CheckResult(True, rtt_ms, f"status {resp.status}")
+                if check.load_header is not None:
+                    load = as_load(resp.headers.get(check.load_header))
+                if check.body is None and check.load_json is None:
+                    return CheckResult(True, rtt_ms, f"status {resp.status}", load)
                 head = bytearray()
                 while len(head) < MAX_BODY_BYTES:
                     chunk = await resp.content.read(MAX_BODY_BYTES - len(head))
@@ -98,6 +107,10 @@ async def _get(check: Check, session: aiohttp.ClientSession) -> CheckResult:
         return CheckResult(False, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
     except OSError as exc:
         return CheckResult(False, None, os_error_detail(exc))
+    if check.load_json is not None:
+        load = load_from_json(bytes(head), check.load_json)
+    if check.body is None:
+        return CheckResult(True, rtt_ms, f"status {resp.status}", load)
     if check.body.encode() in head:
-        return CheckResult(True, rtt_ms, f"status {resp.status}, body has {check.body!r}")
-    return CheckResult(False, rtt_ms, f"body lacks {check.body!r}")
+        return CheckResult(True, rtt_ms, f"status {resp.status}, body has {check.body!r}", load)
+    return CheckResult(False, rtt_ms, f"body lacks {check.body!r}", load)
