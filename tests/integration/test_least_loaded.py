@@ -6,6 +6,7 @@ never before the switch margin is passed; with the answer cache on and off."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -125,6 +126,43 @@ async def test_two_answers_lowest_load_first(fake_origin: MakeOrigin, tmp_path: 
         await view.wait_for(lambda: all(view.load(o) is not None for o in ORIGINS), 5)
         for _ in range(20):  # ranked: never rotated by the pool's order
             assert addresses(await running.query(WWW)) == [ORIGINS["c"], ORIGINS["b"]]
+    finally:
+        await service.stop()
+
+
+async def test_with_workers_every_worker_follows_the_loads(fake_origin: MakeOrigin,
+                                                           tmp_path: Path) -> None:
+    """``--workers 2``: the loads reach the workers in the view snapshot, so
+    queries from many source ports (both workers) all get the least loaded,
+    and all move when the loads change."""
+    origins = {o: await fake_origin() for o in ORIGINS}
+    set_loads(origins, a=50, b=200, c=80)
+    path = write_config(tmp_path, config_text({o: x.port for o, x in origins.items()}))
+    service = Service(load([path]), [("127.0.0.1", 0)], workers=2)
+    await service.start()
+    try:
+        running = Running(service)
+        view = service.quorum
+        await view.wait_for(lambda: all(view.load(o) is not None for o in ORIGINS), 5)
+
+        async def all_answer(want: str) -> None:
+            start = time.monotonic()
+            while True:  # dnspython: a new socket (source port) per query
+                got: Counter[str] = Counter()
+                for _ in range(40):
+                    got.update(addresses(await running.query(WWW)))
+                if got == Counter({ORIGINS[want]: 40}):
+                    return
+                assert time.monotonic() - start < 2 * MOVE_S, f"{got}, want {want}"
+
+        await all_answer("a")
+        set_loads(origins, c=10)  # past the margin: every worker moves to c
+        await all_answer("c")
+        deadline = time.monotonic() + 5.0  # workers ship their counters every second
+        while len(service.server.cache_stats) < 2:  # both workers answered
+            assert time.monotonic() < deadline, service.server.cache_stats
+            await asyncio.sleep(0.1)
+        assert all(hits + misses > 0 for hits, misses, _n in service.server.cache_stats.values())
     finally:
         await service.stop()
 
