@@ -99,10 +99,10 @@ class Answering:
         start = perf_counter()
         try:
             response = respond(self.authority, data, who, udp, self._observe)
-        except Exception as exc:
+            if udp and response is not None and self.limiter is not None:
+                response = self.limiter.limit(response, who, start, data)
+        except Exception as exc:  # the limiter's too: never silence
             response = self._failed(exc, data, who, udp)
-        if udp and response is not None and self.limiter is not None:
-            response = self.limiter.limit(response, who, start, data)
         self.stats.duration(perf_counter() - start)
         return response
 
