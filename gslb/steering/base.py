@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final, Protocol
 
 from gslb.config.model import LOCAL_VANTAGE, Location, Pool, Tiers, Vantage
@@ -327,3 +328,51 @@ class PolicySpec:
     read: ReadKeys | None = None
     members: ReadMembers = one_tier
     status: Callable[[Pool], dict[str, Any]] = _no_status
+
+
+Scored = tuple[float, Member]
+"""A member with its score (an RTT in ms, a load per capacity): lower is better."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """What :func:`stick` kept: ``chosen``, lowest score first; ``swaps``,
+    each ``(left, came in)``; ``challenger``, when nothing moved, the best
+    member left out although it scores below a chosen one (within the
+    margin), else None."""
+
+    chosen: tuple[Scored, ...]
+    swaps: tuple[tuple[Scored, Scored], ...]
+    challenger: Scored | None
+
+
+def stick(previous: Sequence[Member], scored: list[Scored], k: int,
+          better: Callable[[float, float], bool]) -> Stuck:
+    """The anti-flap choice of ``k`` members by score (``latency``,
+    ``least_loaded``): the members of ``previous`` that are still in
+    ``scored`` stay, the best of them first, free places go to the lowest
+    scores, and a member left out replaces the worst kept one only when
+    ``better(its score, the kept one's)`` (the margin). ``scored`` is sorted
+    in place (stable: declaration order on ties)."""
+    scored.sort(key=itemgetter(0))
+    by_name = {m.name: s for s, m in scored}
+    inside = sorted(((by_name[m.name], m) for m in previous if m.name in by_name),
+                    key=itemgetter(0))[:k]
+    names = {m.name for _, m in inside}
+    outside = [(s, m) for s, m in scored if m.name not in names]
+    outside.reverse()  # pop() takes the lowest score
+    while len(inside) < k and outside:
+        inside.append(outside.pop())
+    swaps: list[tuple[Scored, Scored]] = []
+    while outside:
+        worst = max(range(len(inside)), key=lambda i: inside[i][0])
+        if not better(outside[-1][0], inside[worst][0]):
+            break
+        swaps.append((inside[worst], outside[-1]))
+        inside[worst] = outside.pop()
+    inside.sort(key=itemgetter(0))
+    challenger = None
+    if (not swaps and outside and outside[-1][0] < inside[-1][0]
+            and tuple(previous) == tuple(m for _, m in inside)):
+        challenger = outside[-1]
+    return Stuck(tuple(inside), tuple(swaps), challenger)

@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -67,6 +66,7 @@ from gslb.steering.base import (
     PolicySpec,
     Selection,
     VantageFinder,
+    stick,
 )
 from gslb.steering.geo import GEO_KEYS, GeoPolicy, geo_status, read_geo
 
@@ -173,35 +173,18 @@ class LatencyPolicy:
     def _stick(self, vantage: str, measured: list[tuple[float, Member]], k: int) -> str:
         """Update the memory for ``vantage`` from ``measured`` ((srtt ms,
         origin) of the eligible candidates) and say what happened."""
-        measured.sort(key=itemgetter(0))  # stable: declaration order on ties
-        prev = self._current.get(vantage, ())
-        rtt = {o.name: r for r, o in measured}
-        inside = sorted(((rtt[o.name], o) for o in prev if o.name in rtt),
-                        key=itemgetter(0))[:k]
-        names = {o.name for _, o in inside}
-        outside = [(r, o) for r, o in measured if o.name not in names]
-        outside.reverse()  # pop() takes the fastest
-        while len(inside) < k and outside:
-            inside.append(outside.pop())
-        swaps: list[str] = []
-        while outside:
-            worst = max(range(len(inside)), key=lambda i: inside[i][0])
-            if not self._better(outside[-1][0], inside[worst][0]):
-                break
-            (old_ms, old), (new_ms, new) = inside[worst], outside.pop()
-            inside[worst] = (new_ms, new)
-            swaps.append(f"{old.name} {old_ms:.1f} ms → {new.name} {new_ms:.1f} ms")
-        inside.sort(key=itemgetter(0))
-        chosen = tuple(o for _, o in inside)
-        self._current[vantage] = chosen
-        what = ", ".join(f"{o.name} {r:.1f} ms" for r, o in inside)
-        if swaps:
+        got = stick(self._current.get(vantage, ()), measured, k, self._better)
+        self._current[vantage] = tuple(o for _, o in got.chosen)
+        what = ", ".join(f"{o.name} {r:.1f} ms" for r, o in got.chosen)
+        if got.swaps:
+            swaps = "; ".join(f"{old.name} {old_ms:.1f} ms → {new.name} {new_ms:.1f} ms"
+                              for (old_ms, old), (new_ms, new) in got.swaps)
             if self._logger is not None:
                 self._logger.info("pool %s, vantage %s: switched %s", self.pool.name, vantage,
-                                  "; ".join(swaps))
-            return f"{what} (switched {'; '.join(swaps)})"
-        if outside and outside[-1][0] < inside[-1][0] and prev == chosen:
-            r, o = outside[-1]  # faster than a member, but not past both margins
+                                  swaps)
+            return f"{what} (switched {swaps})"
+        if got.challenger is not None:
+            r, o = got.challenger  # faster than a member, but not past both margins
             return f"kept {what} ({o.name} {r:.1f} ms within margins)"
         return what
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import Any
 
 from gslb.config.model import Pool
@@ -54,6 +53,7 @@ from gslb.steering.base import (
     Selection,
     VantageFinder,
     ramped,
+    stick,
 )
 
 log = logging.getLogger("gslb.steering")
@@ -138,36 +138,17 @@ class LeastLoadedPolicy:
     def _stick(self, known: list[tuple[float, Member]], k: int) -> str:
         """Update the memory from ``known`` ((score, member) of the healthy
         candidates with a load) and say what happened."""
-        known.sort(key=itemgetter(0))  # stable: declaration order on ties
-        by_name = {m.name: s for s, m in known}
-        inside = sorted(((by_name[m.name], m) for m in self._current if m.name in by_name),
-                        key=itemgetter(0))[:k]
-        names = {m.name for _, m in inside}
-        outside = [(s, m) for s, m in known if m.name not in names]
-        outside.reverse()  # pop() takes the least loaded
-        while len(inside) < k and outside:
-            inside.append(outside.pop())
-        swaps: list[str] = []
-        while outside:
-            worst = max(range(len(inside)), key=lambda i: inside[i][0])
-            new_s, cur_s = outside[-1][0], inside[worst][0]
-            if not self._better(new_s, cur_s):
-                break
-            (old_s, old), (new_s, new) = inside[worst], outside.pop()
-            inside[worst] = (new_s, new)
-            swaps.append(f"{old.name} {old_s:.2f} → {new.name} {new_s:.2f}")
-        inside.sort(key=itemgetter(0))
-        chosen = tuple(m for _, m in inside)
-        kept = chosen == self._current
-        self._current = chosen
-        what = ", ".join(f"{m.name} {s:.2f}" for s, m in inside)
-        if swaps:
+        got = stick(self._current, known, k, self._better)
+        self._current = tuple(m for _, m in got.chosen)
+        what = ", ".join(f"{m.name} {s:.2f}" for s, m in got.chosen)
+        if got.swaps:
+            swaps = "; ".join(f"{old.name} {old_s:.2f} → {new.name} {new_s:.2f}"
+                              for (old_s, old), (new_s, new) in got.swaps)
             if self._logger is not None:
-                self._logger.info("pool %s: switched %s (least loaded)", self._pool.name,
-                                  "; ".join(swaps))
-            return f"{what} (switched {'; '.join(swaps)})"
-        if outside and kept and outside[-1][0] < inside[-1][0]:
-            s, m = outside[-1]
+                self._logger.info("pool %s: switched %s (least loaded)", self._pool.name, swaps)
+            return f"{what} (switched {swaps})"
+        if got.challenger is not None:
+            s, m = got.challenger
             return f"kept {what} ({m.name} {s:.2f} within margin)"
         return what
 
