@@ -162,6 +162,8 @@ class Bench:
         self.results = {s.kind: Result(s.kind) for s in servers}
         self.flips = 0
         self.ecs = ecs_option(args.ecs)
+        self.extra_args: list[str] = []
+        """More dnsperf options for every run (``dnssec_compare``: ``-D``, DO=1)."""
 
     async def dnsperf(self, server: Server, rate: int | None, verbose: bool = False) -> Run:
         """Run dnsperf once against ``server`` at ``rate`` QPS (None: as fast
@@ -170,7 +172,7 @@ class Bench:
         argv = ["dnsperf", "-s", server.addr, "-p", str(server.port), "-d", str(self.queries),
                 "-l", str(duration), "-t", "1", "-c", "1", "-T", "1", "-b", "4096",
                 "-q", str(self.args.outstanding),
-                "-E", self.ecs]
+                "-E", self.ecs, *self.extra_args]
         if rate is not None:
             argv += ["-Q", str(rate)]
         if verbose:
