@@ -22,6 +22,9 @@ Every query carries DO=1 (``dnsperf -D``) and ECS (``-E``), on the zone of
 * ``gslb-signed-knotmix``: gslb signed queried on Knot's mix, the figure to
   set beside Knot's.
 
+Also, when named in ``--only``: ``pdns-shared`` and ``knot``, the same
+daemons with unsigned zones (DO=1 queries still), for their own cost of signing.
+
 Before measuring, every server must give the expected answers (as
 ``dns_compare``) and, for every name of its mix, a DO=1 answer whose A RRset
 has an RRSIG that validates (dnspython ``dns.dnssec``) with the zone's DNSKEY
@@ -99,6 +102,9 @@ NOT_SERVED = {"db": "n/a: no health-checked failover in Knot",
               "all": "n/a: no health-checked 'all healthy' in Knot"}
 KINDS = ("gslb", "gslb-signed", "pdns-signed", "pdns-shared-signed", "knot-signed",
          "gslb-signed-knotmix")
+EXTRA_KINDS = ("pdns-shared", "knot")
+"""Run only when named in ``--only``: PowerDNS (shared Lua state) and Knot
+unsigned, each one's own cost of signing (DO=1 queries, unsigned zones)."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -122,7 +128,7 @@ class SignedServer(Server):
             self._gslb(zone)
         elif self.kind.startswith("pdns"):
             self._pdns(zone)
-        elif self.kind == "knot-signed":
+        elif self.kind.startswith("knot"):
             self._knot(zone)
         else:
             raise BenchError(f"unknown server kind {self.kind!r}")
@@ -145,6 +151,8 @@ class SignedServer(Server):
                       self.workdir, self.cpu)
         base.write_config(zone)
         self.argv = base.argv
+        if not self.signed:
+            return
         db = self.workdir / "dnssec.db"
         with open(self.workdir / "pdns.conf", "a") as f:
             f.write(f"bind-dnssec-db={db}\n")
@@ -219,7 +227,7 @@ mod-onlinesign:
 zone:
   - domain: {ZONE}
     file: bench.zone
-    module: [mod-geoip/geo, mod-geoip/weighted, mod-onlinesign/sign]
+    module: [mod-geoip/geo, mod-geoip/weighted{", mod-onlinesign/sign" if self.signed else ""}]
 """)
         self.argv = [exe, "-c", str(d / "knot.conf")]
 
@@ -372,7 +380,7 @@ def table(results: list[Result], servers: list[SignedServer]) -> str:
     mix = {s.kind: s.names for s in servers}
 
     def cell(r: Result, attr: str, fmt: str) -> str:
-        base = by.get("gslb-signed-knotmix" if r.kind == "knot-signed" else "gslb")
+        base = by.get("gslb-signed-knotmix" if r.kind.startswith("knot") else "gslb")
         v = getattr(r, attr)
         b = getattr(base, attr) if base else None
         ratio = f" (×{v / b:.2f})" if b and r is not base and v == v and b == b else ""
@@ -420,8 +428,9 @@ async def bench(args: argparse.Namespace) -> dict:
         log.warning("load average %.2f: other processes share the CPUs; figures will be noisy",
                     load1)
     kinds = [k.strip() for k in args.only.split(",") if k.strip()]
-    if unknown := set(kinds) - set(KINDS):
-        raise BenchError(f"unknown server(s) {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    if unknown := set(kinds) - set(KINDS) - set(EXTRA_KINDS):
+        raise BenchError(f"unknown server(s) {sorted(unknown)}; choose from "
+                         f"{', '.join(KINDS + EXTRA_KINDS)}")
     workdir = Path(tempfile.mkdtemp(prefix="gslb-dnssec-compare-"))
     zone = Zone(names=len(MIX), pool_size=args.pool_size,
                 origin_port=free_port("127.0.11.1"), mmdb=mmdb)
@@ -430,7 +439,7 @@ async def bench(args: argparse.Namespace) -> dict:
                     "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                                 "cpu": _cpu_model(), "load1": load1},
                     "versions": {**versions(), "knot": knot_version()},
-                    "not_served": {"knot-signed": NOT_SERVED}}
+                    "not_served": {"knot": NOT_SERVED}}
     origins = Origins(zone.checked, zone.origin_port)
     bench_ = None
     try:
@@ -441,8 +450,8 @@ async def bench(args: argparse.Namespace) -> dict:
         for i, kind in enumerate(kinds):
             addr = f"127.0.10.{i + 1}"
             s = SignedServer(kind, addr, free_port(addr), workdir / kind, args.server_cpu,
-                             names=KNOT_MIX if kind.endswith("knotmix") or kind == "knot-signed"
-                             else MIX, signed=kind != "gslb", keybase=keybase)
+                             names=KNOT_MIX if "knot" in kind else MIX,
+                             signed="signed" in kind, keybase=keybase)
             s.write_config(zone)  # raises BenchError when a binary is missing
             servers.append(s)
         await origins.start()
@@ -471,7 +480,8 @@ async def bench(args: argparse.Namespace) -> dict:
     report["results"] = [asdict(r) for r in results]
     by = {r.kind: r for r in results}
     ratios = {}
-    for signed, base in (("gslb-signed", "gslb"), ("knot-signed", "gslb-signed-knotmix")):
+    for signed, base in (("gslb-signed", "gslb"), ("knot-signed", "gslb-signed-knotmix"),
+                         ("pdns-shared-signed", "pdns-shared"), ("knot-signed", "knot")):
         if signed in by and base in by and by[base].qps_per_cpu_s:
             ratios[f"{signed}/{base}"] = by[signed].qps_per_cpu_s / by[base].qps_per_cpu_s
     report["qps_per_cpu_s_ratios"] = ratios
@@ -492,7 +502,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = parser.add_argument
     a("--only", default=",".join(KINDS), metavar="KIND,...",
-      help=f"servers to run, in this order (default {','.join(KINDS)})")
+      help=f"servers to run, in this order (default {','.join(KINDS)}; also "
+           f"{','.join(EXTRA_KINDS)})")
     a("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     a("--duration", type=float, default=2.0, help="seconds per dnsperf run (default 2)")
     a("--steps", type=int, default=7, help="bisection runs per server (default 7)")
@@ -542,8 +553,8 @@ def main() -> None:
     for pair, ratio in report["qps_per_cpu_s_ratios"].items():
         goal = " (issue 17's goal: ≥ 0.80)" if pair == "gslb-signed/gslb" else ""
         print(f"QPS per CPU-s {pair}: {ratio:.2f}{goal}")
-    if "knot-signed" in report["answers"]:
-        print("knot-signed: " + "; ".join(f"{n} {why}" for n, why in NOT_SERVED.items()))
+    if any(k.startswith("knot") for k in report["answers"]):
+        print("knot: " + "; ".join(f"{n} {why}" for n, why in NOT_SERVED.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
 
