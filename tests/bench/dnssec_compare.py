@@ -156,8 +156,8 @@ class SignedServer(Server):
         db = self.workdir / "dnssec.db"
         with open(self.workdir / "pdns.conf", "a") as f:
             f.write(f"bind-dnssec-db={db}\n")
-        hint = "apt-get install -y pdns-backend-sqlite3 (pdnsutil create-bind-db needs it)"
-        pdnsutil = _need("pdnsutil", hint)
+        hint = "apt-get install -y pdns-server pdns-backend-bind"
+        pdnsutil = _need("pdnsutil", hint)  # its bind-dnssec-db is SQLite, built in
         conf = f"--config-dir={self.workdir}"
         for argv in ([pdnsutil, conf, "create-bind-db", str(db)],
                      [pdnsutil, conf, "secure-zone", ZONE]):
