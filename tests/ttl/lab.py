@@ -208,6 +208,7 @@ SIGNED_POOLS = """\
     policy: geo
     origins: [eu-first, virginia]
     countries: {US: virginia}
+    continents: {EU: eu-first}
     default: eu-first
 """
 """Pools added to ``GSLB_YAML``'s: a tree of three (geo → failover → weighted)."""
