@@ -9,6 +9,10 @@
   every test starts with an empty cache (start-up takes about 50 ms).
 * ``origin`` (per test): the ``fo`` pool's checked HTTP origin on
   127.0.54.1:8080, a ``FakeOrigin`` a test can stop and start.
+* the signed lab (``signed_lab``, ``gslb_keys``, ``signed_parent``,
+  ``insecure_parent``, ``signed_gslb``, ``signed_resolver``; below): NSDs
+  on 127.0.53.11 (signed root and parent) and 127.0.53.12 (gslb's child
+  zones), gslb signing, a validating unbound. Skipped without ldnsutils.
 
 Everything is skipped, with the reason, when ``nsd`` or ``unbound`` is not
 installed or the tests cannot bind port 53 (not root). ``tests/run.sh``
@@ -156,7 +160,8 @@ class Authoritatives:
     ``start()``/``stop()`` both; ``seen`` lists ``Seen`` in arrival order;
     ``from_resolver(qname, qtype)`` the queries unbound sent for that name;
     ``wait_for(qname, qtype, n, timeout_s)`` waits until unbound has sent
-    ``n`` such queries and returns the n-th (raises ``TimeoutError``).
+    ``n`` such queries and returns the n-th (raises ``TimeoutError``);
+    ``reload()`` re-reads ``config_path`` in both, as SIGHUP does.
     """
 
     def __init__(self, config_path: Path) -> None:
