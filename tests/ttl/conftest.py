@@ -340,47 +340,37 @@ async def poll(ask: Callable[[], Awaitable[dns.message.Message]],
 
 
 class SignedParent:
-    """Two NSDs of the signed lab: ``lab.SIGNED_PARENT`` serving the signed
-    root and ``example.test.``, ``lab.CHILD`` serving gslb's two child zones.
+    """The signed lab's two NSDs, started from ``zones``
+    (``signing.write_signed_zones``): ``lab.SIGNED_PARENT`` serving the
+    signed root and ``example.test.``, ``lab.CHILD`` gslb's two child zones.
 
     ``workdir`` holds zones and keys; ``anchor`` is the trust-anchor file
     (the root's DNSKEY); ``gslb_ds`` the DS RDATA texts of
     ``gslb.example.test.`` the parent serves now; ``secure_ds`` the DS of
     the signed child (for gslb's zone); ``keys`` the gslb keys made for the
-    session: ``"gslb"`` (``gslb dnssec keygen``, its DS is the default),
-    ``"ldns"`` (``ldns-keygen``), ``"wrong"`` (never in the parent).
+    session (``gslb_keys``): ``"gslb"`` (``gslb dnssec keygen``, its DS is
+    ``default_ds``), ``"ldns"`` (``ldns-keygen``), ``"wrong"`` (never in
+    the parent).
     """
 
-    def __init__(self, workdir: Path, keys: dict[str, Path], gslb_ds: list[str]) -> None:
-        self.workdir = workdir
-        self.keys = keys
-        self.default_ds = gslb_ds
-        self.gslb_ds = gslb_ds
-        self.serial = 1
-        self.root_key = signing.ldns_keygen(".", workdir / "keys")
-        self.parent_key = signing.ldns_keygen("example.test.", workdir / "keys")
-        self.child_key = signing.ldns_keygen(lab.SECURE_CHILD, workdir / "keys")
-        self.secure_ds = [signing.ldns_ds(self.child_key)]
-        self.anchor = workdir / "root.key"
-        self.anchor.write_text(signing.dnskey_rr(self.root_key))
-        signing.sign_zone(lab.signed_root_zone(1, [signing.ldns_ds(self.parent_key)]), ".",
-                          [self.root_key], workdir / "root.zone")
-        self._sign_parent()
-        (workdir / "insecure.zone").write_text(lab.child_zone(lab.INSECURE_CHILD))
-        signing.sign_zone(lab.child_zone(lab.SECURE_CHILD), lab.SECURE_CHILD, [self.child_key],
-                          workdir / "secure.zone")
-        zones = {"parent.conf": (lab.SIGNED_PARENT, {".": "root.zone.signed",
-                                                     "example.test.": "example.test.zone.signed"}),
-                 "child.conf": (lab.CHILD, {lab.INSECURE_CHILD: "insecure.zone",
-                                            lab.SECURE_CHILD: "secure.zone.signed"})}
+    def __init__(self, zones: signing.SignedZones) -> None:
+        self.zones = zones
+        self.workdir = zones.workdir
+        self.anchor = zones.anchor
+        self.secure_ds = zones.secure_ds
+        self.keys: dict[str, Path] = {}
+        self.default_ds: list[str] = []
         self.procs: list[subprocess.Popen[bytes]] = []
-        for conf, (address, served) in zones.items():
-            (workdir / conf).write_text(lab.signed_nsd_conf(workdir, address, served))
-            self.procs.append(_start_nsd(workdir / conf, address, next(iter(served))))
+        try:
+            for conf, address, probe in zones.nsd_confs:
+                self.procs.append(_start_nsd(conf, address, probe))
+        except BaseException:
+            self.stop()
+            raise
 
-    def _sign_parent(self) -> None:
-        signing.sign_zone(lab.signed_parent_zone(self.serial, self.gslb_ds), "example.test.",
-                          [self.parent_key], self.workdir / "example.test.zone")
+    @property
+    def gslb_ds(self) -> list[str]:
+        return self.zones.gslb_ds
 
     async def publish(self, gslb_ds: list[str]) -> None:
         """Serve ``gslb_ds`` as the DS RRset of ``gslb.example.test.`` (empty:
@@ -388,16 +378,14 @@ class SignedParent:
         serial, SIGHUP NSD (it reads changed zone files) and return once
         NSD serves the new serial (raises ``TimeoutError`` after
         ``READY_TIMEOUT_S``)."""
-        self.gslb_ds = list(gslb_ds)
-        self.serial += 1
-        await asyncio.to_thread(self._sign_parent)
+        await asyncio.to_thread(self.zones.sign_parent, gslb_ds)
         self.procs[0].send_signal(signal.SIGHUP)
         query = dns.message.make_query("example.test.", "SOA")
         async with asyncio.timeout(READY_TIMEOUT_S):
             while True:
                 with contextlib.suppress(dns.exception.Timeout):
                     reply = await dns.asyncquery.udp(query, lab.SIGNED_PARENT, timeout=0.2)
-                    if [rr.serial for rr in reply.answer[0]] == [self.serial]:
+                    if [rr.serial for rr in reply.answer[0]] == [self.zones.serial]:
                         return
                 await asyncio.sleep(0.02)  # NSD's reload is not observable otherwise
 
@@ -414,7 +402,8 @@ def signed_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedParen
     reason = _missing() or signing.missing_tools()
     if reason:
         pytest.skip(reason)
-    lab_parent = SignedParent(tmp_path_factory.mktemp("signed"), {}, [])
+    zones = signing.write_signed_zones(tmp_path_factory.mktemp("signed"))
+    lab_parent = SignedParent(zones)
     try:
         yield lab_parent
     finally:

@@ -14,7 +14,10 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.ttl import lab
 
 LDNS_TOOLS = ("ldns-keygen", "ldns-key2ds", "ldns-signzone")
 TOOL_TIMEOUT_S = 30.0
@@ -85,3 +88,100 @@ def sign_zone(text: str, origin: str, keys: list[Path], out: Path) -> Path:
     _run(["ldns-signzone", "-o", origin, "-i", str(now - 3600), "-e", str(now + 30 * 86400),
           "-f", f"{out}.signed", str(out), *(str(key) for key in keys)])
     return Path(f"{out}.signed")
+
+
+@dataclass
+class SignedZones:
+    """The signed lab's zone files and NSD configs in ``workdir``:
+    ``root_key``, ``parent_key`` (``example.test.``), ``child_key``
+    (``lab.SECURE_CHILD``) basenames; ``anchor`` the trust-anchor file (the
+    root's DNSKEY); ``secure_ds`` the signed child's DS RDATA texts;
+    ``serial`` and ``gslb_ds`` of the parent zone as last signed;
+    ``nsd_confs`` (``parent.conf`` for ``lab.SIGNED_PARENT``,
+    ``child.conf`` for ``lab.CHILD``) with the zone each answers SOA for."""
+
+    workdir: Path
+    root_key: Path
+    parent_key: Path
+    child_key: Path
+    anchor: Path
+    secure_ds: list[str]
+    serial: int = 0
+    gslb_ds: list[str] = field(default_factory=list)
+    nsd_confs: list[tuple[Path, str, str]] = field(default_factory=list)
+
+    def sign_parent(self, gslb_ds: list[str]) -> None:
+        """Sign ``example.test.`` again, with the next serial, holding
+        ``gslb_ds`` (DS RDATA texts; empty: an insecure delegation)."""
+        self.serial += 1
+        self.gslb_ds = list(gslb_ds)
+        sign_zone(lab.signed_parent_zone(self.serial, self.gslb_ds), "example.test.",
+                  [self.parent_key], self.workdir / "example.test.zone")
+
+
+def write_signed_zones(workdir: Path) -> SignedZones:
+    """Make the root's, the parent's and the signed child's keys in
+    ``workdir/keys``, write and sign their zones (the parent without DS
+    for gslb) and the two NSD configs; returns what it wrote."""
+    keys = workdir / "keys"
+    root_key = ldns_keygen(".", keys)
+    zones = SignedZones(workdir, root_key, ldns_keygen("example.test.", keys),
+                        ldns_keygen(lab.SECURE_CHILD, keys), workdir / "root.key", [])
+    zones.secure_ds = [ldns_ds(zones.child_key)]
+    zones.anchor.write_text(dnskey_rr(root_key))
+    sign_zone(lab.signed_root_zone(1, [ldns_ds(zones.parent_key)]), ".", [root_key],
+              workdir / "root.zone")
+    zones.sign_parent([])
+    (workdir / "insecure.zone").write_text(lab.child_zone(lab.INSECURE_CHILD))
+    sign_zone(lab.child_zone(lab.SECURE_CHILD), lab.SECURE_CHILD, [zones.child_key],
+              workdir / "secure.zone")
+    for conf, address, served in (
+            ("parent.conf", lab.SIGNED_PARENT, {".": "root.zone.signed",
+                                                "example.test.": "example.test.zone.signed"}),
+            ("child.conf", lab.CHILD, {lab.INSECURE_CHILD: "insecure.zone",
+                                       lab.SECURE_CHILD: "secure.zone.signed"})):
+        (workdir / conf).write_text(lab.signed_nsd_conf(workdir, address, served))
+        zones.nsd_confs.append((workdir / conf, address, next(iter(served))))
+    return zones
+
+
+START_SH = """\
+#!/bin/sh
+# Run the signed delegation lab in the foreground (as root); Ctrl-C stops it all.
+cd "$(dirname "$0")"
+nsd -d -c parent.conf & pids="$!"
+nsd -d -c child.conf & pids="$pids $!"
+{python} -m gslb serve --config gslb.yaml --listen {ns1}:53 --listen {ns2}:53 \\
+  --geoip {mmdb} --no-admin & pids="$pids $!"
+unbound -d -c unbound.conf & pids="$pids $!"
+trap 'kill $pids 2>/dev/null' INT TERM
+wait
+"""
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.ttl.signing DIR``: write the signed lab into DIR
+    (keys, signed zones, NSD, gslb and validating unbound configs, the
+    parent holding the DS ``gslb dnssec ds`` prints) and ``start.sh``;
+    exit status 2 on bad usage, 1 when a tool is missing."""
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m tests.ttl.signing DIR\n")
+        return 2
+    if reason := missing_tools():
+        sys.stderr.write(reason + "\n")
+        return 1
+    workdir = Path(argv[0]).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    zones = write_signed_zones(workdir)
+    key = gslb_keygen(lab.ZONE, workdir / "gslb-keys")
+    config = workdir / "gslb.yaml"
+    config.write_text(lab.signed_gslb_yaml([(str(key), "active")], zones.secure_ds))
+    zones.sign_parent(gslb_ds(lab.ZONE, config))
+    lab.write_signed_resolver(workdir, zones.anchor)
+    (workdir / "start.sh").write_text(START_SH.format(
+        python=sys.executable, ns1=lab.GSLB_NS[0], ns2=lab.GSLB_NS[1], mmdb=lab.MMDB))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
