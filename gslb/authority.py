@@ -19,6 +19,8 @@ from gslb.config.model import Config, CookieSettings, GslbRecord, Zone
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, cookie_data
 from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
+from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NXNAME
+from gslb.dns.signer import ZoneSigner, sig_rdata, sign_answer
 from gslb.dns.wire import (
     FORMERR,
     NOERROR,
@@ -79,6 +81,9 @@ MAX_CNAME_CHAIN = 8
 #: The DS type (RFC 4034 section 5): answered by the parent side of a
 #: zone cut (RFC 4035 section 3.1.4.1).
 QTYPE_DS = 43
+#: The types a delegation point holds on the parent side of a cut (RFC
+#: 4035 section 2.3): what its NSEC lists.
+_CUT_TYPES = frozenset({QTYPE_NS, QTYPE_DS})
 
 #: CHAOS-class names answered with the server identity (RFC 4892 section
 #: 2.3: ``id.server``; ``hostname.bind`` as BIND, Knot and PowerDNS do).
@@ -153,6 +158,29 @@ class _Zone:
     ents: frozenset[str] = frozenset()
     cuts: frozenset[str] = frozenset()
     wildcards: bool = False
+    signer: ZoneSigner | None = None
+    gslb_types: dict[str, frozenset[int]] | None = None
+
+    def types_at(self, name: str) -> frozenset[int]:
+        """The types ``name`` (lower case, absolute, in the zone) holds,
+        for the type bitmap of its NSEC (RFC 4034 section 4.1.2): its
+        static RRsets' types, A and/or AAAA for a GSLB name as its pool's
+        origins have addresses of each family (``gslb_types``), those of
+        the wildcard that covers it, and only NS and DS at a delegation
+        (the parent side's data, RFC 4035 section 2.3)."""
+        node = self.rrsets.get(name)
+        record = name if name in self.gslb else None
+        if node is None and record is None and self.wildcards and name not in self.ents:
+            source = self.source_of_synthesis(name)
+            if source is not None:
+                node = self.rrsets.get(source)
+                record = source if source in self.gslb else None
+        types = frozenset(node or ())
+        if name in self.cuts:
+            return types & _CUT_TYPES
+        if record is not None and self.gslb_types is not None:
+            types |= self.gslb_types.get(record, frozenset())
+        return types
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (lower case, absolute, in the zone) has any data,
@@ -186,9 +214,13 @@ def _ancestors(name: str, apex: str) -> list[str]:
     return out
 
 
-def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None = None) -> _Zone:
+def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None = None,
+                  families: Callable[[str], frozenset[int]] | None = None) -> _Zone:
     """``zone`` compiled; ``shared``: RDATA compiled so far, reused (see
-    ``wire.compile_rdata``)."""
+    ``wire.compile_rdata``). A signed zone (``zone.dnssec``) gets its
+    DNSKEY, CDS and CDNSKEY RRsets at the apex and a ``ZoneSigner``;
+    ``families(pool)``: the address families (4, 6) a pool can answer,
+    for the NSEC type bitmaps of GSLB names."""
     shared = {} if shared is None else shared
     codes: dict[str, int] = {}
     rrsets: dict[str, dict[int, tuple[RR, ...]]] = {}
@@ -216,6 +248,9 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
             ents.add(name)
     cuts = frozenset(o for o, types in rrsets.items() if o != zone.name and QTYPE_NS in types)
     wildcards = any(owner.startswith("*.") for owner in (*rrsets, *gslb))
+    signer = gslb_types = None
+    if zone.dnssec is not None:
+        signer, gslb_types = _signing(zone, rrsets, families)
     return _Zone(
         name=zone.name,
         soa=soa_rr,
@@ -227,7 +262,38 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
         ents=frozenset(ents),
         cuts=cuts,
         wildcards=wildcards,
+        signer=signer,
+        gslb_types=gslb_types,
     )
+
+
+def _signing(zone: Zone, rrsets: dict[str, dict[int, tuple[RR, ...]]],
+             families: Callable[[str], frozenset[int]] | None
+             ) -> tuple[ZoneSigner, dict[str, frozenset[int]]]:
+    """The signer of ``zone`` (which has a ``dnssec`` key) and the types of
+    its GSLB names; the apex RRsets of its keys are added to ``rrsets``:
+    DNSKEY (every key, RFC 4035 section 2.1), and CDS and CDNSKEY (the
+    keys with the SEP flag: the DS set the parent should hold, RFC 7344
+    section 4, RFC 8078)."""
+    settings = zone.dnssec
+    assert settings is not None
+    keys = (*settings.active, *settings.published)
+    ttl, apex = settings.dnskey_ttl, rrsets[zone.name]
+    apex[QTYPE_DNSKEY] = tuple((zone.name, QTYPE_DNSKEY, ttl, sig_rdata(QTYPE_DNSKEY, k.dnskey))
+                               for k in keys)
+    sep = [k for k in keys if k.sep]
+    if sep:
+        apex[QTYPE_CDS] = tuple((zone.name, QTYPE_CDS, ttl, sig_rdata(QTYPE_CDS, k.ds()))
+                                for k in sep)
+        apex[QTYPE_CDNSKEY] = tuple(
+            (zone.name, QTYPE_CDNSKEY, ttl, sig_rdata(QTYPE_CDNSKEY, k.dnskey)) for k in sep)
+    signer = ZoneSigner(zone.name, settings.active, settings.published, settings.policy)
+    gslb_types = {}
+    for owner, record in zone.gslb.items():
+        found = families(record.pool) if families is not None else frozenset({4, 6})
+        gslb_types[owner] = frozenset(
+            code for family, code in ((4, QTYPE_A), (6, QTYPE_AAAA)) if family in found)
+    return signer, gslb_types
 
 
 _NO_DATA: dict[int, tuple[RR, ...]] = {}
@@ -290,17 +356,36 @@ class Authority:
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         shared: dict[tuple[str, str], wire.Rdata] = {}
         with gc_paused():  # millions of lasting objects, no garbage cycles
-            self.zones = {name: _compile_zone(zone, shared)
+            self.zones = {name: _compile_zone(zone, shared, self.steering.families)
                           for name, zone in config.zones.items()}
+        self.signers: dict[str, ZoneSigner] = {
+            name: z.signer for name, z in self.zones.items() if z.signer is not None}
+        """The online signer of each signed zone, by zone name (replace a
+        signer's ``clock`` to sign at other times)."""
         self._on_choice = on_choice
         self._transfers = RateLimitedLog(log, TRANSFER_LOG_PERIOD_S)
         self.cookies: Cookies | None = cookies_of(config.cookies)
         """The DNS Cookies policy (RFC 7873) :func:`respond` follows (None:
         COOKIE options get no answer); replace it to use another clock."""
         self.cache: AnswerCache[CacheNote] | None = AnswerCache(
-            lambda: health.generation, cache_entries,
+            self._generation_function(), cache_entries,
             self.cookie_patch) if cache_entries > 0 else None
         """Encoded responses reused by :func:`respond` (None: disabled)."""
+
+    def _generation_function(self) -> Callable[[], int]:
+        """What the answer cache's entries belong to: the health view's
+        generation, and with signed zones the signing period too (a stored
+        signed response must not outlive its RRSIGs' period:
+        ``ZoneSigner.epoch``)."""
+        health = self.health
+        signers = tuple(self.signers.values())
+        if not signers:
+            return lambda: health.generation
+        if len(signers) == 1:
+            epoch = signers[0].epoch
+            return lambda: (health.generation << 40) | epoch()
+        # each epoch only grows, so their sum moves whenever one does
+        return lambda: (health.generation << 40) | sum(s.epoch() for s in signers)
 
     def cookie_patch(self, response: bytes, option: bytes, who: str, udp: bool) -> bytes:
         """A stored ``response`` to a query with a COOKIE option, made for
@@ -503,6 +588,52 @@ class Authority:
         answer.rcode = SERVFAIL  # CNAME loop inside our zones
         return Lookup(Kind.SERVFAIL, answer)
 
+    def sign(self, query: Query, lookup: Lookup) -> None:
+        """Sign ``lookup``'s answer to ``query`` (which set DO, RFC 3225
+        section 3) when its zone is signed (RFC 4035 section 3.1): every
+        authoritative RRset with its RRSIGs, and
+
+        * a negative answer with the Compact Denial NSEC at the name that
+          does not exist or lacks the type (the end of a CNAME chain): its
+          types for NODATA, NXNAME for a name that does not exist (RFC
+          9824 section 3), whose RCODE becomes NOERROR unless the query
+          set the CO flag (section 4);
+        * a referral with the DS RRset of the cut, or the NSEC at the cut
+          that proves there is none (RFC 4035 section 3.1.4: the
+          delegation is then insecure).
+        """
+        kind = lookup.kind
+        if kind is Kind.REFUSED or kind is Kind.SERVFAIL:
+            return
+        zone = self.find_zone(query.qname_lower)
+        signer = zone.signer if zone is not None else None
+        if zone is None or signer is None:
+            return
+        answer = lookup.answer
+        if kind is Kind.ANSWER:
+            sign_answer(signer, answer)
+        elif kind is Kind.DELEGATION:
+            cut = answer.authority[0][0]
+            ds = zone.rrsets[cut].get(QTYPE_DS)
+            if ds:
+                answer.authority.extend(ds)
+                sign_answer(signer, answer, referral=True)
+            else:
+                sign_answer(signer, answer, (cut, (QTYPE_NS,), zone.negative_ttl),
+                            referral=True)
+        else:
+            name = query.qname_lower
+            for _owner, rtype, _ttl, rdata in answer.answer:
+                if rtype == QTYPE_CNAME:
+                    name = str(rdata).lower()
+            if kind is Kind.NXDOMAIN:
+                types: frozenset[int] = frozenset((QTYPE_NXNAME,))
+                if not query.compact_ok:
+                    answer.rcode = NOERROR
+            else:
+                types = zone.types_at(name) - {query.qtype}
+            sign_answer(signer, answer, (name, types, zone.negative_ttl))
+
     def _gslb(self, zone: _Zone, record: GslbRecord, qtype: int, query: Query, who: str,
               owner: str, answer: Answer) -> Lookup:
         """Append the GSLB answer for ``record`` (at ``owner`` in ``zone``)
@@ -596,8 +727,7 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
           and cookies.require):
         answer, choices = Answer(rcode=BADCOOKIE, aa=False, reusable=False), ()
     else:
-        lookup = authority.lookup(query, who)
-        answer, choices = lookup.answer, lookup.choices
+        answer, choices = _looked_up(authority, query, who)
     if query.nsid:
         answer.nsid = authority.server_id
     answer.cookie = cookie
@@ -613,6 +743,15 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
         cache.put(shape, who, response, (query, answer, choices), per_client,
                   answer.rotate, answer.shuffle)
     return response
+
+
+def _looked_up(authority: Authority, query: Query, who: str) -> tuple[Answer, tuple[Chosen, ...]]:
+    """The answer to ``query`` from ``who`` and the steering outcomes
+    behind it, signed when the query set DO and its zone is signed."""
+    lookup = authority.lookup(query, who)
+    if query.dnssec_ok and authority.signers:
+        authority.sign(query, lookup)
+    return lookup.answer, lookup.choices
 
 
 def servfail(data: bytes, who: str, udp: bool,

@@ -1,4 +1,5 @@
-"""Command line: ``gslb serve | probe | check | status | geoip build``.
+"""Command line: ``gslb serve | probe | check | status | geoip build |
+dnssec keygen | dnssec ds``.
 
 The only module that prints or exits.
 """
@@ -334,6 +335,75 @@ def _cmd_geoip_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dnssec_keygen(args: argparse.Namespace) -> int:
+    from gslb.dns.dnssec import SigningKey, write_key
+
+    zone = args.zone.lower().rstrip(".") + "."
+    key = SigningKey.generate(zone, args.algorithm)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        base = write_key(key, args.out)
+    except OSError as exc:
+        print(f"gslb dnssec keygen: cannot write the key into {args.out}: {exc}",
+              file=sys.stderr)
+        return 1
+    print(base)
+    return 0
+
+
+def _cmd_dnssec_ds(args: argparse.Namespace) -> int:
+    from gslb.dns.dnssec import KeyFileError, SigningKey, read_key
+
+    zone = args.zone.lower().rstrip(".") + "."
+    keys: list[SigningKey] = []
+    if args.key:
+        try:
+            keys = [read_key(path, zone) for path in args.key]
+        except KeyFileError as exc:
+            print(f"gslb dnssec ds: {exc}", file=sys.stderr)
+            return 1
+    else:
+        config = _load(args.config)
+        if config is None:
+            return 1
+        found = config.zones.get(zone)
+        if found is None or found.dnssec is None:
+            print(f"gslb dnssec ds: zone {zone} has no dnssec section in "
+                  f"{', '.join(args.config)}", file=sys.stderr)
+            return 1
+        keys = [k.key for k in found.dnssec.keys]
+    sep = [k for k in keys if k.sep]
+    if not sep:
+        print(f"gslb dnssec ds: no key of {zone} has the SEP flag (257): the parent's DS "
+              "points at one", file=sys.stderr)
+        return 1
+    for key in sep:
+        print(f"{zone} {args.ttl} IN DS {key.ds_text()}")
+    return 0
+
+
+def _dnssec_parser(sub: Any) -> None:
+    """``gslb dnssec keygen`` and ``gslb dnssec ds``."""
+    dnssec = sub.add_parser("dnssec", help="DNSSEC keys: make one, print the DS for the parent")
+    dsub = dnssec.add_subparsers(dest="dnssec_command", required=True)
+    keygen = dsub.add_parser("keygen", help="write a new key pair (BIND's file format)")
+    keygen.add_argument("--zone", required=True, help="the zone the key signs")
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder for K<zone>.+<alg>+<tag>.key and .private (mode 600)")
+    keygen.add_argument("--algorithm", type=int, choices=[13, 15], default=13,
+                        help="13 ECDSAP256SHA256 (default) or 15 ED25519")
+    keygen.set_defaults(func=_cmd_dnssec_keygen)
+    ds = dsub.add_parser("ds", help="print the DS records (SHA-256) to put in the parent zone")
+    ds.add_argument("--zone", required=True, help="the signed zone")
+    where = ds.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", action="append", metavar="FILE",
+                       help="the configuration naming the zone's keys (repeatable)")
+    where.add_argument("--key", action="append", metavar="BASENAME",
+                       help="a key's K<zone>.+<alg>+<tag> basename or file (repeatable)")
+    ds.add_argument("--ttl", type=int, default=3600, help="TTL written (default 3600 s)")
+    ds.set_defaults(func=_cmd_dnssec_ds)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gslb", description="DNS-based global server "
                                      "load balancer: an authoritative GSLB nameserver.")
@@ -412,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     gbuild.add_argument("--if-missing", action="store_true",
                         help="do nothing when the output file exists")
     gbuild.set_defaults(func=_cmd_geoip_build)
+    _dnssec_parser(sub)
     return parser
 
 

@@ -15,6 +15,9 @@ from ipaddress import IPv4Network, IPv6Network
 from types import MappingProxyType
 from typing import Literal
 
+from gslb.dns.dnssec import SigningKey
+from gslb.dns.signer import SigningPolicy
+
 CheckType = Literal["http", "https", "tcp"]
 
 #: Continent codes as used by MaxMind and GeoNames.
@@ -296,12 +299,53 @@ class Zone:
 
     ``rrsets`` maps (owner, type) to the static RRset; ``gslb`` maps owner to
     its GSLB record. The apex SOA and NS RRsets are always present.
+    ``dnssec``: how the zone is signed (its ``dnssec`` key); None: unsigned.
     """
 
     name: str
     soa: RRset
     rrsets: Mapping[tuple[str, str], RRset]
     gslb: Mapping[str, GslbRecord]
+    dnssec: Dnssec | None = None
+
+
+KeyState = Literal["active", "published"]
+"""A zone key's part: ``active`` keys sign every RRset; ``published`` keys
+are in the DNSKEY, CDS and CDNSKEY RRsets (and sign those) without
+signing the rest: a new key before it takes over, an old one after."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneKey:
+    """One key of a signed zone: ``file`` (the BIND key basename as
+    written in the config), ``state`` and the key itself (``key``: a
+    ``gslb.dns.dnssec.SigningKey``, private key included)."""
+
+    file: str
+    state: KeyState
+    key: SigningKey = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Dnssec:
+    """A zone's ``dnssec`` key (docs/dnssec.md): its ``keys`` (at least
+    one active), RRSIG timing ``policy`` (seconds: validity, inception
+    skew, signing period) and ``dnskey_ttl`` (seconds, the TTL of DNSKEY,
+    CDS and CDNSKEY)."""
+
+    keys: tuple[ZoneKey, ...]
+    policy: SigningPolicy = field(default_factory=SigningPolicy)
+    dnskey_ttl: int = 3600
+
+    @property
+    def active(self) -> tuple[SigningKey, ...]:
+        """The keys that sign every RRset."""
+        return tuple(k.key for k in self.keys if k.state == "active")
+
+    @property
+    def published(self) -> tuple[SigningKey, ...]:
+        """The keys that are published only."""
+        return tuple(k.key for k in self.keys if k.state == "published")
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,9 @@ class Query:
     to 40 octets), else None; ``cookie_valid``: it carried a Server Cookie
     of ours that is valid (set by ``gslb.authority.respond``, RFC 9018
     section 4.3; a client that proved it receives our answers, RFC 7873
-    section 5.2.5).
+    section 5.2.5). ``compact_ok``: the EDNS CO flag (Compact Answers OK,
+    RFC 9824 section 4): the client takes NXDOMAIN with a Compact Denial
+    NSEC, and is told so by the CO flag in the response's OPT record.
     """
 
     id: int
@@ -109,6 +111,7 @@ class Query:
     nsid: bool = False
     cookie: bytes | None = None
     cookie_valid: bool = False
+    compact_ok: bool = False
     label: DNSLabel | None = None
     question_wire: bytes | None = None
 
@@ -359,6 +362,7 @@ def decode_dnslib(data: bytes) -> Query:
         query.edns = True
         query.edns_version = (opt.ttl >> 16) & 0xFF
         query.dnssec_ok = bool(opt.ttl & 0x8000)
+        query.compact_ok = bool(opt.ttl & _FLAG_CO)
         query.udp_limit = min(max(opt.rclass, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
         if len(opts) > 1:
             raise _formerr(query)  # RFC 6891 section 6.1.1
@@ -441,6 +445,9 @@ def response_options(query: Query, answer: Answer) -> list[tuple[int, bytes]]:
 # --------------------------------------------------------------------------
 
 _HEADER = struct.Struct("!HHHHHH")
+#: The EDNS CO flag (Compact Answers OK, RFC 9824 section 4), beside DO
+#: (0x8000) in the OPT record's TTL field.
+_FLAG_CO = 0x4000
 _RR_FIXED = struct.Struct("!HHIH")
 _QFIXED = struct.Struct("!HH")
 #: Label octets the fast path takes; a label with any other octet goes to
@@ -489,6 +496,7 @@ def _decode_fast(data: bytes) -> Query | None:
     query.edns = True
     query.edns_version = (ttl >> 16) & 0xFF
     query.dnssec_ok = bool(ttl & 0x8000)
+    query.compact_ok = bool(ttl & _FLAG_CO)
     query.udp_limit = min(max(udp, PLAIN_UDP_SIZE), OUR_UDP_SIZE)
     _read_options(query, data, qend + 11, end)
     return query
@@ -534,7 +542,8 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     6.1.1), the DO bit copied (RFC 3225 section 3), and the options of
     :func:`response_options`; the OPT record is the message's last record
     (so a COOKIE option's data is its last octets). Records carry the
-    query's class. Extended RCODEs (BADVERS) go in the OPT record. Another
+    query's class. The CO flag is echoed to a query with DO and CO (RFC
+    9824 section 4). Extended RCODEs (BADVERS) go in the OPT record. Another
     OPCODE than QUERY gets the header :func:`_bare` writes (no records).
     When the message exceeds ``limit`` bytes (UDP), the additional section
     is dropped first (but for its ``answer.required_additional`` leading
@@ -552,7 +561,8 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
         options = b""
         for code, data in response_options(query, answer):
             options += _QFIXED.pack(code, len(data)) + data
-        ttl = ((answer.rcode >> 4) << 24) | (0x8000 if query.dnssec_ok else 0)
+        ttl = ((answer.rcode >> 4) << 24) | (0x8000 if query.dnssec_ok else 0) | (
+            _FLAG_CO if query.compact_ok and query.dnssec_ok else 0)
         opt = b"\0" + _RR_FIXED.pack(QTYPE_OPT, OUR_UDP_SIZE, ttl, len(options)) + options
     nopt = 1 if opt else 0
     rclass = query.qclass

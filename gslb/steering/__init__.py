@@ -165,6 +165,8 @@ class Steering:
         """The vantage names ``latency`` pools steer by (``("local",)`` when
         none were given)."""
         families = _families(pools, origins)
+        self._pools = pools
+        self._families = families
         for name, pool in pools.items():
             if pool.policy not in registry:
                 raise ValueError(f"pool {name}: unknown policy {pool.policy!r}")
@@ -184,6 +186,20 @@ class Steering:
             plan.p6 = build(pool, plan.v6, finder, logger)
             self._plans[name] = plan
         self._reads_rtt = any(p.p4.reads_rtt or p.p6.reads_rtt for p in self._plans.values())
+
+    def families(self, pool: str) -> frozenset[int]:
+        """The address families (4, 6) an answer of ``pool`` can hold:
+        those some origin of its tree has, or of the pools its fallback
+        leads to. Raises ``KeyError`` for an unknown pool."""
+        found: set[int] = set()
+        seen: set[str] = set()
+        name: str | None = pool
+        while name is not None and name not in seen:
+            seen.add(name)
+            found |= self._families[name]
+            fallback = self._pools[name].fallback
+            name = fallback if fallback in self._pools else None
+        return frozenset(found)
 
     @property
     def reads_rtt(self) -> bool:

@@ -12,11 +12,12 @@ from typing import Any
 
 from gslb.config.loader import MarkedDict
 from gslb.config.model import DEFAULT_GSLB_TTL, GslbRecord, RRset, Zone
+from gslb.config.validate.dnssec import read_dnssec
 from gslb.config.validate.reader import At, Reader, absolute, bad_name, inside, kind
 from gslb.dns.wire import compile_rdata
 from gslb.dns.zonetext import STATIC_TYPES, normalize_rdata
 
-ZONE_KEYS = ("ttl", "records")
+ZONE_KEYS = ("ttl", "records", "dnssec")
 RECORD_TYPES = (*STATIC_TYPES, "gslb")
 _TYPE_NAMES = {t: t for t in RECORD_TYPES}
 MAX_TTL = 2**31 - 1
@@ -103,11 +104,12 @@ def _zone(r: Reader, zone: str, value: object, at: At, pools: Mapping[str, objec
                     rrsets[owner, rtype] = rrset
                     _fits_a_message(r, rrset, tat)
     _zone_rules(r, zone, at, owners, declared, rrsets)
+    signing = read_dnssec(r, zone, m["dnssec"], at.key(m, "dnssec")) if "dnssec" in m else None
     soa = rrsets.get((zone, "SOA"))
     if r.count > before or soa is None:
         return None
     return Zone(name=zone, soa=soa, rrsets=MappingProxyType(rrsets),
-                gslb=MappingProxyType(gslb))
+                gslb=MappingProxyType(gslb), dnssec=signing)
 
 
 def _record_type(r: Reader, type_key: str, at: At, declared: list[str]) -> str | None:
