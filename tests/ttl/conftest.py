@@ -136,7 +136,8 @@ class _RecordingService(Service):
     queries a resolver sends: a cache miss is a query, a hit is none)."""
 
     def __init__(self, seen: Authoritatives, address: str) -> None:
-        super().__init__(seen.config, [(address, 53)], lab.MMDB, rng=random.Random(1))
+        cache = {} if seen.answer_cache is None else {"answer_cache": seen.answer_cache}
+        super().__init__(seen.config, [(address, 53)], lab.MMDB, rng=random.Random(1), **cache)
         self._seen = seen
         self._address = address
         assert isinstance(self.server, DnsServer)
@@ -161,11 +162,13 @@ class Authoritatives:
     ``from_resolver(qname, qtype)`` the queries unbound sent for that name;
     ``wait_for(qname, qtype, n, timeout_s)`` waits until unbound has sent
     ``n`` such queries and returns the n-th (raises ``TimeoutError``);
-    ``reload()`` re-reads ``config_path`` in both, as SIGHUP does.
+    ``reload()`` re-reads ``config_path`` in both, as SIGHUP does;
+    ``answer_cache``: entries of their answer caches (None: the default).
     """
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, answer_cache: int | None = None) -> None:
         self.config = load([config_path])
+        self.answer_cache = answer_cache
         self.seen: list[Seen] = []
         self.services: list[Service] = []
         self.config_path = config_path
@@ -453,17 +456,18 @@ async def signed_gslb(signed_parent: SignedParent,
     """Factory: ``await signed_gslb(keys=[("gslb", "active")], **dnssec)``
     starts the two gslb nameservers from ``lab.signed_gslb_yaml`` with those
     session keys (name, state) and further ``dnssec:`` settings, and
-    returns them (``config_path`` set: rewrite it and ``reload()``);
+    returns them (``config_path`` set: rewrite it and ``reload()``;
+    ``answer_cache=0`` turns their answer caches off);
     ``unsigned=True`` serves plain ``lab.GSLB_YAML`` instead. Stopped
     after the test."""
     started: list[Authoritatives] = []
 
     async def factory(keys: list[tuple[str, str]] | None = None, unsigned: bool = False,
-                      **dnssec: int) -> Authoritatives:
+                      answer_cache: int | None = None, **dnssec: int) -> Authoritatives:
         path = tmp_path / f"gslb{len(started)}.yaml"
         path.write_text(lab.GSLB_YAML if unsigned else signed_yaml(
             signed_parent, keys or [("gslb", "active")], **dnssec))
-        servers = Authoritatives(path)
+        servers = Authoritatives(path, answer_cache)
         started.append(servers)
         await servers.start()
         return servers

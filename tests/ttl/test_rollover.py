@@ -24,14 +24,15 @@ import logging
 from pathlib import Path
 
 import dns.dnssec
-import dns.rdata
+import dns.flags
+import dns.rcode
 import dns.rdatatype
 import pytest
 
 from tests.conftest import FakeOrigin
 from tests.ttl import lab, signing
 from tests.ttl.conftest import SignedParent, StartResolver, StartSigned, signed_yaml
-from tests.ttl.test_dnssec import ask_all
+from tests.ttl.test_dnssec import GB, ask_all
 
 pytestmark = pytest.mark.ttl
 log = logging.getLogger("tests.ttl")
@@ -54,12 +55,9 @@ PHASES = {
 
 
 def _tags(signed_parent: SignedParent, names: list[str]) -> list[int]:
-    keys = []
-    for name in names:
-        text = Path(f"{signed_parent.keys[name]}.key").read_text()
-        rdata = " ".join(text.split(";")[0].split()[3:])
-        keys.append(dns.rdata.from_text("IN", "DNSKEY", rdata))
-    return sorted(dns.dnssec.key_id(key) for key in keys)
+    """Key tags of the session keys ``names``, from their BIND basenames
+    (``K<zone>.+<alg>+<tag>``)."""
+    return sorted(int(signed_parent.keys[name].name.rsplit("+", 1)[1]) for name in names)
 
 
 async def test_rollover_keeps_every_answer_validating(
@@ -94,3 +92,24 @@ async def test_rollover_keeps_every_answer_validating(
         assert parent_ds == sorted(int(text.split()[0]) for text in ds), phase
         log.info("rollover phase %s: keys %s, DS %s, %.1f s", phase, served, parent_ds,
                  loop.time() - started)
+
+
+async def test_switching_without_the_wait_is_bogus(
+        signed_parent: SignedParent, signed_gslb: StartSigned,
+        signed_resolver: StartResolver) -> None:
+    """Why the procedure waits: a resolver that cached the DNSKEY RRset of
+    phase (a) (key 1 only, 60 s) and then meets an answer signed by key 2,
+    switched to at once with DS 1 + 2 published, cannot validate it:
+    SERVFAIL ("signatures from unknown keys"), until its cached DNSKEY
+    expires (RFC 7583 section 3.3.1: the new key must be in caches before
+    it signs)."""
+    unbound = await signed_resolver(cache_max_ttl=60)
+    servers = await signed_gslb(keys=PHASES["a"])
+    warm = await unbound.ask("static.gslb.example.test.", dnssec=True)  # caches DNSKEY {1}
+    assert warm.flags & dns.flags.AD
+    servers.config_path.write_text(signed_yaml(signed_parent, PHASES["c"]))
+    await servers.reload()
+    await signed_parent.publish(
+        await asyncio.to_thread(signing.gslb_ds, lab.ZONE, servers.config_path))
+    reply = await unbound.ask("www.gslb.example.test.", ecs=GB, dnssec=True)
+    assert reply.rcode() == dns.rcode.SERVFAIL, reply
