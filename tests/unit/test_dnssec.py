@@ -404,6 +404,17 @@ def test_do_clear_gets_no_dnssec_records(signed: Authority) -> None:
     assert ask(signed, ZONE, "DNSKEY", do=False).answer  # the keys are data of the zone
 
 
+def test_cd_bit_is_copied_from_the_query(signed: Authority) -> None:
+    """RFC 4035 section 3.1.6 (genreport's ``docd``), on cache hits too."""
+    for _ in range(2):
+        for cd in (0, dns.flags.CD):
+            q = dns.message.make_query("www." + ZONE, "A", want_dnssec=True)
+            q.flags |= cd
+            wire = respond(signed, q.to_wire(), "198.51.100.1", True)
+            assert wire is not None
+            assert dns.message.from_wire(wire).flags & dns.flags.CD == cd
+
+
 def test_ed25519_zone_validates(tmp_path: Path) -> None:
     auth = authority(write(tmp_path, f"{{file: {make_key(tmp_path, 15)}}}"))
     for qname, qtype in [("www." + ZONE, "A"), ("nope." + ZONE, "A"), (ZONE, "DNSKEY")]:
