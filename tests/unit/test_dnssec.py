@@ -31,6 +31,7 @@ import pytest
 from gslb.authority import Authority, respond
 from gslb.cli import main
 from gslb.config.load import load
+from gslb.config.secretfile import SecretFileError, read_secret_text
 from gslb.dns import dnssec
 from gslb.dns.signer import SigningPolicy, ZoneSigner
 from gslb.errors import ConfigError
@@ -216,13 +217,13 @@ def test_key_files_round_trip_and_refuse_open_private_files(tmp_path: Path) -> N
     base = dnssec.write_key(key, tmp_path)
     assert os.stat(f"{base}.private").st_mode & 0o777 == 0o600
     for name in (base, f"{base}.key", f"{base}.private"):
-        again = dnssec.read_key(name, ZONE)
+        again = dnssec.read_key(name, ZONE, read_secret_text)
         assert (again.tag, again.public, again.flags) == (key.tag, key.public, 257)
     with pytest.raises(dnssec.KeyFileError, match=r"not example\.org"):
-        dnssec.read_key(base, "example.org.")
+        dnssec.read_key(base, "example.org.", read_secret_text)
     os.chmod(f"{base}.private", 0o640)
-    with pytest.raises(dnssec.KeyFileError, match=r"mode 0640.*chmod 600"):
-        dnssec.read_key(base)
+    with pytest.raises(SecretFileError, match=r"mode 0640.*chmod 600"):
+        dnssec.read_key(base, ZONE, read_secret_text)
     with pytest.raises(FileExistsError):
         dnssec.write_key(key, tmp_path)
 
@@ -233,7 +234,7 @@ def test_private_key_of_another_pair_is_refused(tmp_path: Path) -> None:
     b = dnssec.write_key(dnssec.SigningKey.generate(ZONE), tmp_path)
     os.replace(f"{b}.private", f"{a}.private")
     with pytest.raises(dnssec.KeyFileError, match="does not hold the private key"):
-        dnssec.read_key(a)
+        dnssec.read_key(a, ZONE, read_secret_text)
 
 
 @pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v ldns-keygen"],
@@ -244,7 +245,7 @@ def test_keys_made_by_ldns_keygen_load(tmp_path: Path, algorithm: str) -> None:
     made = subprocess.run(["ldns-keygen", "-a", algorithm, "-k", ZONE], cwd=tmp_path,
                           capture_output=True, text=True, check=True).stdout.strip()
     os.chmod(tmp_path / f"{made}.private", 0o600)
-    key = dnssec.read_key(tmp_path / made, ZONE)
+    key = dnssec.read_key(tmp_path / made, ZONE, read_secret_text)
     ds = subprocess.run(["ldns-key2ds", "-n", "-2", f"{made}.key"], cwd=tmp_path,
                         capture_output=True, text=True, check=True).stdout.split()
     assert " ".join(ds[-4:]).upper() == key.ds_text().upper()
@@ -254,7 +255,7 @@ def test_cli_keygen_then_ds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["dnssec", "keygen", "--zone", "gslb.example.test", "--out",
                  str(tmp_path / "keys")]) == 0
     base = capsys.readouterr().out.strip()
-    key = dnssec.read_key(base, ZONE)
+    key = dnssec.read_key(base, ZONE, read_secret_text)
     assert main(["dnssec", "ds", "--zone", ZONE, "--key", base]) == 0
     assert capsys.readouterr().out == f"{ZONE} 3600 IN DS {key.ds_text()}\n"
     path = write(tmp_path, f"{{file: {Path(base).relative_to(tmp_path)}}}")
