@@ -19,7 +19,7 @@ from gslb.config.model import Config, CookieSettings, GslbRecord, Zone
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, cookie_data
 from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
-from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NXNAME
+from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NSEC, QTYPE_NXNAME
 from gslb.dns.signer import SigningCounts, ZoneSigner, sig_rdata, sign_answer
 from gslb.dns.wire import (
     FORMERR,
@@ -607,7 +607,9 @@ class Authority:
           set the CO flag (section 4);
         * a referral with the DS RRset of the cut, or the NSEC at the cut
           that proves there is none (RFC 4035 section 3.1.4: the
-          delegation is then insecure).
+          delegation is then insecure);
+        * a query for the NSEC of an existing name with that NSEC as the
+          answer.
         """
         kind = lookup.kind
         if kind is Kind.REFUSED or kind is Kind.SERVFAIL:
@@ -628,6 +630,13 @@ class Authority:
             else:
                 sign_answer(signer, answer, (cut, (QTYPE_NS,), zone.negative_ttl),
                             referral=True)
+        elif kind is Kind.NODATA and query.qtype == QTYPE_NSEC and not answer.answer:
+            # the NSEC of an existing name is its data: answered, not denied (as
+            # Knot's onlinesign does); a NODATA proof could not leave NSEC out
+            name = query.qname_lower
+            answer.authority.clear()
+            answer.answer.append(signer.nsec(name, zone.types_at(name), zone.negative_ttl))
+            sign_answer(signer, answer)
         else:
             name = query.qname_lower
             for _owner, rtype, _ttl, rdata in answer.answer:

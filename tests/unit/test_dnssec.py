@@ -363,6 +363,15 @@ def test_all_down_fallback_answer_is_signed(tmp_path: Path) -> None:
     assert ("v4." + ZONE, "A") in validated(auth, m)
 
 
+def test_nsec_asked_for_is_the_answer(signed: Authority) -> None:
+    m = ask(signed, "static." + ZONE, "NSEC")
+    assert m.rcode() == dns.rcode.NOERROR and not m.authority
+    nsec = m.find_rrset(m.answer, dns.name.from_text("static." + ZONE), dns.rdataclass.IN,
+                        dns.rdatatype.NSEC)
+    assert bitmap(nsec) == {"A", "MX", "RRSIG", "NSEC"}
+    assert ("static." + ZONE, "NSEC") in validated(signed, m)
+
+
 def test_wildcard_answers_are_signed_as_the_name(signed: Authority) -> None:
     for qname in ("x.wild." + ZONE, "deep.y.gwild." + ZONE):
         m = ask(signed, qname)
