@@ -608,8 +608,8 @@ class Authority:
         * a referral with the DS RRset of the cut, or the NSEC at the cut
           that proves there is none (RFC 4035 section 3.1.4: the
           delegation is then insecure);
-        * a query for the NSEC of an existing name with that NSEC as the
-          answer.
+        * a query for the NSEC of a name (existing or not) with that NSEC
+          as the answer.
         """
         kind = lookup.kind
         if kind is Kind.REFUSED or kind is Kind.SERVFAIL:
@@ -630,12 +630,14 @@ class Authority:
             else:
                 sign_answer(signer, answer, (cut, (QTYPE_NS,), zone.negative_ttl),
                             referral=True)
-        elif kind is Kind.NODATA and query.qtype == QTYPE_NSEC and not answer.answer:
-            # the NSEC of an existing name is its data: answered, not denied (as
-            # Knot's onlinesign does); a NODATA proof could not leave NSEC out
+        elif query.qtype == QTYPE_NSEC and not answer.answer:
+            # a name's NSEC is data it holds: answered, not denied, as Knot's
+            # onlinesign does (a proof that NSEC is absent would list NSEC)
             name = query.qname_lower
+            types = (QTYPE_NXNAME,) if kind is Kind.NXDOMAIN else zone.types_at(name)
+            answer.rcode = NOERROR
             answer.authority.clear()
-            answer.answer.append(signer.nsec(name, zone.types_at(name), zone.negative_ttl))
+            answer.answer.append(signer.nsec(name, types, zone.negative_ttl))
             sign_answer(signer, answer)
         else:
             name = query.qname_lower

@@ -552,3 +552,31 @@ def test_signer_refuses_without_an_active_key() -> None:
         ZoneSigner(ZONE, ())
     with pytest.raises(ValueError):
         SigningPolicy(validity=100, refresh=200)
+
+
+# ---------------------------------------------------------------------------
+# every answer, whatever is asked
+# ---------------------------------------------------------------------------
+
+NAMES = ["", "www.", "v4.", "split.", "tree.", "static.", "alias.", "chain.", "dangling.",
+         "_udp.", "_sip._udp.", "a.wild.", "b.c.gwild.", "insecure.", "x.insecure.", "secure.",
+         "ns1.", "nope.", "x.nope.", "*.wild."]
+
+
+QTYPES = [1, 2, 5, 6, 15, 16, 28, 33, 43, 46, 47, 48, 59, 60, 99, 255, 65280]
+
+
+def test_every_signed_answer_validates(signed: Authority) -> None:
+    """Every name of the zone (and some that do not exist) asked for every
+    type, with and without the CO flag, in either case: the response
+    decodes, every RRset an authoritative answer carries validates (a
+    referral's NS and glue excepted), and a negative answer carries
+    exactly one NSEC, at the name denied, without the type asked."""
+    for i, (name, qtype) in enumerate((n, t) for n in NAMES for t in QTYPES):
+        qname = (name + ZONE).upper() if i % 3 == 0 else name + ZONE
+        m = ask(signed, qname, dns.rdatatype.to_text(qtype), flags=0x4000 if i % 2 else 0)
+        assert m.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN), (qname, qtype)
+        validated(signed, m)
+        if not m.answer and m.flags & dns.flags.AA:
+            asked = dns.rdatatype.to_text(qtype)
+            assert asked not in bitmap(nsec_of(m)) or qtype == 46, (qname, qtype)
