@@ -60,7 +60,8 @@ def build_authority(config: Config, view: HealthView, geo: GeoDB | None, stats: 
     return Authority(config, view, geo.locate if geo is not None else None, rng=rng,
                      on_choice=stats.choice, cache_entries=settings.answer_cache,
                      server_id=settings.server_id,
-                     asn_lookup=asn.lookup if asn is not None else None)
+                     asn_lookup=asn.lookup if asn is not None else None,
+                     signing_counts=stats.signing)
 
 
 class Answering:

@@ -19,8 +19,8 @@ from gslb.config.model import Config, CookieSettings, GslbRecord, Zone
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, cookie_data
 from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
-from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NXNAME
-from gslb.dns.signer import ZoneSigner, sig_rdata, sign_answer
+from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NSEC, QTYPE_NXNAME
+from gslb.dns.signer import SigningCounts, ZoneSigner, sig_rdata, sign_answer
 from gslb.dns.wire import (
     FORMERR,
     NOERROR,
@@ -215,7 +215,8 @@ def _ancestors(name: str, apex: str) -> list[str]:
 
 
 def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None = None,
-                  families: Callable[[str], frozenset[int]] | None = None) -> _Zone:
+                  families: Callable[[str], frozenset[int]] | None = None,
+                  counts: SigningCounts | None = None) -> _Zone:
     """``zone`` compiled; ``shared``: RDATA compiled so far, reused (see
     ``wire.compile_rdata``). A signed zone (``zone.dnssec``) gets its
     DNSKEY, CDS and CDNSKEY RRsets at the apex and a ``ZoneSigner``;
@@ -250,7 +251,7 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
     wildcards = any(owner.startswith("*.") for owner in (*rrsets, *gslb))
     signer = gslb_types = None
     if zone.dnssec is not None:
-        signer, gslb_types = _signing(zone, rrsets, families)
+        signer, gslb_types = _signing(zone, rrsets, families, counts)
     return _Zone(
         name=zone.name,
         soa=soa_rr,
@@ -268,7 +269,8 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
 
 
 def _signing(zone: Zone, rrsets: dict[str, dict[int, tuple[RR, ...]]],
-             families: Callable[[str], frozenset[int]] | None
+             families: Callable[[str], frozenset[int]] | None,
+             counts: SigningCounts | None = None
              ) -> tuple[ZoneSigner, dict[str, frozenset[int]]]:
     """The signer of ``zone`` (which has a ``dnssec`` key) and the types of
     its GSLB names; the apex RRsets of its keys are added to ``rrsets``:
@@ -287,7 +289,8 @@ def _signing(zone: Zone, rrsets: dict[str, dict[int, tuple[RR, ...]]],
                                 for k in sep)
         apex[QTYPE_CDNSKEY] = tuple(
             (zone.name, QTYPE_CDNSKEY, ttl, sig_rdata(QTYPE_CDNSKEY, k.dnskey)) for k in sep)
-    signer = ZoneSigner(zone.name, settings.active, settings.published, settings.policy)
+    signer = ZoneSigner(zone.name, settings.active, settings.published, settings.policy,
+                        counts=counts)
     gslb_types = {}
     for owner, record in zone.gslb.items():
         found = families(record.pool) if families is not None else frozenset({4, 6})
@@ -331,6 +334,8 @@ class Authority:
     (NSID is ignored, CHAOS gets REFUSED). Raises ``ValueError`` for a bad
     ``server_id``. ``asn_lookup`` maps an address to its ``Asn`` (or None;
     ``AsnDB.lookup``); a client is looked up in either only when a policy asks.
+    ``signing_counts``: where the signers of signed zones report the RRSIGs
+    they make (``QueryStats.signing``).
     """
 
     def __init__(
@@ -343,6 +348,7 @@ class Authority:
         cache_entries: int = DEFAULT_ENTRIES,
         server_id: str | None = None,
         asn_lookup: AsnLookup | None = None,
+        signing_counts: SigningCounts | None = None,
     ) -> None:
         self.config = config
         self.server_id = server_identity(server_id) if server_id is not None else None
@@ -356,7 +362,8 @@ class Authority:
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         shared: dict[tuple[str, str], wire.Rdata] = {}
         with gc_paused():  # millions of lasting objects, no garbage cycles
-            self.zones = {name: _compile_zone(zone, shared, self.steering.families)
+            self.zones = {name: _compile_zone(zone, shared, self.steering.families,
+                                              signing_counts)
                           for name, zone in config.zones.items()}
         self.signers: dict[str, ZoneSigner] = {
             name: z.signer for name, z in self.zones.items() if z.signer is not None}
@@ -600,7 +607,9 @@ class Authority:
           set the CO flag (section 4);
         * a referral with the DS RRset of the cut, or the NSEC at the cut
           that proves there is none (RFC 4035 section 3.1.4: the
-          delegation is then insecure).
+          delegation is then insecure);
+        * a query for the NSEC of a name (existing or not) with that NSEC
+          as the answer.
         """
         kind = lookup.kind
         if kind is Kind.REFUSED or kind is Kind.SERVFAIL:
@@ -621,6 +630,15 @@ class Authority:
             else:
                 sign_answer(signer, answer, (cut, (QTYPE_NS,), zone.negative_ttl),
                             referral=True)
+        elif query.qtype == QTYPE_NSEC and not answer.answer:
+            # a name's NSEC is data it holds: answered, not denied, as Knot's
+            # onlinesign does (a proof that NSEC is absent would list NSEC)
+            name = query.qname_lower
+            types = (QTYPE_NXNAME,) if kind is Kind.NXDOMAIN else zone.types_at(name)
+            answer.rcode = NOERROR
+            answer.authority.clear()
+            answer.answer.append(signer.nsec(name, types, zone.negative_ttl))
+            sign_answer(signer, answer)
         else:
             name = query.qname_lower
             for _owner, rtype, _ttl, rdata in answer.answer:

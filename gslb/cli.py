@@ -352,13 +352,13 @@ def _cmd_dnssec_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_dnssec_ds(args: argparse.Namespace) -> int:
-    from gslb.dns.dnssec import KeyFileError, SigningKey, read_key
+    from gslb.dns.dnssec import FLAG_SEP, KeyFileError, ds_text, read_public
 
     zone = args.zone.lower().rstrip(".") + "."
-    keys: list[SigningKey] = []
-    if args.key:
+    dnskeys: list[bytes] = []
+    if args.key:  # the public half is all a DS needs
         try:
-            keys = [read_key(path, zone) for path in args.key]
+            dnskeys = [read_public(path, zone)[1] for path in args.key]
         except KeyFileError as exc:
             print(f"gslb dnssec ds: {exc}", file=sys.stderr)
             return 1
@@ -371,14 +371,14 @@ def _cmd_dnssec_ds(args: argparse.Namespace) -> int:
             print(f"gslb dnssec ds: zone {zone} has no dnssec section in "
                   f"{', '.join(args.config)}", file=sys.stderr)
             return 1
-        keys = [k.key for k in found.dnssec.keys]
-    sep = [k for k in keys if k.sep]
+        dnskeys = [k.key.dnskey for k in found.dnssec.keys]
+    sep = [dnskey for dnskey in dnskeys if dnskey[1] & FLAG_SEP]
     if not sep:
         print(f"gslb dnssec ds: no key of {zone} has the SEP flag (257): the parent's DS "
               "points at one", file=sys.stderr)
         return 1
-    for key in sep:
-        print(f"{zone} {args.ttl} IN DS {key.ds_text()}")
+    for dnskey in sep:
+        print(f"{zone} {args.ttl} IN DS {ds_text(zone, dnskey)}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import TypedDict, TypeVar
 
+from gslb.dns.signer import SigningCounts
 from gslb.dns.wire import Answer, Query
 from gslb.steering import Choice
 
@@ -34,6 +35,8 @@ class Taken(TypedDict):
     internal_errors: int
     rrl: dict[tuple[str, str], int]
     tcp: dict[str, int]
+    signatures: dict[str, int]
+    expiration: dict[str, int]
 
 
 def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
@@ -57,11 +60,13 @@ class QueryStats:
     * ``rrl[(action, kind)]``: responses the rate limiter dropped, slipped
       or only logged (``gslb.dns.rrl``), and ``rrl[("evicted", "")]``;
     * ``tcp[reason]``: TCP connections the DNS server refused, evicted or
-      closed (``gslb.dns.server.TCP_COUNTERS``; the server bumps this dict).
+      closed (``gslb.dns.server.TCP_COUNTERS``; the server bumps this dict);
+    * ``signing``: RRSIGs made per zone and when the last ones expire
+      (``gslb.dns.signer.SigningCounts``; the signers bump it).
     """
 
     __slots__ = ("answers", "buckets", "duration_sum_s", "fallbacks", "internal_errors", "queries",
-                 "reloads", "rrl", "tcp", "transitions")
+                 "reloads", "rrl", "signing", "tcp", "transitions")
 
     def __init__(self) -> None:
         self.queries: dict[tuple[int, int], int] = {}
@@ -74,6 +79,7 @@ class QueryStats:
         self.internal_errors = 0
         self.rrl: dict[tuple[str, str], int] = {}
         self.tcp: dict[str, int] = {}
+        self.signing = SigningCounts()
 
     def query(self, query: Query | None, answer: Answer | None, who: str) -> None:
         """Count one response (an ``authority.Observer``)."""
@@ -90,7 +96,10 @@ class QueryStats:
                       "duration_sum_s": self.duration_sum_s,
                       "answers": self.answers, "fallbacks": self.fallbacks,
                       "internal_errors": self.internal_errors,
-                      "rrl": dict(self.rrl), "tcp": dict(self.tcp)}
+                      "rrl": dict(self.rrl), "tcp": dict(self.tcp),
+                      "signatures": dict(self.signing.made),
+                      "expiration": dict(self.signing.expiration)}
+        self.signing.made.clear()  # in place: the signers hold it
         self.internal_errors = 0
         self.rrl.clear()  # in place: the rate limiter holds this dict
         self.tcp.update(dict.fromkeys(self.tcp, 0))  # and the DNS server this one
@@ -106,6 +115,10 @@ class QueryStats:
         _add_counts(self.fallbacks, taken["fallbacks"])
         _add_counts(self.rrl, taken["rrl"])
         _add_counts(self.tcp, taken["tcp"])
+        _add_counts(self.signing.made, taken["signatures"])
+        expiration = self.signing.expiration
+        for zone, when in taken["expiration"].items():  # the latest RRSIGs anyone made
+            expiration[zone] = max(expiration.get(zone, 0), when)
         for i, n in enumerate(taken["buckets"]):
             self.buckets[i] += n
         self.duration_sum_s += taken["duration_sum_s"]

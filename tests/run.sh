@@ -5,7 +5,8 @@
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k ecs -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GSLB_EXTRAS=test bash deploy/setup.sh dnsutils tor-geoipdb redis-server nsd unbound chromium
+GSLB_EXTRAS=test bash deploy/setup.sh dnsutils tor-geoipdb redis-server nsd unbound chromium \
+    ldnsutils faketime
 # Debian starts the packaged nsd/unbound where systemd runs; they would hold
 # port 53 on every address, which the delegation lab (tests/ttl) needs.
 if command -v systemctl >/dev/null 2>&1; then

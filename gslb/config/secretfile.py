@@ -1,4 +1,4 @@
-"""Files that hold secrets (``cookies.secret_file``): read at config load,
+"""Files that hold secrets (``cookies.secret_file``, DNSSEC private keys): read at config load,
 refused when anyone but their owner may read or write them.
 
 One place for the check, so every secret named in a config is held to it
@@ -22,7 +22,16 @@ class SecretFileError(ValueError):
 def read_secret_lines(path: str) -> list[tuple[int, str]]:
     """The lines of the secret file ``path`` that hold something, as
     ``(line number from 1, text stripped)``; empty lines and lines starting
-    with ``#`` are left out.
+    with ``#`` are left out. Raises ``SecretFileError`` as
+    :func:`read_secret_text`."""
+    text = read_secret_text(path)
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def read_secret_text(path: str | os.PathLike[str]) -> str:
+    """The text of the secret file ``path`` (``cookies.secret_file``, a
+    DNSSEC private key file).
 
     Raises ``SecretFileError`` when the file cannot be opened or read, is
     not a regular file, is not UTF-8, or has any of ``FORBIDDEN_MODE``'s
@@ -42,11 +51,9 @@ def read_secret_lines(path: str) -> list[tuple[int, str]]:
                 f"{path} has mode {mode:04o}: its group or others may read or write it; "
                 f"make it readable by its owner only (chmod 600 {path})")
         try:
-            text = handle.read().decode("utf-8")
+            return handle.read().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SecretFileError(f"cannot read {path}: {exc}") from None
-    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")]
 
 
-__all__ = ["FORBIDDEN_MODE", "SecretFileError", "read_secret_lines"]
+__all__ = ["FORBIDDEN_MODE", "SecretFileError", "read_secret_lines", "read_secret_text"]

@@ -7,9 +7,9 @@
   arithmetic.
 * Key files in BIND's format (what ``dnssec-keygen`` and ``ldns-keygen``
   write, so keys move between tools): ``K<zone>.+<alg>+<tag>.key`` (the
-  DNSKEY RR) and ``.private`` (``Private-key-format: v1.3``), the private
-  file refused when its group or others may read it
-  (:mod:`gslb.config.secretfile`'s rule).
+  DNSKEY RR) and ``.private`` (``Private-key-format: v1.3``), read by the
+  caller's reader (the config refuses one its group or others may read:
+  :mod:`gslb.config.secretfile`).
 * :func:`rrsig`: the RRSIG of an RRset (RFC 4034 section 3, RFC 4035
   section 2.2), over the canonical form of section 6.
 * :func:`nsec_rdata`, :func:`type_bitmap`: NSEC RDATA (RFC 4034 section
@@ -24,10 +24,9 @@ import base64
 import hashlib
 import os
 import re
-import stat
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +61,6 @@ DIGEST_SHA256 = 2
 #: (RFC 4034 section 6.2 item 3, NSEC taken out by RFC 6840 section 5.1).
 _NAMED_TYPES = frozenset({2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 15, 17, 18, 21, 24, 26, 33, 35,
                           36, 39, 46})
-
-#: Permission bits a private key file must not have (group or other
-#: access), as ``gslb.config.secretfile.FORBIDDEN_MODE``.
-FORBIDDEN_MODE = 0o077
-
 
 def _ecdsa() -> ec.ECDSA:
     """ECDSA with SHA-256, deterministic (RFC 6979) when this OpenSSL can
@@ -146,15 +140,10 @@ def nsec_rdata(next_wire: bytes, types: Iterable[int]) -> bytes:
     return next_wire + type_bitmap(types)
 
 
-def compact_next(name: str) -> str:
-    """The Next Domain Name of a Compact Denial NSEC at ``name``: its
-    immediate successor in canonical order, ``\\000.name`` (RFC 9824
-    section 3.1, RFC 4470 section 2.1), in presentation form."""
-    return "\\000." + name if name != "." else "\\000."
-
-
 def compact_next_wire(name: str) -> bytes:
-    """:func:`compact_next` of ``name`` in wire form, lower case."""
+    """The Next Domain Name of a Compact Denial NSEC at ``name``, in wire
+    form, lower case: its immediate successor in canonical order,
+    ``\\000.name`` (RFC 9824 section 3.1, RFC 4470 section 2.1)."""
     return b"\x01\x00" + name_wire(name)
 
 
@@ -254,8 +243,7 @@ class SigningKey:
 
     def ds_text(self) -> str:
         """The DS RDATA in presentation form (RFC 4034 section 5.3)."""
-        digest = hashlib.sha256(name_wire(self.zone) + self.dnskey).hexdigest().upper()
-        return f"{self.tag} {self.algorithm} {DIGEST_SHA256} {digest}"
+        return ds_text(self.zone, self.dnskey)
 
     @property
     def basename(self) -> str:
@@ -277,47 +265,22 @@ def key_paths(path: str | Path) -> tuple[Path, Path]:
     return Path(text + ".key"), Path(text + ".private")
 
 
-def _read_private(path: Path) -> dict[str, str]:
-    """The ``Field: value`` lines of the private key file ``path``. Raises
-    ``KeyFileError`` when it cannot be read, is not a regular file, or its
-    group or others may access it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"{path} is not a regular file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & FORBIDDEN_MODE:
-            raise KeyFileError(
-                f"{path} has mode {mode:04o}: its group or others may read or write this "
-                f"private key; make it readable by its owner only (chmod 600 {path})")
-        try:
-            text = handle.read().decode("ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFileError(f"cannot read {path}: {exc}") from None
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip().lower()] = value.strip()
-    return fields
-
-
 _DNSKEY_LINE = re.compile(r"^\s*(\S+)\s+(?:\d+\s+)?(?:IN\s+)?(?:\d+\s+)?DNSKEY\s+(.*)$",
                           re.IGNORECASE)
 
 
-def _read_public(path: Path) -> tuple[str, int, int, bytes]:
-    """The owner, flags, algorithm and public key of the DNSKEY RR in
-    ``path`` (a ``.key`` file: comment lines start with ``;``). Raises
-    ``KeyFileError`` when there is none or it is malformed."""
+def read_public(path: str | Path, zone: str | None = None) -> tuple[str, bytes]:
+    """The owner and DNSKEY RDATA of the key named by ``path`` (BIND
+    basename or either file), from its ``.key`` file (comments start with
+    ``;``). ``zone``: the zone it must belong to (absolute). Raises
+    ``KeyFileError`` when the file cannot be read, holds no DNSKEY record
+    or a malformed one, or is for another zone."""
+    public_path = key_paths(path)[0]
     try:
-        text = path.read_text("ascii")
+        text = public_path.read_text("ascii")
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise KeyFileError(
+            f"cannot read {public_path}: {getattr(exc, 'strerror', None) or exc}") from None
     for line in text.splitlines():
         match = _DNSKEY_LINE.match(line.split(";", 1)[0])
         if match is None:
@@ -327,35 +290,44 @@ def _read_public(path: Path) -> tuple[str, int, int, bytes]:
             flags, protocol, algorithm = int(fields[0]), int(fields[1]), int(fields[2])
             public = base64.b64decode("".join(fields[3:]), validate=True)
         except (ValueError, IndexError):
-            raise KeyFileError(f"{path}: malformed DNSKEY record") from None
+            raise KeyFileError(f"{public_path}: malformed DNSKEY record") from None
         if protocol != 3:
-            raise KeyFileError(f"{path}: DNSKEY protocol {protocol}, not 3 (RFC 4034 2.1.2)")
+            raise KeyFileError(f"{public_path}: DNSKEY protocol {protocol}, not 3 "
+                               "(RFC 4034 section 2.1.2)")
         owner = match.group(1).lower()
-        return owner if owner.endswith(".") else owner + ".", flags, algorithm, public
-    raise KeyFileError(f"{path}: no DNSKEY record")
+        owner = owner if owner.endswith(".") else owner + "."
+        if zone is not None and owner != zone.lower():
+            raise KeyFileError(f"{public_path}: the key is for {owner}, not {zone}")
+        return owner, struct.pack("!HBB", flags, protocol, algorithm) + public
+    raise KeyFileError(f"{public_path}: no DNSKEY record")
 
 
-def read_key(path: str | Path, zone: str | None = None) -> SigningKey:
-    """The key pair named by ``path`` (BIND basename or either file). Its
-    ``.private`` file must be readable by its owner only. ``zone``: the
-    zone it must belong to (absolute). Raises ``KeyFileError`` when a file is
-    missing, unreadable, malformed or too open, the algorithm is not 13 or
-    15, the private key does not match the DNSKEY, or the key is for
-    another zone."""
+def read_key(path: str | Path, zone: str | None,
+             read_private: Callable[[Path], str]) -> SigningKey:
+    """The key pair named by ``path`` (BIND basename or either file):
+    :func:`read_public`, then the ``.private`` file's text through
+    ``read_private`` (which refuses a file others may read:
+    ``gslb.config.secretfile.read_secret_text``; its ``ValueError``
+    passes through). Raises ``KeyFileError`` as :func:`read_public`, and
+    when the private file is malformed, the algorithm is not 13 or 15, or
+    the private key does not match the DNSKEY."""
     public_path, private_path = key_paths(path)
-    owner, flags, algorithm, public = _read_public(public_path)
+    owner, dnskey = read_public(path, zone)
+    flags, algorithm = struct.unpack_from("!HxB", dnskey)
     if algorithm not in ALGORITHMS:
         raise KeyFileError(f"{public_path}: algorithm {algorithm} is not supported "
-                        "(13 ECDSAP256SHA256 or 15 ED25519)")
-    if zone is not None and owner != zone.lower():
-        raise KeyFileError(f"{public_path}: the key is for {owner}, not {zone}")
-    fields = _read_private(private_path)
+                           "(13 ECDSAP256SHA256 or 15 ED25519)")
+    fields = {}
+    for line in read_private(private_path).splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
     try:
         found = int(fields.get("algorithm", "").split()[0])
         secret = base64.b64decode(fields["privatekey"], validate=True)
     except (ValueError, IndexError, KeyError):
         raise KeyFileError(f"{private_path}: not a BIND private key file "
-                        "(Algorithm: and PrivateKey: lines)") from None
+                           "(Algorithm: and PrivateKey: lines)") from None
     if found != algorithm:
         raise KeyFileError(f"{private_path}: algorithm {found}, but the DNSKEY says {algorithm}")
     try:
@@ -367,9 +339,16 @@ def read_key(path: str | Path, zone: str | None = None) -> SigningKey:
     except ValueError as exc:
         raise KeyFileError(f"{private_path}: bad private key: {exc}") from None
     key = SigningKey.of(owner, private, flags)
-    if key.public != public:
+    if key.dnskey != dnskey:
         raise KeyFileError(f"{private_path} does not hold the private key of {public_path}")
     return key
+
+
+def ds_text(zone: str, dnskey: bytes) -> str:
+    """The DS RDATA (SHA-256, RFC 4509) of DNSKEY RDATA ``dnskey`` of
+    ``zone`` (absolute) in presentation form (RFC 4034 section 5.3)."""
+    digest = hashlib.sha256(name_wire(zone) + dnskey).hexdigest().upper()
+    return f"{key_tag(dnskey)} {dnskey[3]} {DIGEST_SHA256} {digest}"
 
 
 def write_key(key: SigningKey, folder: str | Path, now: float | None = None) -> Path:
@@ -444,7 +423,8 @@ def rrsig(key: SigningKey, owner: str, rtype: int, ttl: int, rdatas: Sequence[by
 __all__ = [
     "ALGORITHMS", "CSK_FLAGS", "DIGEST_SHA256", "ECDSAP256SHA256", "ED25519", "FLAG_SEP",
     "FLAG_ZONE", "QTYPE_CDNSKEY", "QTYPE_CDS", "QTYPE_DNSKEY", "QTYPE_DS", "QTYPE_NSEC",
-    "QTYPE_NXNAME", "QTYPE_RRSIG", "KeyFileError", "SigningKey", "canonical_rdata", "compact_next",
-    "compact_next_wire", "key_paths", "key_tag", "label_count", "name_wire", "nsec_rdata",
-    "read_key", "rrsig", "signed_data", "type_bitmap", "write_key",
+    "QTYPE_NXNAME", "QTYPE_RRSIG", "KeyFileError", "SigningKey", "canonical_rdata",
+    "compact_next_wire", "ds_text", "key_paths", "key_tag", "label_count",
+    "name_wire", "nsec_rdata", "read_key", "read_public", "rrsig", "signed_data", "type_bitmap",
+    "write_key",
 ]

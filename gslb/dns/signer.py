@@ -96,19 +96,34 @@ class SigningPolicy:
             raise ValueError("signing needs 0 < refresh < validity and skew >= 0 (seconds)")
 
 
+class SigningCounts:
+    """What signers report, by zone name: ``made`` RRSIGs (a counter,
+    bumped in place) and ``expiration``, when the RRSIGs made last expire
+    (seconds since the epoch, a gauge): one object per process, shared by
+    the signers of every config it loads (``gslb.stats.QueryStats``)."""
+
+    __slots__ = ("expiration", "made")
+
+    def __init__(self) -> None:
+        self.made: dict[str, int] = {}
+        self.expiration: dict[str, int] = {}
+
+
 class ZoneSigner:
     """Signs the RRsets of one zone with its ``active`` keys (the DNSKEY,
     CDS and CDNSKEY RRsets with ``published`` keys too), RRSIG validity by
     ``policy``, the wall clock ``clock`` (seconds since the epoch). Keeps
     the RRSIGs of up to ``max_entries`` RRsets (the oldest dropped first).
     ``signatures`` counts RRSIGs made, ``hits`` RRsets whose RRSIGs were
-    reused. Not thread-safe: one event loop."""
+    reused; ``counts`` (optional) hears of every RRSIG made. Not
+    thread-safe: one event loop."""
 
     def __init__(self, zone: str, active: Sequence[dnssec.SigningKey],
                  published: Sequence[dnssec.SigningKey] = (),
                  policy: SigningPolicy | None = None,
                  clock: Callable[[], float] = time.time,
-                 max_entries: int = DEFAULT_SIGNATURES) -> None:
+                 max_entries: int = DEFAULT_SIGNATURES,
+                 counts: SigningCounts | None = None) -> None:
         if not active:
             raise ValueError(f"zone {zone}: no active key to sign with")
         self.zone = zone
@@ -123,6 +138,7 @@ class ZoneSigner:
             OrderedDict())
         self.signatures = 0
         self.hits = 0
+        self.counts = counts
 
     @property
     def keys(self) -> tuple[dnssec.SigningKey, ...]:
@@ -168,6 +184,11 @@ class ZoneSigner:
                 k, owner, rtype, ttl, wires, self._inception, self._expiration)))
             for k in keys)
         self.signatures += len(made)
+        counts = self.counts
+        if counts is not None:
+            zone = self.zone
+            counts.made[zone] = counts.made.get(zone, 0) + len(made)
+            counts.expiration[zone] = self._expiration
         while len(cache) >= self.max_entries:
             cache.popitem(last=False)
         cache[key] = made
@@ -224,4 +245,4 @@ def sign_answer(signer: ZoneSigner, answer: Answer, denial: tuple[str, Iterable[
 
 
 __all__ = ["DEFAULT_REFRESH_S", "DEFAULT_SIGNATURES", "DEFAULT_SKEW_S", "DEFAULT_VALIDITY_S",
-           "KEY_TYPES", "SigningPolicy", "ZoneSigner", "sig_rdata", "sign_answer"]
+           "KEY_TYPES", "SigningCounts", "SigningPolicy", "ZoneSigner", "sig_rdata", "sign_answer"]

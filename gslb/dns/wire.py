@@ -94,6 +94,8 @@ class Query:
     section 5.2.5). ``compact_ok``: the EDNS CO flag (Compact Answers OK,
     RFC 9824 section 4): the client takes NXDOMAIN with a Compact Denial
     NSEC, and is told so by the CO flag in the response's OPT record.
+    ``cd``: the header's CD bit, copied into the response (RFC 4035
+    section 3.1.6).
     """
 
     id: int
@@ -112,6 +114,7 @@ class Query:
     cookie: bytes | None = None
     cookie_valid: bool = False
     compact_ok: bool = False
+    cd: bool = False
     label: DNSLabel | None = None
     question_wire: bytes | None = None
 
@@ -348,7 +351,8 @@ def decode_dnslib(data: bytes) -> Query:
         raise FormErr(_header_only(data, FORMERR if data[2] & 0x78 == 0 else NOTIMP)) from None
     h = rec.header
     # no question yet (b""): the errors below answer without one
-    query = Query(id=h.id, opcode=h.opcode, rd=bool(h.rd), qname=".", qname_lower=".",
+    query = Query(id=h.id, opcode=h.opcode, rd=bool(h.rd), cd=bool(h.cd), qname=".",
+                  qname_lower=".",
                   qtype=0, qclass=0, question_wire=b"")
     if len(rec.questions) == 1:
         q = rec.questions[0]
@@ -482,7 +486,7 @@ def _decode_fast(data: bytes) -> Query | None:
     qtype, qclass = _QFIXED.unpack_from(data, pos + 1)
     qend = pos + 5
     qname = (b".".join(labels) + b".").decode("ascii") if labels else "."
-    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100),
+    query = Query(id=qid, opcode=0, rd=bool(flags & 0x0100), cd=bool(flags & 0x0010),
                   qname=qname, qname_lower=qname.lower(), qtype=qtype, qclass=qclass,
                   question_wire=data[12:qend])
     if ar == 0:
@@ -542,9 +546,10 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     6.1.1), the DO bit copied (RFC 3225 section 3), and the options of
     :func:`response_options`; the OPT record is the message's last record
     (so a COOKIE option's data is its last octets). Records carry the
-    query's class. The CO flag is echoed to a query with DO and CO (RFC
-    9824 section 4). Extended RCODEs (BADVERS) go in the OPT record. Another
-    OPCODE than QUERY gets the header :func:`_bare` writes (no records).
+    query's class. The CD bit is copied (RFC 4035 section 3.1.6); the CO
+    flag is echoed to a query with DO and CO (RFC 9824 section 4). Extended
+    RCODEs (BADVERS) go in the OPT record. Another OPCODE than QUERY gets
+    the header :func:`_bare` writes (no records).
     When the message exceeds ``limit`` bytes (UDP), the additional section
     is dropped first (but for its ``answer.required_additional`` leading
     records), then every section with TC set (RFC 2181 section 9, RFC 9471
@@ -554,7 +559,7 @@ def encode(query: Query, answer: Answer, limit: int | None = None) -> bytes:
     if query.opcode or (not asked and asked is not None):
         return _bare(query, answer.rcode, answer.cookie)
     flags = (0x8000 | (0x0400 if answer.aa else 0)
-             | (0x0100 if query.rd else 0) | (answer.rcode & 0xF))
+             | (0x0100 if query.rd else 0) | (0x0010 if query.cd else 0) | (answer.rcode & 0xF))
     question = _question_wire(query)
     opt = b""
     if query.edns:

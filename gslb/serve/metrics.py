@@ -53,7 +53,12 @@ Families (labels in braces):
 * ``gslb_redis_connected{client}`` (``health``, ``overrides``; only with
   Redis);
 * ``gslb_config_generation``, ``gslb_config_reloads_total{result}``,
-  ``gslb_config_last_reload_timestamp_seconds``.
+  ``gslb_config_last_reload_timestamp_seconds``;
+* with a signed zone (docs/dnssec.md): ``gslb_dnssec_signatures_total{zone}``
+  (RRSIGs made, every worker's), ``gslb_dnssec_signature_expiration_timestamp_seconds{zone}``
+  (when the RRSIGs made last expire, epoch seconds: alert well before
+  ``time()`` reaches it), ``gslb_dnssec_key_info{zone,key_tag,algorithm,state}``
+  (1 per key of the config in force).
 """
 
 from __future__ import annotations
@@ -147,6 +152,31 @@ class GslbCollector(Collector):
         yield GaugeMetricFamily("gslb_config_last_reload_timestamp_seconds", "When the "
                                 "config in force was loaded (epoch seconds)",
                                 value=service.reloader.loaded.loaded_at)
+        yield from self._dnssec(stats, service.reloader.loaded.config)
+
+    @staticmethod
+    def _dnssec(stats: QueryStats, config: Config) -> Iterator[Metric]:
+        signed = {name: zone.dnssec for name, zone in config.zones.items()
+                  if zone.dnssec is not None}
+        if not signed and not stats.signing.made:
+            return
+        made = CounterMetricFamily("gslb_dnssec_signatures", "RRSIGs made by online "
+                                   "signing", labels=["zone"])
+        for zone, n in sorted(stats.signing.made.items()):
+            made.add_metric([zone], n)
+        yield made
+        expiry = GaugeMetricFamily("gslb_dnssec_signature_expiration_timestamp_seconds",
+                                   "When the RRSIGs made last expire (epoch seconds)",
+                                   labels=["zone"])
+        for zone, when in sorted(stats.signing.expiration.items()):
+            expiry.add_metric([zone], when)
+        yield expiry
+        keys = GaugeMetricFamily("gslb_dnssec_key_info", "The keys of each signed zone "
+                                 "(1 per key)", labels=["zone", "key_tag", "algorithm", "state"])
+        for zone, dnssec in sorted(signed.items()):
+            for k in dnssec.keys:
+                keys.add_metric([zone, str(k.key.tag), str(k.key.algorithm), k.state], 1)
+        yield keys
 
     @staticmethod
     def _dns(stats: QueryStats) -> Iterator[Metric]:

@@ -139,15 +139,18 @@ zone:
 
 
 def unbound_conf(workdir: Path, *, ecs: bool = True,
-                 options: Mapping[str, str | int] | None = None) -> str:
+                 options: Mapping[str, str | int] | None = None,
+                 anchor: Path | None = None, hints: str = "root.hints") -> str:
     """unbound config for ``RESOLVER`` port 53 with root hints at ``PARENT``.
 
     ``ecs``: load the ``subnetcache`` module and send EDNS Client Subnet
     (RFC 7871) to both gslb nameservers, passing on a client's own ECS
     option. ``options``: further ``server:`` settings (e.g.
     ``{"cache-min-ttl": 6}``), written after the defaults so they win.
-    Reads ``root.hints`` from ``workdir``; logs to stderr.
+    ``anchor``: validate (module ``validator``) from this trust-anchor
+    file. Reads ``hints`` (root hints) from ``workdir``; logs to stderr.
     """
+    modules = ("subnetcache " if ecs else "") + ("validator " if anchor else "") + "iterator"
     lines = {
         "interface": RESOLVER, "port": 53, "outgoing-interface": RESOLVER,
         "do-daemonize": "no", "username": '""', "chroot": '""',
@@ -156,9 +159,11 @@ def unbound_conf(workdir: Path, *, ecs: bool = True,
         "access-control": "127.0.0.0/8 allow",
         "do-not-query-localhost": "no",   # our servers live on loopback
         "local-zone": '"test." nodefault',  # RFC 6761 zone unbound blocks by default
-        "root-hints": f'"{workdir}/root.hints"',
-        "module-config": '"subnetcache iterator"' if ecs else '"iterator"',
+        "root-hints": f'"{workdir}/{hints}"',
+        "module-config": f'"{modules}"',
     }
+    if anchor is not None:
+        lines |= {"trust-anchor-file": f'"{anchor}"', "val-log-level": 2}
     text = "server:\n" + "".join(f"  {key}: {value}\n" for key, value in lines.items())
     if ecs:
         text += "".join(f"  send-client-subnet: {ns}\n" for ns in GSLB_NS)
@@ -178,6 +183,135 @@ def write_lab(workdir: Path, *, unbound_options: Mapping[str, str | int] | None 
     }
     for name, text in files.items():
         (workdir / name).write_text(text)
+
+
+
+# ---------------------------------------------------------------------------
+# The signed lab (tests/ttl/test_dnssec.py): the same picture with the root
+# and example.test. signed by a second NSD, unbound validating from the root's
+# trust anchor, and gslb signing online. It has addresses of its own so that
+# it runs beside the unsigned lab in one session.
+
+SIGNED_PARENT = "127.0.53.11"
+"""NSD: the signed root and ``example.test.`` (one CSK each)."""
+CHILD = "127.0.53.12"
+"""NSD: the two child zones gslb delegates, ``insecure.`` (unsigned, no DS)
+and ``secure.gslb.example.test.`` (signed, DS in gslb's zone)."""
+INSECURE_CHILD = "insecure.gslb.example.test."
+SECURE_CHILD = "secure.gslb.example.test."
+STATIC_A, MAIL_A, WILD_A, CHILD_A = "192.0.2.20", "192.0.2.25", "192.0.2.30", "192.0.2.40"
+
+SIGNED_POOLS = """\
+  eu: {policy: weighted, origins: [london, stockholm]}
+  eu-first: {policy: failover, tiers: [eu, virginia]}
+  tree:
+    policy: geo
+    origins: [eu-first, virginia]
+    countries: {US: virginia}
+    continents: {EU: eu-first}
+    default: eu-first
+"""
+"""Pools added to ``GSLB_YAML``'s: a tree of three (geo → failover → weighted)."""
+
+
+def signed_gslb_yaml(keys: list[tuple[str, str]], secure_ds: list[str], *,
+                     dnssec: Mapping[str, int] | None = None) -> str:
+    """``GSLB_YAML`` plus the names the signed tests ask (a static name with
+    A/TXT/MX, a CNAME chain ending at a GSLB name, a wildcard, a nested pool,
+    two delegations to ``CHILD``) and a ``dnssec:`` section.
+
+    ``keys``: (key basename path, ``active`` | ``published``) in order;
+    ``secure_ds``: DS RDATA texts (``"TAG 13 2 HEX"``) of ``SECURE_CHILD``;
+    ``dnssec``: further settings (``validity``, ``inception_skew``,
+    ``refresh``, seconds)."""
+    head, zones = GSLB_YAML.split("zones:\n")
+    key_lines = "".join(f"        - {{file: {path}, state: {state}}}\n" for path, state in keys)
+    extra = "".join(f"      {key}: {value}\n" for key, value in (dnssec or {}).items())
+    ds = ", ".join(f'"{text}"' for text in secure_ds)
+    return head + SIGNED_POOLS + "zones:\n" + zones + f"""\
+      tree: {{gslb: {{pool: tree, ttl: 30}}}}
+      static:
+        A: {STATIC_A}
+        TXT: '"signed static"'
+        MX: 10 mail.gslb.example.test.
+      mail: {{A: {MAIL_A}}}
+      alias: {{CNAME: alias2}}
+      alias2: {{CNAME: www}}
+      "*.wild": {{A: {WILD_A}}}
+      insecure: {{NS: ns.insecure}}
+      ns.insecure: {{A: {CHILD}}}
+      secure: {{NS: ns.secure, DS: [{ds}]}}
+      ns.secure: {{A: {CHILD}}}
+    dnssec:
+      keys:
+{key_lines}{extra}"""
+
+
+def signed_root_zone(serial: int, example_ds: list[str]) -> str:
+    """The root zone (unsigned text, for ``ldns-signzone``) with the DS
+    RRset of ``example.test.`` (``example_ds``: DS RDATA texts)."""
+    ds = "".join(f"example.test.    IN DS  {text}\n" for text in example_ds)
+    return f"""\
+$TTL 3600
+.                IN SOA a.root.test. hostmaster.root.test. {serial} 3600 600 86400 60
+.                IN NS  a.root.test.
+a.root.test.     IN A   {SIGNED_PARENT}
+example.test.    IN NS  ns.example.test.
+ns.example.test. IN A   {SIGNED_PARENT}
+{ds}"""
+
+
+def signed_parent_zone(serial: int, gslb_ds: list[str]) -> str:
+    """``example.test.`` (unsigned text) delegating ``gslb`` by NS + glue,
+    with ``gslb_ds`` (DS RDATA texts; empty: an insecure delegation) and a
+    TXT at ``www.example.test.`` to ask the parent's own data."""
+    ds = "".join(f"gslb     IN DS  {text}\n" for text in gslb_ds)
+    return f"""\
+$TTL 3600
+@        IN SOA ns.example.test. hostmaster.example.test. {serial} 3600 600 86400 60
+@        IN NS  ns.example.test.
+ns       IN A   {SIGNED_PARENT}
+www      IN TXT "signed parent"
+gslb     IN NS  ns1.gslb.example.test.
+gslb     IN NS  ns2.gslb.example.test.
+ns1.gslb IN A   {GSLB_NS[0]}
+ns2.gslb IN A   {GSLB_NS[1]}
+{ds}"""
+
+
+def child_zone(origin: str) -> str:
+    """A child zone of gslb's: SOA, NS ``ns.<origin>`` at ``CHILD``, and
+    ``host`` A ``CHILD_A``."""
+    return f"""\
+$ORIGIN {origin}
+$TTL 300
+@    IN SOA ns hostmaster 1 3600 600 86400 60
+@    IN NS  ns
+ns   IN A   {CHILD}
+host IN A   {CHILD_A}
+"""
+
+
+def signed_nsd_conf(workdir: Path, address: str, zones: Mapping[str, str]) -> str:
+    """NSD config like ``nsd_conf`` on ``address`` port 53 serving
+    ``zones`` (zone name → zone file name in ``workdir``); state files get
+    the address in their names so that two NSDs share ``workdir``."""
+    text = nsd_conf(workdir).split("zone:\n")[0].replace(PARENT, address)
+    for state in ("zone.list", "nsd.pid", "xfrd.state", "nsd.log"):
+        text = text.replace(f"{workdir}/{state}", f"{workdir}/{address}-{state}")
+    return text + "".join(f'zone:\n  name: "{name}"\n  zonefile: "{file}"\n'
+                          for name, file in zones.items())
+
+
+def write_signed_resolver(workdir: Path, anchor: Path,
+                          options: Mapping[str, str | int] | None = None) -> None:
+    """Write ``unbound.conf`` (ECS on, validating from the root's ``anchor``
+    file: its DNSKEY RR, RFC 4033 section 5) and ``signed.hints`` (the root
+    at ``SIGNED_PARENT``) into ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "signed.hints").write_text(ROOT_HINTS.replace(PARENT, SIGNED_PARENT))
+    (workdir / "unbound.conf").write_text(
+        unbound_conf(workdir, options=options, anchor=anchor, hints="signed.hints"))
 
 
 START_SH = """\

@@ -31,6 +31,7 @@ import pytest
 from gslb.authority import Authority, respond
 from gslb.cli import main
 from gslb.config.load import load
+from gslb.config.secretfile import SecretFileError, read_secret_text
 from gslb.dns import dnssec
 from gslb.dns.signer import SigningPolicy, ZoneSigner
 from gslb.errors import ConfigError
@@ -216,13 +217,13 @@ def test_key_files_round_trip_and_refuse_open_private_files(tmp_path: Path) -> N
     base = dnssec.write_key(key, tmp_path)
     assert os.stat(f"{base}.private").st_mode & 0o777 == 0o600
     for name in (base, f"{base}.key", f"{base}.private"):
-        again = dnssec.read_key(name, ZONE)
+        again = dnssec.read_key(name, ZONE, read_secret_text)
         assert (again.tag, again.public, again.flags) == (key.tag, key.public, 257)
     with pytest.raises(dnssec.KeyFileError, match=r"not example\.org"):
-        dnssec.read_key(base, "example.org.")
+        dnssec.read_key(base, "example.org.", read_secret_text)
     os.chmod(f"{base}.private", 0o640)
-    with pytest.raises(dnssec.KeyFileError, match=r"mode 0640.*chmod 600"):
-        dnssec.read_key(base)
+    with pytest.raises(SecretFileError, match=r"mode 0640.*chmod 600"):
+        dnssec.read_key(base, ZONE, read_secret_text)
     with pytest.raises(FileExistsError):
         dnssec.write_key(key, tmp_path)
 
@@ -233,7 +234,7 @@ def test_private_key_of_another_pair_is_refused(tmp_path: Path) -> None:
     b = dnssec.write_key(dnssec.SigningKey.generate(ZONE), tmp_path)
     os.replace(f"{b}.private", f"{a}.private")
     with pytest.raises(dnssec.KeyFileError, match="does not hold the private key"):
-        dnssec.read_key(a)
+        dnssec.read_key(a, ZONE, read_secret_text)
 
 
 @pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v ldns-keygen"],
@@ -244,7 +245,7 @@ def test_keys_made_by_ldns_keygen_load(tmp_path: Path, algorithm: str) -> None:
     made = subprocess.run(["ldns-keygen", "-a", algorithm, "-k", ZONE], cwd=tmp_path,
                           capture_output=True, text=True, check=True).stdout.strip()
     os.chmod(tmp_path / f"{made}.private", 0o600)
-    key = dnssec.read_key(tmp_path / made, ZONE)
+    key = dnssec.read_key(tmp_path / made, ZONE, read_secret_text)
     ds = subprocess.run(["ldns-key2ds", "-n", "-2", f"{made}.key"], cwd=tmp_path,
                         capture_output=True, text=True, check=True).stdout.split()
     assert " ".join(ds[-4:]).upper() == key.ds_text().upper()
@@ -254,7 +255,7 @@ def test_cli_keygen_then_ds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["dnssec", "keygen", "--zone", "gslb.example.test", "--out",
                  str(tmp_path / "keys")]) == 0
     base = capsys.readouterr().out.strip()
-    key = dnssec.read_key(base, ZONE)
+    key = dnssec.read_key(base, ZONE, read_secret_text)
     assert main(["dnssec", "ds", "--zone", ZONE, "--key", base]) == 0
     assert capsys.readouterr().out == f"{ZONE} 3600 IN DS {key.ds_text()}\n"
     path = write(tmp_path, f"{{file: {Path(base).relative_to(tmp_path)}}}")
@@ -362,6 +363,15 @@ def test_all_down_fallback_answer_is_signed(tmp_path: Path) -> None:
     assert ("v4." + ZONE, "A") in validated(auth, m)
 
 
+def test_nsec_asked_for_is_the_answer(signed: Authority) -> None:
+    m = ask(signed, "static." + ZONE, "NSEC")
+    assert m.rcode() == dns.rcode.NOERROR and not m.authority
+    nsec = m.find_rrset(m.answer, dns.name.from_text("static." + ZONE), dns.rdataclass.IN,
+                        dns.rdatatype.NSEC)
+    assert bitmap(nsec) == {"A", "MX", "RRSIG", "NSEC"}
+    assert ("static." + ZONE, "NSEC") in validated(signed, m)
+
+
 def test_wildcard_answers_are_signed_as_the_name(signed: Authority) -> None:
     for qname in ("x.wild." + ZONE, "deep.y.gwild." + ZONE):
         m = ask(signed, qname)
@@ -402,6 +412,17 @@ def test_do_clear_gets_no_dnssec_records(signed: Authority) -> None:
         assert not types & {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.DS}
     assert ask(signed, "nope." + ZONE, do=False).rcode() == dns.rcode.NXDOMAIN
     assert ask(signed, ZONE, "DNSKEY", do=False).answer  # the keys are data of the zone
+
+
+def test_cd_bit_is_copied_from_the_query(signed: Authority) -> None:
+    """RFC 4035 section 3.1.6 (genreport's ``docd``), on cache hits too."""
+    for _ in range(2):
+        for cd in (0, dns.flags.CD):
+            q = dns.message.make_query("www." + ZONE, "A", want_dnssec=True)
+            q.flags |= cd
+            wire = respond(signed, q.to_wire(), "198.51.100.1", True)
+            assert wire is not None
+            assert dns.message.from_wire(wire).flags & dns.flags.CD == cd
 
 
 def test_ed25519_zone_validates(tmp_path: Path) -> None:
@@ -531,3 +552,31 @@ def test_signer_refuses_without_an_active_key() -> None:
         ZoneSigner(ZONE, ())
     with pytest.raises(ValueError):
         SigningPolicy(validity=100, refresh=200)
+
+
+# ---------------------------------------------------------------------------
+# every answer, whatever is asked
+# ---------------------------------------------------------------------------
+
+NAMES = ["", "www.", "v4.", "split.", "tree.", "static.", "alias.", "chain.", "dangling.",
+         "_udp.", "_sip._udp.", "a.wild.", "b.c.gwild.", "insecure.", "x.insecure.", "secure.",
+         "ns1.", "nope.", "x.nope.", "*.wild."]
+
+
+QTYPES = [1, 2, 5, 6, 15, 16, 28, 33, 43, 46, 47, 48, 59, 60, 99, 255, 65280]
+
+
+def test_every_signed_answer_validates(signed: Authority) -> None:
+    """Every name of the zone (and some that do not exist) asked for every
+    type, with and without the CO flag, in either case: the response
+    decodes, every RRset an authoritative answer carries validates (a
+    referral's NS and glue excepted), and a negative answer carries
+    exactly one NSEC, at the name denied, without the type asked."""
+    for i, (name, qtype) in enumerate((n, t) for n in NAMES for t in QTYPES):
+        qname = (name + ZONE).upper() if i % 3 == 0 else name + ZONE
+        m = ask(signed, qname, dns.rdatatype.to_text(qtype), flags=0x4000 if i % 2 else 0)
+        assert m.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN), (qname, qtype)
+        validated(signed, m)
+        if not m.answer and m.flags & dns.flags.AA:
+            asked = dns.rdatatype.to_text(qtype)
+            assert asked not in bitmap(nsec_of(m)) or qtype == 46, (qname, qtype)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from gslb.config.model import Dnssec, KeyState, ZoneKey
+from gslb.config.secretfile import read_secret_text
 from gslb.config.validate.reader import At, Reader
 from gslb.dns.dnssec import KeyFileError, read_key
 from gslb.dns.signer import (
@@ -116,8 +117,8 @@ def _key(r: Reader, zone: str, value: object, at: At) -> ZoneKey | None:
     folder = os.path.dirname(file_at.loc.file)
     full = path if os.path.isabs(path) or not folder else os.path.join(folder, path)
     try:
-        key = read_key(full, zone)
-    except KeyFileError as exc:
+        key = read_key(full, zone, read_secret_text)
+    except (KeyFileError, ValueError) as exc:  # SecretFileError: a ValueError
         r.report(file_at, str(exc))
         return None
     return ZoneKey(path, state, key)
