@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -216,7 +217,8 @@ def _ancestors(name: str, apex: str) -> list[str]:
 
 def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None = None,
                   families: Callable[[str], frozenset[int]] | None = None,
-                  counts: SigningCounts | None = None) -> _Zone:
+                  counts: SigningCounts | None = None,
+                  clock: Callable[[], float] = time.time) -> _Zone:
     """``zone`` compiled; ``shared``: RDATA compiled so far, reused (see
     ``wire.compile_rdata``). A signed zone (``zone.dnssec``) gets its
     DNSKEY, CDS and CDNSKEY RRsets at the apex and a ``ZoneSigner``;
@@ -251,7 +253,7 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
     wildcards = any(owner.startswith("*.") for owner in (*rrsets, *gslb))
     signer = gslb_types = None
     if zone.dnssec is not None:
-        signer, gslb_types = _signing(zone, rrsets, families, counts)
+        signer, gslb_types = _signing(zone, rrsets, families, counts, clock)
     return _Zone(
         name=zone.name,
         soa=soa_rr,
@@ -270,7 +272,8 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
 
 def _signing(zone: Zone, rrsets: dict[str, dict[int, tuple[RR, ...]]],
              families: Callable[[str], frozenset[int]] | None,
-             counts: SigningCounts | None = None
+             counts: SigningCounts | None = None,
+             clock: Callable[[], float] = time.time
              ) -> tuple[ZoneSigner, dict[str, frozenset[int]]]:
     """The signer of ``zone`` (which has a ``dnssec`` key) and the types of
     its GSLB names; the apex RRsets of its keys are added to ``rrsets``:
@@ -290,7 +293,7 @@ def _signing(zone: Zone, rrsets: dict[str, dict[int, tuple[RR, ...]]],
         apex[QTYPE_CDNSKEY] = tuple(
             (zone.name, QTYPE_CDNSKEY, ttl, sig_rdata(QTYPE_CDNSKEY, k.dnskey)) for k in sep)
     signer = ZoneSigner(zone.name, settings.active, settings.published, settings.policy,
-                        counts=counts)
+                        clock=clock, counts=counts)
     gslb_types = {}
     for owner, record in zone.gslb.items():
         found = families(record.pool) if families is not None else frozenset({4, 6})
@@ -335,7 +338,8 @@ class Authority:
     ``server_id``. ``asn_lookup`` maps an address to its ``Asn`` (or None;
     ``AsnDB.lookup``); a client is looked up in either only when a policy asks.
     ``signing_counts``: where the signers of signed zones report the RRSIGs
-    they make (``QueryStats.signing``).
+    they make (``QueryStats.signing``); ``clock``: the wall clock they
+    sign by (seconds since the epoch; tests pass another).
     """
 
     def __init__(
@@ -349,6 +353,7 @@ class Authority:
         server_id: str | None = None,
         asn_lookup: AsnLookup | None = None,
         signing_counts: SigningCounts | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.server_id = server_identity(server_id) if server_id is not None else None
@@ -363,12 +368,12 @@ class Authority:
         shared: dict[tuple[str, str], wire.Rdata] = {}
         with gc_paused():  # millions of lasting objects, no garbage cycles
             self.zones = {name: _compile_zone(zone, shared, self.steering.families,
-                                              signing_counts)
+                                              signing_counts, clock)
                           for name, zone in config.zones.items()}
+        self._clock = clock
         self.signers: dict[str, ZoneSigner] = {
             name: z.signer for name, z in self.zones.items() if z.signer is not None}
-        """The online signer of each signed zone, by zone name (replace a
-        signer's ``clock`` to sign at other times)."""
+        """The online signer of each signed zone, by zone name."""
         self._on_choice = on_choice
         self._transfers = RateLimitedLog(log, TRANSFER_LOG_PERIOD_S)
         self.cookies: Cookies | None = cookies_of(config.cookies)
@@ -385,14 +390,15 @@ class Authority:
         signed response must not outlive its RRSIGs' period:
         ``ZoneSigner.epoch``)."""
         health = self.health
-        signers = tuple(self.signers.values())
-        if not signers:
+        refreshes = tuple(sorted({s.policy.refresh for s in self.signers.values()}))
+        if not refreshes:
             return lambda: health.generation
-        if len(signers) == 1:
-            epoch = signers[0].epoch
-            return lambda: (health.generation << 40) | epoch()
-        # each epoch only grows, so their sum moves whenever one does
-        return lambda: (health.generation << 40) | sum(s.epoch() for s in signers)
+        clock = self._clock  # read on every lookup: no method call, no attribute chain
+        if len(refreshes) == 1:
+            refresh = refreshes[0]
+            return lambda: (health.generation << 40) | int(clock() // refresh)
+        # each period number only grows, so their sum moves whenever one does
+        return lambda: (health.generation << 40) | sum(int(clock() // r) for r in refreshes)
 
     def cookie_patch(self, response: bytes, option: bytes, who: str, udp: bool) -> bytes:
         """A stored ``response`` to a query with a COOKIE option, made for
@@ -634,10 +640,10 @@ class Authority:
             # a name's NSEC is data it holds: answered, not denied, as Knot's
             # onlinesign does (a proof that NSEC is absent would list NSEC)
             name = query.qname_lower
-            types = (QTYPE_NXNAME,) if kind is Kind.NXDOMAIN else zone.types_at(name)
+            held = (QTYPE_NXNAME,) if kind is Kind.NXDOMAIN else zone.types_at(name)
             answer.rcode = NOERROR
             answer.authority.clear()
-            answer.answer.append(signer.nsec(name, types, zone.negative_ttl))
+            answer.answer.append(signer.nsec(name, held, zone.negative_ttl))
             sign_answer(signer, answer)
         else:
             name = query.qname_lower

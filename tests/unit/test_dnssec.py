@@ -105,12 +105,10 @@ def write(folder: Path, keys: str, extra: str = "", zone: str = ZONE) -> Path:
 
 
 def authority(path: Path, health: Health | None = None, cache_entries: int = 1024,
-              now: float = NOW) -> Authority:
+              now: float | list[float] = NOW) -> Authority:
     """An Authority of the config at ``path``, its signers' clock at ``now``."""
-    auth = Authority(load([path]), health or Health(), cache_entries=cache_entries)
-    for signer in auth.signers.values():
-        signer.clock = lambda: now
-    return auth
+    return Authority(load([path]), health or Health(), cache_entries=cache_entries,
+                     clock=(lambda: now[0]) if isinstance(now, list) else lambda: now)
 
 
 @pytest.fixture
@@ -456,11 +454,11 @@ def test_each_distinct_rrset_is_signed_once_per_period(tmp_path: Path,
 
 
 def test_new_period_resigns_and_empties_the_answer_cache(tmp_path: Path) -> None:
-    auth = authority(write(tmp_path, f"{{file: {make_key(tmp_path)}}}",
-                           "validity: 86400\n      refresh: 3600\n      inception_skew: 600"))
-    signer = auth.signers[ZONE]
     clock = [NOW]
-    signer.clock = lambda: clock[0]
+    auth = authority(write(tmp_path, f"{{file: {make_key(tmp_path)}}}",
+                           "validity: 86400\n      refresh: 3600\n      inception_skew: 600"),
+                     now=clock)
+    signer = auth.signers[ZONE]
     start = int(NOW // 3600) * 3600
 
     def sig_of(m: dns.message.Message) -> object:
