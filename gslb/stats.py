@@ -116,9 +116,9 @@ class QueryStats:
         _add_counts(self.rrl, taken["rrl"])
         _add_counts(self.tcp, taken["tcp"])
         _add_counts(self.signing.made, taken["signatures"])
-        expiration = self.signing.expiration
-        for zone, when in taken["expiration"].items():  # the latest RRSIGs anyone made
-            expiration[zone] = max(expiration.get(zone, 0), when)
+        # a gauge: the latest report wins (a reload may shorten the validity,
+        # a clock may be set back: never keep a higher value than was sent)
+        self.signing.expiration.update(taken["expiration"])
         for i, n in enumerate(taken["buckets"]):
             self.buckets[i] += n
         self.duration_sum_s += taken["duration_sum_s"]
