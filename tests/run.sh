@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 GSLB_EXTRAS=test bash deploy/setup.sh dnsutils tor-geoipdb redis-server nsd unbound chromium \
     ldnsutils faketime prometheus
 # Debian starts the packaged nsd/unbound where systemd runs; they would hold
-# port 53 on every address, which the delegation lab (tests/ttl) needs.
+# port 53 on every address, which the delegation lab (tests/ttl) needs. The
+# tests use prometheus only for promtool: its daemon is not wanted either.
 if command -v systemctl >/dev/null 2>&1; then
     for svc in nsd unbound prometheus; do
         if systemctl is-active --quiet "$svc" 2>/dev/null; then
