@@ -364,7 +364,7 @@ class Alerts:
                 raise_if_cancelling()
                 log.exception("alerts: evaluating the conditions failed")
             if loop.time() >= next_repeat:
-                self._repeat()
+                self.repeat_firing()
                 next_repeat = loop.time() + self._repeat_s()
             with contextlib.suppress(TimeoutError):
                 await quorum.wait_for(generation_moved(view, seen), self.tick_s)
@@ -477,7 +477,7 @@ class Alerts:
         else:
             self._firing.pop(key, None)
 
-    def _repeat(self) -> None:
+    def repeat_firing(self) -> None:
         """Send every alert still firing to the ``alertmanager`` webhooks
         again (Alertmanager resolves an alert not sent again within its
         ``resolve_timeout``; every nameserver sends them: it deduplicates

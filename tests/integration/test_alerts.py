@@ -92,10 +92,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def config_text(hook: str, origin_port: int, *, health: str = "",
-                nameserver: str = "  nameserver: ns-test") -> str:
+                nameserver: str = "  nameserver: ns-test", solo: bool = False) -> str:
     """Origin ``a`` checked on ``origin_port`` (every 0.1 s, fall 2, rise
     2), ``b`` unchecked; pool ``fo`` fails over from a to b (never in
-    fallback); ``only`` holds ``a`` alone."""
+    fallback); with ``solo``, pool ``only`` holds ``a`` alone."""
+    only = "  only: {policy: failover, tiers: [[a]]}" if solo else ""
     check = (f"{{type: http, target: 127.0.0.1, port: {origin_port}, interval: 0.1, "
              "timeout: 0.1, fall: 2, rise: 2}")
     return f"""
@@ -109,9 +110,10 @@ origins:
   b: {{ipv4: [192.0.2.2]}}
 pools:
   fo: {{policy: failover, tiers: [[a], [b]]}}
+{only}
 """ + BASE_ZONE.format(minimum=30) + """
       db: {gslb: fo}
-"""
+""" + ("      solo: {gslb: only}\n" if solo else "")
 
 
 async def serve(tmp_path: Path, text: str, name: str = "zone.yaml", **kw: Any) -> Service:
@@ -391,3 +393,51 @@ async def test_redis_lost_sends_from_here_and_nothing_is_missed_once_it_is_back(
             await beater
         await service.stop()
         await sink.stop()
+
+
+async def test_a_pool_into_and_out_of_fallback_is_sent_once_each(
+        tmp_path, fake_origin, receiver) -> None:
+    origin = await fake_origin()
+    hook = f"    - {{url: '{receiver.url}/hook'}}"
+    service = await serve(tmp_path, config_text(hook, origin.port, solo=True))
+    try:
+        await until(lambda: service.quorum.state("a") == "up")
+        for n in range(2):
+            await origin.stop()
+            await receiver.wait(4 * n + 2)  # origin_down, pool_fallback
+            await origin.start()
+            await receiver.wait(4 * n + 4)
+        await settled(service)
+        pools = [b for b in receiver.bodies if b["subject"]["kind"] == "pool"]
+        assert [(b["event"], b["subject"]["name"]) for b in pools] == [
+            ("pool_fallback", "only"), ("pool_healthy", "only")] * 2
+        assert all(b["subject"] == {"kind": "pool", "name": "only", "family": "ipv4"}
+                   for b in pools)
+        assert [(b["old"], b["new"]) for b in pools[:2]] == [
+            ("healthy", "fallback"), ("fallback", "healthy")]
+        assert len(receiver.bodies) == 8  # and origin_down, origin_up twice
+    finally:
+        await service.stop()
+
+
+async def test_alertmanager_alerts_still_firing_are_sent_again_every_repeat(
+        tmp_path, fake_origin, receiver) -> None:
+    origin = await fake_origin()
+    hook = (f"    - {{url: '{receiver.url}/api/v2/alerts', format: alertmanager, "
+            "repeat: 0.2}")
+    service = await serve(tmp_path, config_text(hook, origin.port))
+    try:
+        await until(lambda: service.quorum.state("a") == "up")
+        await origin.stop()
+        first, again = await receiver.wait(2)
+        assert first == again and "endsAt" not in first[0]  # the same alert, still firing
+        await origin.start()
+        await until(lambda: any("endsAt" in b[0] for b in receiver.bodies))
+        await settled(service)
+        count = len(receiver.bodies)
+        await service.alerts.evaluate()
+        service.alerts.repeat_firing()  # nothing fires any more: nothing to repeat
+        await settled(service)
+        assert len(receiver.bodies) == count
+    finally:
+        await service.stop()
