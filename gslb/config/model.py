@@ -454,6 +454,52 @@ class CookieSettings:
     require: bool = False
 
 
+ALERT_EVENTS = ("origin_down", "origin_up", "origin_degraded", "origin_quorum",
+                "pool_fallback", "pool_healthy", "vantage_stale", "vantage_fresh",
+                "redis_lost", "redis_back")
+"""The events an ``alerts`` webhook can be sent (docs/operations.md "Alerts")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One ``alerts.webhooks`` entry (docs/operations.md "Alerts").
+
+    * ``url``: where each event is POSTed (http or https); ``name``: its
+      label in the metrics (default: the URL's host and port).
+    * ``format``: ``gslb`` (one JSON object per event) or ``alertmanager``
+      (a JSON list of alerts, Alertmanager's ``/api/v2/alerts``).
+    * ``events``: the events sent (``ALERT_EVENTS``); empty: every one.
+    * ``timeout_s``: seconds one POST may take; ``retries``: POSTs again
+      after a failure, ``backoff_s`` seconds before the first, doubling;
+      ``max_queue``: events waiting beyond it drop the oldest.
+    * ``token``: the bearer token read from ``token_file`` (None: none).
+    * ``repeat_s``: ``alertmanager`` only: seconds between two sends of an
+      alert still firing (Alertmanager resolves one not sent again).
+    """
+
+    url: str
+    name: str
+    format: str = "gslb"
+    events: frozenset[str] = frozenset()
+    timeout_s: float = 5.0
+    retries: int = 3
+    backoff_s: float = 1.0
+    max_queue: int = 1000
+    token_file: str | None = None
+    token: str | None = field(default=None, repr=False)
+    repeat_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """The ``alerts`` section: ``webhooks`` (none: no alerts) and the
+    ``nameserver`` named in each event (None: ``--server-id``, else the
+    host name)."""
+
+    webhooks: tuple[Webhook, ...] = ()
+    nameserver: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """A whole validated configuration, as loaded from ``files``."""
@@ -467,3 +513,5 @@ class Config:
     rate_limit: RateLimit | None = None
     """Response rate limiting; None (no ``rate_limit`` section): off."""
     cookies: CookieSettings = field(default_factory=CookieSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    """State-change webhooks (docs/operations.md "Alerts"); none by default."""

@@ -17,8 +17,9 @@ import contextlib
 import ipaddress
 import logging
 import random
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
 from gslb.health.signing import signer_of
 from gslb.health.view import QuorumView
 from gslb.probe.worker import Prober
+from gslb.serve.alerts import Alerts
 from gslb.serve.metrics import make_registry
 from gslb.serve.operations import Drains, RedisClients, not_ready
 from gslb.serve.reload import Loaded, Reloader
@@ -193,6 +195,11 @@ class Service:
         self.admin_token = admin_token or None
         self.admin_addresses: list[tuple[str, int]] = []
         self.registry = make_registry(self)
+        self.alerts = Alerts(config.alerts, self,
+                             config.alerts.nameserver or server_id or socket.gethostname(),
+                             redis_url)
+        """State-change webhooks (docs/operations.md "Alerts")."""
+        self.registry.register(self.alerts.collector())
         self._admin: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -230,6 +237,7 @@ class Service:
             self.redis.watcher.signer = self.redis.overrides.signer = signer_of(config.health)
             self.redis.overrides.resync_interval_s = config.health.resync_interval_s
         self.answering.install(loaded.authority)
+        self.alerts.update(config.alerts)
         self.quorum.refresh()
         if isinstance(self.server, WorkerPool):
             return await self.server.reload(loaded.paths)
@@ -242,6 +250,17 @@ class Service:
                     else set(config.vantages) if config.vantages else None)
         self.quorum.set_origins(checked, vantages)
         self.quorum.set_slow_start(slow_starts(config.origins, config.pools))
+
+    def alert_inputs(self) -> tuple[Iterable[str], Iterable[str], Steering]:
+        """What alerts watch (:class:`gslb.serve.alerts.Watched`): the
+        checked origins, the pools and the quiet Steering in force."""
+        loaded = self.reloader.loaded
+        checked = [n for n, o in loaded.config.origins.items() if o.check is not None]
+        return checked, loaded.config.pools, loaded.preview
+
+    def redis_connected(self) -> bool | None:
+        """Whether the health watcher is connected to Redis (None: no Redis)."""
+        return None if self.redis is None else self.redis.watcher.connected
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -282,6 +301,7 @@ class Service:
         self._tasks = [asyncio.create_task(self._tick(), name="gslb-health-ticker"),
                        asyncio.create_task(self.transitions.watch(
                            self.quorum, lambda: self.config.origins), name="gslb-transitions")]
+        await self.alerts.start()
         try:
             await self.server.start()
             if self.admin is not None:
@@ -323,6 +343,7 @@ class Service:
             runner, self._admin = self._admin, None
             await runner.cleanup()
         await self.server.stop()
+        await self.alerts.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

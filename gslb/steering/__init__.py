@@ -213,6 +213,18 @@ class Steering:
         """(pool, family) pairs whose last query found no healthy origin."""
         return self._log.in_fallback
 
+    def pool_up(self, name: str, family: int, health: HealthView) -> bool | None:
+        """Whether pool ``name`` has at least its ``min_healthy`` healthy
+        members of ``family`` (4 or 6) under ``health``, whatever the client:
+        False means its answers of that family come from its fallback
+        (what alerts report, on every nameserver alike, without a query);
+        None when it has no member of that family. Raises ``KeyError`` for
+        an unknown pool."""
+        plan = self._plans[name]
+        if not (plan.v4 if family == 4 else plan.v6):
+            return None
+        return self._pool_up(name, family, health)
+
     def choose(
         self,
         pool_name: str,

@@ -41,7 +41,7 @@ CASES = [
     # top level
     ("extra: 1\n", 1, "extra",
      "unknown key 'extra' (allowed: origins, pools, zones, vantages, health, rate_limit, "
-     "cookies)"),
+     "cookies, alerts)"),
     ("origins: [a]\n", 1, "origins", "expected a mapping, got a list"),
     (WEB + "  web1: {ipv4: 192.0.2.9}\n", 4, "origins.web1",
      "duplicate key 'web1' (first at line 2)"),
@@ -221,7 +221,7 @@ def test_missing_file_is_a_reason_beside_other_files_reasons(tmp_path: Path) -> 
     assert info.value.reasons == (
         f"{tmp_path / 'nope.yaml'}:1: (file): cannot read: No such file or directory",
         f"{bad}:1: extra: unknown key 'extra' (allowed: origins, pools, zones, vantages, "
-        "health, rate_limit, cookies)",
+        "health, rate_limit, cookies, alerts)",
     )
 
 

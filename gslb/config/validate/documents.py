@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 from gslb.config.loader import Loc, MarkedDict
 from gslb.config.validate.reader import At, Reader, absolute, kind
 
-TOP_KEYS = ("origins", "pools", "zones", "vantages", "health", "rate_limit", "cookies")
+TOP_KEYS = ("origins", "pools", "zones", "vantages", "health", "rate_limit", "cookies",
+            "alerts")
 NAMED_SECTIONS = ("origins", "pools", "zones", "vantages")
 """Top-level sections mapping names to entries; a name may be defined once."""
 
@@ -29,6 +30,8 @@ class Sections(NamedTuple):
     rate_limit: tuple[Any, At] | None = None
     #: the ``cookies`` section's value and where, or None
     cookies: tuple[Any, At] | None = None
+    #: the ``alerts`` section's value and where, or None
+    alerts: tuple[Any, At] | None = None
 
 
 def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
@@ -41,6 +44,7 @@ def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
     health: tuple[Any, At] | None = None
     rate_limit: tuple[Any, At] | None = None
     cookies: tuple[Any, At] | None = None
+    alerts: tuple[Any, At] | None = None
     for name, doc in documents:
         r.files.append(name)
         if not isinstance(doc, MarkedDict):
@@ -61,10 +65,12 @@ def read_sections(r: Reader, documents: Iterable[tuple[str, Any]]) -> Sections:
             rate_limit = _once(r, doc, top, "rate_limit", rate_limit)
         if "cookies" in doc:
             cookies = _once(r, doc, top, "cookies", cookies)
+        if "alerts" in doc:
+            alerts = _once(r, doc, top, "alerts", alerts)
         for section in (k for k in NAMED_SECTIONS if k in doc):
             _named(r, section, doc[section], top.key(doc, section), named[section],
                    first[section])
-    return Sections(named, health, rate_limit, cookies)
+    return Sections(named, health, rate_limit, cookies, alerts)
 
 
 def _once(r: Reader, doc: MarkedDict, top: At, key: str,

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from gslb.config.loader import Loc
 from gslb.config.model import Config, CookieSettings, HealthSettings, Origin, Pool, Vantage
+from gslb.config.validate.alerts import read_alerts
 from gslb.config.validate.cookies import read_cookies
 from gslb.config.validate.documents import read_sections
 from gslb.config.validate.health import read_health
@@ -59,6 +60,7 @@ class Validator:
                   else HealthSettings())
         rate_limit = read_rate_limit(r, *sections.rate_limit) if sections.rate_limit else None
         cookies = read_cookies(r, *sections.cookies) if sections.cookies else CookieSettings()
+        alerts = read_alerts(r, sections.alerts)
         if r.count:
             raise ConfigError(r.reasons())
         # no reason: every entry read is valid (an invalid one is None)
@@ -71,4 +73,5 @@ class Validator:
             health=cast(HealthSettings, health),
             rate_limit=rate_limit,
             cookies=cast(CookieSettings, cookies),
+            alerts=alerts,
         )
