@@ -223,13 +223,13 @@ class Report:
         if self.held:
             lines.append("held at their last state (fewer than quorum fresh vantages): "
                          + ", ".join(self.held))
-        table = [["", "PLACE", "NAME", "TYPE", "NOW", "WITH " + ", ".join(self.down) + " DOWN"]]
+        table = [[" ", "PLACE", "NAME", "TYPE", "NOW", "WITH " + ", ".join(self.down) + " DOWN"]]
         for r in self.rows:
             if changed_only and not r.changed:
                 continue
             place = r.place.code if r.place.kind in ("country", "continent") else (
                 f"{r.place.code} ({r.place.name})")
-            table.append(["*" if r.changed else "", place, r.name, r.rtype,
+            table.append(["*" if r.changed else " ", place, r.name, r.rtype,
                           r.now.text(r.pool), r.then.text(r.pool)])
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
