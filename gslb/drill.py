@@ -30,22 +30,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 import random
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from gslb import countries
-from gslb.config.model import LOCAL_VANTAGE, Config
+from gslb.config.model import Config
 from gslb.errors import GslbError
 from gslb.geo import Asn, GeoLocation
+from gslb.health.overrides import DrainedView, Overrides
 from gslb.health.view import AllUpExcept, HealthView, QuorumView
 from gslb.steering import Choice, Steering
 from gslb.steering.base import Basis, Client
 from gslb.steering.fallback import everyone_up
-
-if TYPE_CHECKING:
-    from gslb.health.overrides import Overrides
 
 T = TypeVar("T")
 
@@ -311,18 +310,25 @@ def silence(config: Config, view: QuorumView, silent: Collection[str]) -> Quorum
     decides as ``view`` does), then its clock moves on by ``stale_after_s
     * 0.75``, where only the silent vantages, last heard half a
     ``stale_after_s`` before, have aged past it. The copy's clock then
-    stays put."""
+    stays put. What the copy would log (``gslb.health``) is not logged: its
+    transitions are not events."""
     now = view.clock()
     s = view.stale_after_s
     clock = _Clock(now)
-    copy = quorum_view(config, clock)
     reports = [r for status in view.snapshot().values() for r in status.reports.values()]
     fresh = view.fresh_vantages(now)
     seen = {v: (now - s / 2 if v in silent else now) for v in fresh}
     seen |= {v: now - 2 * s for v in view.known_vantages() - fresh}
-    copy.replace(reports, seen)
-    clock.now = now + s * 0.75
-    copy.refresh()
+    health_log = logging.getLogger("gslb.health")
+    mute = logging.Filter("nothing: the copy's transitions are not events")
+    health_log.addFilter(mute)  # the copy logs as a live view would: states, stale vantages
+    try:
+        copy = quorum_view(config, clock)
+        copy.replace(reports, seen)
+        clock.now = now + s * 0.75
+        copy.refresh()
+    finally:
+        health_log.removeFilter(mute)
     return copy
 
 
@@ -333,7 +339,7 @@ async def read_health(config: Config, url: str,
     ``RedisOverrides``: SUBSCRIBE, one full load each, then stopped;
     nothing is written). Raises ``DrillError`` when a load does not finish
     within ``timeout_s`` seconds, ``RedisConfigError`` for a bad URL."""
-    from gslb.health.overrides import Overrides, RedisOverrides
+    from gslb.health.overrides import RedisOverrides
     from gslb.health.redis.client import mask_url
     from gslb.health.redis.watcher import RedisWatcher
     from gslb.health.signing import signer_of
@@ -384,13 +390,27 @@ def places(config: Config) -> list[tuple[Place, Client]]:
         found.append((Place("continent", k.code, k.name),
                       Client(who, locator=_at(GeoLocation(None, k.code, k.lat, k.lon)))))
     for network in sorted(nets, key=lambda n: (n.version, n.network_address, n.prefixlen)):
-        host = network.network_address + (1 if network.num_addresses > 1 else 0)
         found.append((Place("network", str(network), "pool " + ", ".join(nets[network])),
-                      Client(str(host))))
+                      Client(_inside(network, nets))))
     for number in sorted(asns):
         found.append((Place("asn", f"AS{number}", "pool " + ", ".join(asns[number])),
                       Client(who, asn_lookup=_at(Asn(number, 24)))))
     return found
+
+
+def _inside(network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            mapped: Collection[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """An address of ``network`` that no longer mapped network holds (its
+    first host, last host or middle; the first host when all three are)."""
+    narrower = [n for n in mapped if n.version == network.version
+                and n.prefixlen > network.prefixlen and n.subnet_of(network)]  # type: ignore[arg-type]
+    first = network.network_address + (1 if network.num_addresses > 1 else 0)
+    last = network.broadcast_address - (1 if network.num_addresses > 2 else 0)
+    middle = network.network_address + network.num_addresses // 2
+    for address in (first, last, middle):
+        if not any(address in n for n in narrower):
+            return str(address)
+    return str(first)
 
 
 def _at(fact: T) -> Callable[[str], T]:
@@ -551,8 +571,7 @@ def check_names(config: Config, down: Iterable[str], silent: Iterable[str],
     known = set(config.vantages) | set(heard)
     bad = [n for n in vantages if n not in known]
     if bad:
-        shown = ", ".join(sorted(known)) or f"none (the embedded prober's is {LOCAL_VANTAGE!r}," \
-            " and it has no reports to silence without --redis)"
+        shown = ", ".join(sorted(known)) or "none (the config declares none, Redis named none)"
         raise DrillError(f"unknown vantage(s): {', '.join(bad)}; known: {shown}")
     return origins, vantages
 
@@ -568,8 +587,6 @@ def drill(config: Config, down: Collection[str], *, silent: Collection[str] = ()
     not checked here (:func:`check_names`): an unknown origin is just
     never down. Steers with two silent ``Steering`` objects of its own, so
     no serving state moves."""
-    from gslb.health.overrides import DrainedView
-
     now_base: HealthView = AllUpExcept() if health is None else health
     then_base: HealthView = now_base
     held: tuple[str, ...] = ()

@@ -361,3 +361,32 @@ def test_basis_decides_a_draw_not_the_policy_name(config: Config) -> None:
     assert api.now.drawn and not api.then.drawn
     assert api.then.text() == "192.0.2.11"
     assert Basis.DRAW  # the flag the drill reads (gslb.steering.base.Basis)
+
+
+def test_a_network_place_asks_from_outside_its_narrower_networks(tmp_path: Path) -> None:
+    path = tmp_path / "n.yaml"
+    path.write_text(textwrap.dedent("""
+        origins:
+          wide: {ipv4: [192.0.2.1]}
+          narrow: {ipv4: [192.0.2.2]}
+          other: {ipv4: [192.0.2.3]}
+        pools:
+          p:
+            policy: geo
+            origins: [wide, narrow, other]
+            networks: {10.0.0.0/8: wide, 10.0.0.0/24: narrow, 192.0.2.0/24: other}
+            default: other
+        zones:
+          n.test:
+            records:
+              "@": {SOA: ns1 hostmaster 1 3600 600 86400 60, NS: ns1}
+              ns1: {A: 192.0.2.53}
+              www: {gslb: p}
+        """))
+    report = drill(load([path]), ["other"])
+    assert row(report, "10.0.0.0/8", "www.n.test.").now.options == (("192.0.2.1",),)
+    assert row(report, "10.0.0.0/24", "www.n.test.").now.options == (("192.0.2.2",),)
+    # 192.0.2.0/24 holds the default client address: countries ask from another one
+    se = row(report, "SE", "www.n.test.").now
+    assert se.reason.endswith("default tier 1") and "network" not in se.reason
+    assert row(report, "192.0.2.0/24", "www.n.test.").changed
