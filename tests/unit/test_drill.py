@@ -7,9 +7,11 @@ weighted draws, ``all`` and the three fallbacks; a silent vantage under a
 from __future__ import annotations
 
 import json
+import logging
 import random
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,20 @@ zones:
 ADDRESS = {"lon": {"192.0.2.11", "2001:db8::11"}, "sto": {"192.0.2.12", "2001:db8::12"},
            "iad": {"192.0.2.13"}, "sin": {"192.0.2.14"}, "syd": {"192.0.2.15"},
            "isp": {"192.0.2.16"}}
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """``gslb.cli.main`` sets up the root logger on this test's captured
+    stderr: put back what was there, so later tests do not log to it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
