@@ -1,5 +1,5 @@
 """Command line: ``gslb serve | probe | check | status | geoip build |
-dnssec keygen | dnssec ds``.
+dnssec keygen | dnssec ds | drill``.
 
 The only module that prints or exits.
 """
@@ -404,6 +404,56 @@ def _dnssec_parser(sub: Any) -> None:
     ds.set_defaults(func=_cmd_dnssec_ds)
 
 
+def _cmd_drill(args: argparse.Namespace) -> int:
+    from gslb import drill
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+
+    async def run() -> drill.Report:
+        drill.check_names(config, args.down.split(","), ())  # before any wait for Redis
+        health = overrides = None
+        if args.redis is not None:
+            health, overrides = await drill.read_health(config, args.redis)
+        down, silent = drill.check_names(config, args.down.split(","), args.vantage_down or (),
+                                         health.known_vantages() if health else ())
+        return drill.drill(config, down, silent=silent, health=health, overrides=overrides)
+
+    try:
+        report = asyncio.run(run())
+    except drill.DrillError as exc:
+        print(f"gslb drill: {exc}", file=sys.stderr)
+        return 2
+    except GslbError as exc:
+        print(f"gslb drill: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.text(changed_only=args.changed))
+    return 0
+
+
+def _drill_parser(sub: Any) -> None:
+    drill = sub.add_parser("drill", help="what if these origins go down: every place's answers "
+                           "now and then (changes nothing)")
+    drill.add_argument("--down", required=True, metavar="ORIGIN[,ORIGIN...]",
+                       help="the origins to take down in the what-if view")
+    drill.add_argument("--vantage-down", action="append", metavar="NAME",
+                       help="treat this vantage's reports as stale in the what-if view "
+                       "(the quorum decides; repeatable)")
+    drill.add_argument("--config", action="append", required=True, metavar="FILE",
+                       help="YAML configuration file (repeatable)")
+    drill.add_argument("--redis", metavar="URL",
+                       help="now is the live health and drains, read once from Redis "
+                       "(default: every origin up)")
+    drill.add_argument("--json", action="store_true", help="print the rows as JSON")
+    drill.add_argument("--changed", action="store_true",
+                       help="print only the rows that change (text)")
+    drill.set_defaults(func=_cmd_drill)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gslb", description="DNS-based global server "
                                      "load balancer: an authoritative GSLB nameserver.")
@@ -483,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do nothing when the output file exists")
     gbuild.set_defaults(func=_cmd_geoip_build)
     _dnssec_parser(sub)
+    _drill_parser(sub)
     return parser
 
 

@@ -29,7 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gslb.config", "gslb.config.validate.reader", "gslb.config.validate.places",
      "gslb.config.validate.targets", "gslb.logs"),
     ("gslb.geo", "gslb.geoip_build", "gslb.health"),
-    ("gslb.steering", "gslb.probe"),
+    ("gslb.steering", "gslb.probe",
+     "gslb.drill"),  # what-if answers: steering over views with origins down
     # the validator asks each policy (gslb.steering.registry) for its keys
     ("gslb.config.validate", "gslb.config.load"),
     ("gslb.authority",),
