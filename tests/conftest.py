@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import ssl
@@ -300,3 +301,18 @@ async def redis_servers() -> AsyncIterator[Callable[..., Awaitable[RedisServer]]
 async def redis_server(redis_servers: Callable[..., Awaitable[RedisServer]]) -> RedisServer:
     """One ``RedisServer`` without password on a free port (see ``redis_servers``)."""
     return await redis_servers()
+
+
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """For a test that calls ``gslb.cli.main`` in-process: it sets up the
+    root logger on this test's captured stderr; put back what was there,
+    so later tests do not log to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)

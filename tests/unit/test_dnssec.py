@@ -249,6 +249,7 @@ def test_keys_made_by_ldns_keygen_load(tmp_path: Path, algorithm: str) -> None:
     assert " ".join(ds[-4:]).upper() == key.ds_text().upper()
 
 
+@pytest.mark.usefixtures("cli_logging")
 def test_cli_keygen_then_ds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dnssec", "keygen", "--zone", "gslb.example.test", "--out",
                  str(tmp_path / "keys")]) == 0

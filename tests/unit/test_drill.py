@@ -7,11 +7,9 @@ weighted draws, ``all`` and the three fallbacks; a silent vantage under a
 from __future__ import annotations
 
 import json
-import logging
 import random
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,18 +82,7 @@ ADDRESS = {"lon": {"192.0.2.11", "2001:db8::11"}, "sto": {"192.0.2.12", "2001:db
            "isp": {"192.0.2.16"}}
 
 
-@pytest.fixture(autouse=True)
-def _root_logging() -> Iterator[None]:
-    """``gslb.cli.main`` sets up the root logger on this test's captured
-    stderr: put back what was there, so later tests do not log to it."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("cli_logging")
 
 
 @pytest.fixture(scope="module")
