@@ -9,11 +9,15 @@ reused."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import dns.asyncquery
+import dns.message
+import pytest
 import pytest_asyncio
 
 from gslb.config.load import load
@@ -21,6 +25,8 @@ from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.health.overrides import Override
 from gslb.health.state import VantageReport
 from gslb.serve.service import Service
+from gslb.workers.supervisor import WorkerPool
+from tests.integration.adminutil import start_service
 from tests.integration.dnsutil import BASE_ZONE, Running, addresses, write_config
 
 ZONE = """
@@ -67,7 +73,7 @@ class Clock:
 
 
 @pytest_asyncio.fixture(params=[DEFAULT_ENTRIES, 0], ids=["cache", "no-cache"])
-async def server(request: pytest_asyncio.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
     path = write_config(tmp_path, ZONE)
     service = Service(load([path]), [("127.0.0.1", 0)], rng=random.Random(5),
                       answer_cache=request.param)
@@ -198,3 +204,34 @@ async def test_drain_ramp_shortens(server: Running) -> None:
     assert hits(server) == before  # shortened by a ramp: not reused
     clock.now += 11
     assert await ttls(server, "ramp") == {(5, ("192.0.2.5",))}
+
+
+async def _ttl_from_workers(service: Service, qname: str, want: int, timeout_s: float) -> None:
+    """Until 50 answers in a row (each from a new socket: the kernel spreads
+    them over the workers) carry TTL ``want``; fails after ``timeout_s``."""
+    host, port = service.addresses[0]
+
+    async def one() -> int:
+        msg = await dns.asyncquery.udp(dns.message.make_query(qname, "A"), host, port=port,
+                                       timeout=2)
+        return int(msg.answer[0].ttl)
+
+    async with asyncio.timeout(timeout_s):
+        while set(await asyncio.gather(*(one() for _ in range(50)))) != {want}:
+            await asyncio.sleep(0.05)  # the supervisor's next snapshot
+
+
+async def test_workers_shorten_too(tmp_path: Path) -> None:
+    """With --workers 2 each worker answers from the supervisor's health
+    snapshot: a down shortens every worker's TTL, its return restores it."""
+    service = await start_service(tmp_path, ZONE, workers=2, answer_cache=DEFAULT_ENTRIES)
+    try:
+        assert isinstance(service.server, WorkerPool)
+        await _ttl_from_workers(service, "fo" + Z, 30, 10.0)
+        now = time.time()
+        service.quorum.apply(VantageReport("a", "local", False, 1, False, 5.0, None, "x", now))
+        await _ttl_from_workers(service, "fo" + Z, 7, 10.0)
+        service.quorum.apply(VantageReport("a", "local", True, 1, True, 5.0, None, "x", now))
+        await _ttl_from_workers(service, "fo" + Z, 30, 10.0)
+    finally:
+        await service.stop()
