@@ -11,12 +11,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from gslb.config.loader import gc_paused
-from gslb.config.model import Config, CookieSettings, GslbRecord, Zone
+from gslb.config.model import Config, CookieSettings, GslbRecord, Pool, Zone, degraded_ttl
 from gslb.dns import wire
 from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, cookie_data
 from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
@@ -42,7 +42,7 @@ from gslb.dns.wire import (
 from gslb.geo import AsnLookup
 from gslb.health.view import HealthView
 from gslb.logs import RateLimitedLog, qtype_name
-from gslb.steering import Choice, Steering
+from gslb.steering import DEGRADED_RAMP, Choice, Steering
 from gslb.steering.base import Basis, Client, Locator
 
 log = logging.getLogger("gslb.dns")
@@ -218,12 +218,15 @@ def _ancestors(name: str, apex: str) -> list[str]:
 def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None = None,
                   families: Callable[[str], frozenset[int]] | None = None,
                   counts: SigningCounts | None = None,
-                  clock: Callable[[], float] = time.time) -> _Zone:
+                  clock: Callable[[], float] = time.time,
+                  pools: Mapping[str, Pool] | None = None) -> _Zone:
     """``zone`` compiled; ``shared``: RDATA compiled so far, reused (see
     ``wire.compile_rdata``). A signed zone (``zone.dnssec``) gets its
     DNSKEY, CDS and CDNSKEY RRsets at the apex and a ``ZoneSigner``;
     ``families(pool)``: the address families (4, 6) a pool can answer,
-    for the NSEC type bitmaps of GSLB names."""
+    for the NSEC type bitmaps of GSLB names. ``pools``: the config's, whose
+    ``ttl_when_degraded`` the GSLB records that set none take
+    (:func:`gslb.config.model.degraded_ttl`)."""
     shared = {} if shared is None else shared
     codes: dict[str, int] = {}
     rrsets: dict[str, dict[int, tuple[RR, ...]]] = {}
@@ -241,6 +244,10 @@ def _compile_zone(zone: Zone, shared: dict[tuple[str, str], wire.Rdata] | None =
     soa_rr = rrsets[zone.name][QTYPE_SOA][0]
     minimum = int(zone.soa.rdata[0].split()[-1])
     gslb = dict(zone.gslb)
+    for owner, record in gslb.items():  # the TTL of degraded answers, resolved once
+        degraded = degraded_ttl(record, pools or {})
+        if degraded != record.ttl_when_degraded:
+            gslb[owner] = replace(record, ttl_when_degraded=degraded)
     ents: set[str] = set()
     for owner in (*rrsets, *gslb):
         if owner == zone.name:
@@ -368,7 +375,7 @@ class Authority:
         shared: dict[tuple[str, str], wire.Rdata] = {}
         with gc_paused():  # millions of lasting objects, no garbage cycles
             self.zones = {name: _compile_zone(zone, shared, self.steering.families,
-                                              signing_counts, clock)
+                                              signing_counts, clock, config.pools)
                           for name, zone in config.zones.items()}
         self._clock = clock
         self.signers: dict[str, ZoneSigner] = {
@@ -686,8 +693,15 @@ class Authority:
             answer.rotate, answer.shuffle = choice.rotate, choice.shuffle
         elif choice.rotate:
             answer.reusable = False  # the cache rotates only a leading RRset
+        ttl = record.ttl
+        if record.ttl_when_degraded is not None:  # resolved at load: shorter than ttl
+            degraded = self.steering.degraded(choice, family, self.health)
+            if degraded:
+                ttl = record.ttl_when_degraded
+                if degraded == DEGRADED_RAMP:  # moves with time, not the generation
+                    answer.reusable = False
         answer.answer.extend(
-            (owner, qtype, record.ttl, wire.address_rdata(address)) for address in choice.addresses
+            (owner, qtype, ttl, wire.address_rdata(address)) for address in choice.addresses
         )
         return Lookup(Kind.ANSWER, answer, chosen)
 

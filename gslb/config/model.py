@@ -225,6 +225,10 @@ class Pool:
     * ``slow_start_s``: seconds over which a member origin that comes back
       up ramps to its full weight (``slow_start``; None: none; an origin's
       own ``slow_start`` wins, see :func:`slow_starts`).
+    * ``ttl_when_degraded``: seconds; the TTL of the answers of records of
+      this pool that set none of their own while an answer is degraded
+      (capped at each record's ``ttl``; None: keep the ``ttl``), see
+      :func:`degraded_ttl`.
     """
 
     name: str
@@ -251,6 +255,19 @@ class Pool:
     hash_seed: str = ""
     order: str = DEFAULT_ORDER
     slow_start_s: float | None = None
+    ttl_when_degraded: int | None = None
+
+
+def degraded_ttl(record: GslbRecord, pools: Mapping[str, Pool]) -> int | None:
+    """The TTL (seconds) of ``record``'s degraded answers: its own
+    ``ttl_when_degraded``, else its pool's capped at the record's ``ttl``;
+    None when neither sets one, or when it is not shorter than ``ttl``
+    (nothing to shorten)."""
+    found = record.ttl_when_degraded
+    if found is None:
+        pool = pools.get(record.pool)
+        found = pool.ttl_when_degraded if pool is not None else None
+    return found if found is not None and found < record.ttl else None
 
 
 def slow_starts(origins: Mapping[str, Origin], pools: Mapping[str, Pool]) -> dict[str, float]:
@@ -286,11 +303,16 @@ class RRset:
 
 @dataclass(frozen=True, slots=True)
 class GslbRecord:
-    """A name whose A/AAAA answers come from ``pool``, with ``ttl`` seconds."""
+    """A name whose A/AAAA answers come from ``pool``, with ``ttl`` seconds;
+    ``ttl_when_degraded`` (seconds, 0 to ``ttl``; None: its pool's, see
+    :func:`degraded_ttl`) is the TTL while the answer is degraded (its pool
+    in fallback, or a member origin down or ramping; docs/steering.md
+    "TTL that follows health")."""
 
     name: str
     pool: str
     ttl: int = DEFAULT_GSLB_TTL
+    ttl_when_degraded: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,13 @@ from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
 from gslb.steering.fallback import log as steering_log
 from gslb.steering.registry import REGISTRY
 
-__all__ = ["Choice", "Client", "Policy", "Selection", "Steering"]
+__all__ = ["DEGRADED_DOWN", "DEGRADED_RAMP", "HEALTHY", "Choice", "Client", "Policy",
+           "Selection", "Steering"]
+
+#: What :meth:`Steering.degraded` says of an answer: not degraded; degraded
+#: until the health generation moves (a fallback, a member down); degraded
+#: by a ramp, which moves with time.
+HEALTHY, DEGRADED_DOWN, DEGRADED_RAMP = 0, 1, 2
 
 #: A choice whose order came from a draw (random already) or is a ranking
 #: (best first) is not rotated by its pool's ``order``.
@@ -155,6 +161,10 @@ class Steering:
         self._plans: dict[str, _Plan] = {}
         self._origins = frozenset(origins)
         self._up: dict[tuple[str, int], tuple[HealthView, int, bool]] = {}
+        self._down: dict[tuple[str, int], tuple[HealthView, int, bool]] = {}
+        """Per (pool, family): whether some origin of its tree is down, per view and generation."""
+        self._leaves: dict[tuple[str, int], tuple[str, ...]] = {}
+        """Per (pool, family): the origins of its tree with an address of the family."""
         self._shuffles = {name: pool.order == "random" for name, pool in pools.items()
                           if pool.order != "fixed"}
         """Pools whose answers rotate → whether randomly (``Pool.order``)."""
@@ -356,6 +366,58 @@ class Steering:
             return Choice("nodata", (), scope, name, False, "; ".join(reasons), basis)
         return Choice("answer", tuple(unique), scope, name, False, " → ".join(reasons), basis,
                       tuple(unique.values()) if plan.nested else ())
+
+    def degraded(self, choice: Choice, family: int, health: HealthView) -> int:
+        """Whether ``choice`` (this Steering's answer for ``family`` under
+        ``health``) is degraded, so that its TTL may be shortened
+        (``ttl_when_degraded``, docs/steering.md "TTL that follows health"):
+
+        * ``DEGRADED_DOWN`` when it came from a fallback (``choice.fallback``)
+          or some origin of the answering pool's tree (``choice.pool``, every
+          member with an address of ``family``: each could be in this answer)
+          is down under ``health``: holds until ``health.generation`` moves;
+        * else ``DEGRADED_RAMP`` when a ramping weight decided it
+          (``Basis.RAMP``) or some origin of that tree ramps now (slow start,
+          a drain's ramp: ``weight_factor`` below 1): moves with time, so
+          the answer must not be reused;
+        * else ``HEALTHY`` (0).
+
+        Decided from what the selection reported and the health of the
+        members it chose among, never from a policy's name. Raises
+        ``KeyError`` for a pool this Steering does not know."""
+        if choice.fallback:
+            return DEGRADED_DOWN
+        key = (choice.pool, family)
+        generation = health.generation
+        memo = self._down.get(key)
+        if memo is None or memo[0] is not health or memo[1] != generation:
+            leaves = self._tree_origins(choice.pool, family)
+            # not all(): the package's submodule ``all`` (a policy) shadows it here
+            memo = (health, generation, any(not health.is_up(o) for o in leaves))
+            self._down[key] = memo
+        if memo[2]:
+            return DEGRADED_DOWN
+        if choice.basis & Basis.RAMP:
+            return DEGRADED_RAMP
+        if health.ramping and any(health.weight_factor(o) < 1.0
+                                  for o in self._tree_origins(choice.pool, family)):
+            return DEGRADED_RAMP
+        return HEALTHY
+
+    def _tree_origins(self, name: str, family: int) -> tuple[str, ...]:
+        """The origins of pool ``name``'s tree with an address of ``family``
+        (each once, in declaration order), computed once."""
+        found = self._leaves.get((name, family))
+        if found is None:
+            plan = self._plans[name]
+            names: dict[str, None] = {}
+            for member in (plan.v4 if family == 4 else plan.v6):
+                if isinstance(member, PoolMember):
+                    names.update(dict.fromkeys(self._tree_origins(member.name, family)))
+                else:
+                    names[member.name] = None
+            found = self._leaves[(name, family)] = tuple(names)
+        return found
 
     def _pool_up(self, name: str, family: int, health: HealthView) -> bool:
         """Whether pool ``name`` has at least its ``min_healthy`` healthy

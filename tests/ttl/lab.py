@@ -38,11 +38,17 @@ STALE_TTL = 2
 PREFETCH_TTL = 10
 """TTL of ``pre`` (weighted like ``api``): long enough for a last tenth of
 whole seconds, for the prefetch test."""
+HEAL_TTL = 8
+"""TTL of ``heal`` and ``heal-full`` (both the ``fo`` pool)."""
+DEGRADED_TTL = 2
+"""``ttl_when_degraded`` of ``heal``: its TTL while the primary is down."""
 NEGATIVE_TTL = 3
 """SOA minimum; the SOA RRset's TTL is 60, so NXDOMAIN/NODATA carry min(60, 3)."""
 CHECK_INTERVAL_S, CHECK_TIMEOUT_S, CHECK_FALL, CHECK_RISE = 0.2, 0.2, 2, 1
 DETECTION_S = CHECK_INTERVAL_S * CHECK_FALL + CHECK_TIMEOUT_S
 """Worst-case time (s) from the origin's death to the nameserver's new answer."""
+RECOVERY_S = CHECK_INTERVAL_S * CHECK_RISE + CHECK_TIMEOUT_S
+"""Worst-case time (s) from the origin's return to the nameserver's answer with it."""
 
 PRIMARY, BACKUP = ORIGIN[0], "192.0.2.2"
 LONDON, STOCKHOLM, VIRGINIA = "192.0.2.11", "192.0.2.12", "192.0.2.13"
@@ -80,6 +86,8 @@ zones:
       api: {{gslb: {{pool: api, ttl: 30}}}}
       brief: {{gslb: {{pool: api, ttl: {STALE_TTL}}}}}
       pre: {{gslb: {{pool: api, ttl: {PREFETCH_TTL}}}}}
+      heal: {{gslb: {{pool: fo, ttl: {HEAL_TTL}, ttl_when_degraded: {DEGRADED_TTL}}}}}
+      heal-full: {{gslb: {{pool: fo, ttl: {HEAL_TTL}}}}}
 """
 
 ROOT_ZONE = f"""\

@@ -83,7 +83,8 @@ CASES = [
      "key 'tiers' is only valid for policy failover (this pool's policy is latency)"),
     ("    default: c\n", 1, "pools.web.default", "unknown origin or pool 'c'"),
     ("    latency: 1\n", 1, "pools.web.latency", "unknown key 'latency' (allowed: policy, "
-     "origins, max_answers, fallback, weight, min_healthy, order, slow_start, tiers, networks, "
+     "origins, max_answers, fallback, weight, min_healthy, order, slow_start, ttl_when_degraded, "
+     "tiers, networks, "
      "networks_file, asns, countries, continents, default, vantage_countries, "
      "vantage_continents, switch_margin, switch_margin_ms, hash_prefix, hash_seed)"),
 ]

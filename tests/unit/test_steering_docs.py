@@ -8,8 +8,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import dns.message
 import pytest
 
+from gslb.authority import Authority, respond
 from gslb.config.load import load
 from gslb.config.model import Config
 from gslb.geo import GeoLocation
@@ -27,7 +29,7 @@ def load_block(i: int, tmp_path: Path) -> Config:
 
 
 def test_there_are_examples() -> None:
-    assert len(BLOCKS) == 8
+    assert len(BLOCKS) == 9
 
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
@@ -87,3 +89,15 @@ def test_the_hash_example_answers_as_its_dig_lines(tmp_path: Path) -> None:
     counts = Counter(steering.choose("carts", 4, Client("198.51.100.1", f"10.1.{i}.0", 24, 4),
                                      health).addresses[0] for i in range(256))
     assert counts == {"127.0.0.31": 77, "127.0.0.32": 59, "127.0.0.33": 120}
+
+
+@pytest.mark.parametrize(("down", "www", "api"), [((), 60, 30), (("london",), 10, 5),
+                                                  (("stockholm",), 10, 5)])
+def test_the_degraded_ttl_example_answers_as_its_text(tmp_path: Path, down: tuple[str, ...],
+                                                      www: int, api: int) -> None:
+    auth = Authority(load_block(8, tmp_path), Health(**dict.fromkeys(down, False)))
+    for name, ttl in (("www", www), ("api", api)):
+        q = dns.message.make_query(f"{name}.gslb.example.com.", "A")
+        wire = respond(auth, q.to_wire(), "198.51.100.1", True)
+        assert wire is not None
+        assert dns.message.from_wire(wire).answer[0].ttl == ttl, (name, down)

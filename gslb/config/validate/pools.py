@@ -15,11 +15,12 @@ from gslb.config.loader import MarkedDict
 from gslb.config.model import DEFAULT_ORDER, MAX_TREE_DEPTH, ORDERS, Pool
 from gslb.config.validate.reader import At, Reader
 from gslb.config.validate.targets import PoolKeys, min_healthy, one_tier
+from gslb.config.validate.zones import MAX_TTL
 from gslb.steering.base import PolicySpec
 from gslb.steering.registry import REGISTRY
 
 POOL_KEYS = ("policy", "origins", "max_answers", "fallback", "weight", "min_healthy", "order",
-             "slow_start")
+             "slow_start", "ttl_when_degraded")
 """Keys every pool accepts; each policy adds its own (``PolicySpec.keys``)."""
 _POLICY_KEYS = tuple(dict.fromkeys(k for spec in REGISTRY.values() for k in spec.keys))
 _EVERY_KEY = POOL_KEYS + _POLICY_KEYS
@@ -57,6 +58,9 @@ def pool(r: Reader, name: str, value: object, at: At, origins: Mapping[str, obje
     healthy = min_healthy(r, m, at)
     if "slow_start" in m:
         healthy["slow_start_s"] = r.seconds(m["slow_start"], at.key(m, "slow_start"))
+    if "ttl_when_degraded" in m:  # seconds, capped at each record's ttl (degraded_ttl)
+        healthy["ttl_when_degraded"] = r.integer(
+            m["ttl_when_degraded"], at.key(m, "ttl_when_degraded"), 0, MAX_TTL)
     fallback = _fallback(r, m, at, name, pools)
     order = _order(r, m, at)
     if r.count > before or spec is None:

@@ -153,14 +153,18 @@ def _owner(r: Reader, key: str, zone: str, at: At) -> str | None:
 
 def _gslb(r: Reader, owner: str, value: object, at: At,
           pools: Mapping[str, object]) -> GslbRecord | None:
-    """A ``gslb`` record: a pool name, or a mapping of ``pool`` and ``ttl``."""
+    """A ``gslb`` record: a pool name, or a mapping of ``pool``, ``ttl``
+    and ``ttl_when_degraded`` (0 to the record's ``ttl``)."""
     ttl: int | None = DEFAULT_GSLB_TTL
+    degraded: int | None = None
     pat = at
     if isinstance(value, MarkedDict):
         m = r.mapping(value, at)
-        r.fields(value, at, ("pool", "ttl"), required=("pool",))
+        r.fields(value, at, ("pool", "ttl", "ttl_when_degraded"), required=("pool",))
         if "ttl" in value:
             ttl = r.integer(value["ttl"], at.key(value, "ttl"), 0, MAX_TTL)
+        if "ttl_when_degraded" in value:
+            degraded = _ttl_when_degraded(r, value, at, ttl)
         if m is None or "pool" not in m:
             return None
         pat, value = at.key(m, "pool"), m["pool"]
@@ -168,7 +172,20 @@ def _gslb(r: Reader, owner: str, value: object, at: At,
     if pool is not None and pool not in pools:
         r.report(pat, f"unknown pool {pool!r}")
         return None
-    return GslbRecord(name=owner, pool=pool, ttl=ttl) if pool and ttl is not None else None
+    if not pool or ttl is None:
+        return None
+    return GslbRecord(name=owner, pool=pool, ttl=ttl, ttl_when_degraded=degraded)
+
+
+def _ttl_when_degraded(r: Reader, m: MarkedDict, at: At, ttl: int | None) -> int | None:
+    """A gslb record's ``ttl_when_degraded``: seconds, 0 to its ``ttl``
+    (a longer one would lengthen what it is meant to shorten)."""
+    kat = at.key(m, "ttl_when_degraded")
+    found = r.integer(m["ttl_when_degraded"], kat, 0, MAX_TTL)
+    if found is not None and ttl is not None and found > ttl:
+        r.report(kat, f"{found} is above the record's ttl ({ttl})")
+        return None
+    return found
 
 
 def _rrset(r: Reader, owner: str, rtype: str, value: object, at: At, zone: str,
