@@ -260,7 +260,7 @@ def _cache(authority: Authority, data: bytes, who: str, answer: Any,
 
 def _has_ecs(data: bytes) -> bool:
     message = dns.message.from_wire(data)
-    return any(o.otype == dns.edns.ECS for o in message.options)
+    return any(isinstance(o, dns.edns.ECSOption) and o.srclen > 0 for o in message.options)
 
 
 # -- offline (gslb explain --config) -------------------------------------------------
