@@ -346,21 +346,22 @@ async def _explain_offline(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from gslb.explain import render
 
+    params = {"name": args.name, "type": args.type, "client": args.client}
+    if args.ecs:
+        params["ecs"] = args.ecs
     try:
-        if args.config:
-            doc = asyncio.run(_explain_offline(args))
-        else:
-            params = {"name": args.name, "type": args.type, "client": args.client}
-            if args.ecs:
-                params["ecs"] = args.ecs
-            doc = asyncio.run(_fetch_explain(args.admin, params))
+        doc = asyncio.run(_explain_offline(args) if args.config
+                          else _fetch_explain(args.admin, params))
     except ConfigError as exc:
         _print_config_error(exc)
         return 1
-    except (GslbError, OSError, ValueError) as exc:
+    except ValueError as exc:  # a bad parameter (the server's 400 too)
         print(f"gslb explain: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # the admin server unreachable, a bad answer
+    except (GslbError, OSError) as exc:
+        print(f"gslb explain: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the admin server's answer unreadable
         print(f"gslb explain: cannot ask {args.admin}/api/v1/explain: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(doc, indent=1) if args.json else render(doc), end="" if not args.json

@@ -122,7 +122,8 @@ def explain(authority: Authority, name: str, rrtype: str = "A", client: str = "1
         "members": {},
         "pool": None, "fallback": False, "reason": None, "basis": [],
         "ecs_scope": {"scope": answer.ecs_scope, "why": _scope_why(None, None, answer)},
-        "ttl": min((r["ttl"] for r in records), default=None),
+        "ttl": min((r["ttl"] for r in records), default=None) if records else min(
+            (ttl for _o, rtype, ttl, _d in answer.authority if rtype == 6), default=None),
         "addresses": addresses,
         "answer": [f'{r["name"]} {r["ttl"]} IN {r["type"]} {r["data"]}' for r in records],
         "cache": _cache(authority, data, who, answer, cache_note),
