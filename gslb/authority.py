@@ -44,6 +44,7 @@ from gslb.health.view import HealthView
 from gslb.logs import RateLimitedLog, qtype_name
 from gslb.steering import DEGRADED_RAMP, Choice, Steering
 from gslb.steering.base import Basis, Client, Locator
+from gslb.steering.trace import Trace
 
 log = logging.getLogger("gslb.dns")
 
@@ -390,6 +391,9 @@ class Authority:
             self._generation_function(), cache_entries,
             self.cookie_patch) if cache_entries > 0 else None
         """Encoded responses reused by :func:`respond` (None: disabled)."""
+        self.trace: Trace | None = None
+        """Set only for the span of :meth:`explain_lookup`: where the lookup
+        and its steering record what they decide."""
 
     def _generation_function(self) -> Callable[[], int]:
         """What the answer cache's entries belong to: the health view's
@@ -459,6 +463,19 @@ class Authority:
             return Client(who, locator=self.locator, asn_lookup=self.asn_lookup)
         return Client(who, ecs.address, ecs.source, ecs.version, locator=self.locator,
                       asn_lookup=self.asn_lookup)
+
+    def explain_lookup(self, query: Query, who: str, trace: Trace) -> Lookup:
+        """:meth:`lookup`, recording into ``trace`` what it decides (``gslb
+        explain``): the same path a query takes, its steering included, so
+        it moves what one more query would move (a ``cyclic`` pool's turn,
+        the random draws, ``latency``'s memory, the fallback log); the
+        outcome is not counted (``on_choice`` is not called) and nothing is
+        stored in the answer cache. Synchronous: no query interleaves."""
+        on_choice, self._on_choice, self.trace = self._on_choice, None, trace
+        try:
+            return self.lookup(query, who)
+        finally:
+            self._on_choice, self.trace = on_choice, None
 
     def lookup(self, query: Query, who: str) -> Lookup:
         """Answer ``query`` from packet source address ``who`` (text).
@@ -570,10 +587,7 @@ class Authority:
             node = zone.rrsets.get(name, _NO_DATA)
             record = zone.gslb.get(name)
             if record is None and node is _NO_DATA and zone.wildcards and name not in zone.ents:
-                source = zone.source_of_synthesis(name)
-                if source is not None:  # RFC 4592 section 3.3.1: owner becomes the name
-                    record = zone.gslb.get(source)
-                    node = _renamed(zone.rrsets.get(source, _NO_DATA), name)
+                record, node = self._synthesised(zone, name)
             if record is not None and qtype in (QTYPE_A, QTYPE_AAAA, QTYPE_ANY):
                 family_qtype = QTYPE_A if qtype == QTYPE_ANY else qtype
                 return self._gslb(zone, record, family_qtype, query, who, name, answer)
@@ -607,6 +621,20 @@ class Authority:
             return self._negative(zone, kind, answer)
         answer.rcode = SERVFAIL  # CNAME loop inside our zones
         return Lookup(Kind.SERVFAIL, answer)
+
+    def _synthesised(self, zone: _Zone, name: str
+                     ) -> tuple[GslbRecord | None, dict[int, tuple[RR, ...]]]:
+        """The GSLB record and the RRsets (owner ``name``) of the wildcard
+        that covers ``name``, a name ``zone`` does not hold (RFC 4592
+        section 3.3.1: the owner becomes the name asked); none when no
+        wildcard covers it. An explained lookup notes a ``wildcard`` event
+        (``name``, ``source``)."""
+        source = zone.source_of_synthesis(name)
+        if source is None:
+            return None, _NO_DATA
+        if self.trace is not None:
+            self.trace.add("wildcard", name=name, source=source)
+        return zone.gslb.get(source), _renamed(zone.rrsets.get(source, _NO_DATA), name)
 
     def sign(self, query: Query, lookup: Lookup) -> None:
         """Sign ``lookup``'s answer to ``query`` (which set DO, RFC 3225
@@ -671,6 +699,11 @@ class Authority:
         to ``answer``: ANSWER, or NODATA (with the SOA), or SERVFAIL."""
         family = 4 if qtype == QTYPE_A else 6
         client = self.client_for(query, who)
+        trace = self.trace
+        if trace is not None:
+            client.trace = trace
+            trace.add("record", zone=zone.name, owner=owner, pool=record.pool, ttl=record.ttl,
+                      family=family, client=client)
         choice = self.steering.choose(record.pool, family, client, self.health, self.rng)
         answer.ecs_scope = max(answer.ecs_scope, choice.scope)
         # reuse follows from what this choice depended on (Basis), not from

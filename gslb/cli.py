@@ -1,5 +1,5 @@
-"""Command line: ``gslb serve | probe | check | status | geoip build |
-dnssec keygen | dnssec ds | drill``.
+"""Command line: ``gslb serve | probe | check | status | explain | drill |
+geoip build | dnssec keygen | dnssec ds``.
 
 The only module that prints or exits.
 """
@@ -315,6 +315,86 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if st.get("ready") else 3
 
 
+async def _fetch_explain(url: str, params: dict[str, str]) -> dict[str, Any]:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+            url.rstrip("/") + "/api/v1/explain", params=params) as response:
+        data: dict[str, Any] = await response.json()
+        if response.status == 400:
+            raise ValueError(data.get("error", "bad request"))
+        response.raise_for_status()
+        return data
+
+
+async def _explain_offline(args: argparse.Namespace) -> dict[str, Any]:
+    from gslb import explain as ex
+    from gslb.config.load import load
+
+    config = load(args.config)  # ConfigError: every reason, file:line: key
+    view = await ex.redis_view(config, args.redis) if args.redis else ex.assumed_up()
+    geoip: Path | None = args.geoip
+    if geoip is None and DEFAULT_GEOIP.exists():
+        geoip = DEFAULT_GEOIP
+    authority = ex.offline_authority(config, view, str(geoip) if geoip else None,
+                                     str(args.asn_db) if args.asn_db else None)
+    return ex.explain(authority, args.name, args.type, args.client, args.ecs,
+                      cache_note=("offline (--config): no running server's cache to look at"))
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from gslb.explain import render
+
+    params = {"name": args.name, "type": args.type, "client": args.client}
+    if args.ecs:
+        params["ecs"] = args.ecs
+    try:
+        doc = asyncio.run(_explain_offline(args) if args.config
+                          else _fetch_explain(args.admin, params))
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    except ValueError as exc:  # a bad parameter (the server's 400 too)
+        print(f"gslb explain: {exc}", file=sys.stderr)
+        return 2
+    except (GslbError, OSError) as exc:
+        print(f"gslb explain: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the admin server's answer unreadable
+        print(f"gslb explain: cannot ask {args.admin}/api/v1/explain: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(doc, indent=1) if args.json else render(doc), end="" if not args.json
+          else "\n")
+    return 0
+
+
+def _explain_parser(sub: Any) -> None:
+    """``gslb explain NAME``: why a client gets the answer it gets."""
+    explain = sub.add_parser("explain", help="why a client gets this answer: the chain of "
+                             "reasons of a running nameserver (or of --config)")
+    explain.add_argument("name", help="the name asked, e.g. www.gslb.example.com")
+    explain.add_argument("--type", default="A", choices=("A", "AAAA"), type=str.upper,
+                         help="query type (default A)")
+    explain.add_argument("--client", default="127.0.0.1", metavar="IP",
+                         help="the packet's source address (default 127.0.0.1)")
+    explain.add_argument("--ecs", metavar="SUBNET",
+                         help="an EDNS Client Subnet the query carries, e.g. 192.0.2.0/24")
+    explain.add_argument("--admin", default=f"http://{DEFAULT_ADMIN}", metavar="URL",
+                         help=f"the running nameserver's admin server (default "
+                         f"http://{DEFAULT_ADMIN})")
+    explain.add_argument("--config", nargs="+", metavar="FILE",
+                         help="explain from these config files instead of asking a server")
+    explain.add_argument("--redis", metavar="URL", help="with --config: the live health "
+                         "in this Redis (loaded once); without it every origin is up")
+    explain.add_argument("--geoip", type=Path, metavar="PATH", help="with --config: the "
+                         f"GeoIP country database (default {DEFAULT_GEOIP} when present)")
+    explain.add_argument("--asn-db", type=Path, metavar="PATH",
+                         help="with --config: the ASN database (asns maps)")
+    explain.add_argument("--json", action="store_true", help="print the document as JSON")
+    explain.set_defaults(func=_cmd_explain)
+
+
 def _cmd_geoip_build(args: argparse.Namespace) -> int:
     from gslb.geoip_build import DEFAULT_OUT, DEFAULT_V4, DEFAULT_V6, build
 
@@ -534,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     gbuild.set_defaults(func=_cmd_geoip_build)
     _dnssec_parser(sub)
     _drill_parser(sub)
+    _explain_parser(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from gslb.admin import handlers
 from gslb.admin.handlers import (
     DRAINS,
+    EXPLAIN,
     NOT_READY,
     REGISTRY,
     RELOAD,
@@ -26,6 +27,7 @@ from gslb.admin.handlers import (
     STATUS,
     TOKEN,
     DrainControl,
+    Explainer,
     Reloaded,
 )
 
@@ -36,7 +38,7 @@ class AdminParts:
     the status document, ``not_ready()`` says why not to send traffic here
     (empty: ready), ``registry`` is rendered on ``/metrics``, ``drains``
     and ``reload()`` serve the POST endpoints, ``token`` guards them
-    (None: disabled)."""
+    (None: disabled), ``explain`` answers ``/api/v1/explain`` (None: 404)."""
 
     status: Callable[[], dict[str, Any]]
     not_ready: Callable[[], list[str]]
@@ -44,6 +46,7 @@ class AdminParts:
     drains: DrainControl
     reload: Callable[[], Awaitable[Reloaded]]
     token: str | None
+    explain: Explainer | None = None
 
 
 def make_app(parts: AdminParts) -> web.Application:
@@ -55,12 +58,14 @@ def make_app(parts: AdminParts) -> web.Application:
     app[DRAINS] = parts.drains
     app[RELOAD] = parts.reload
     app[TOKEN] = parts.token
+    app[EXPLAIN] = parts.explain
     app.router.add_get("/", handlers.index)
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/api/v1/status", handlers.status)
+    app.router.add_get("/api/v1/explain", handlers.explain)
     app.router.add_post("/api/v1/origins/{name}/drain", handlers.drain)
     app.router.add_post("/api/v1/origins/{name}/undrain", handlers.undrain)
     app.router.add_post("/api/v1/reload", handlers.reload)

@@ -1,7 +1,8 @@
 """The admin endpoints (docs/admin.md).
 
 Read-only, open to whoever reaches the admin address: ``GET /`` (status
-page), ``/healthz``, ``/readyz``, ``/metrics``, ``/api/v1/status``.
+page), ``/healthz``, ``/readyz``, ``/metrics``, ``/api/v1/status``,
+``/api/v1/explain``.
 Mutating, each needing ``Authorization: Bearer <token>`` (RFC 6750 section
 2.1; compared in constant time): ``POST /api/v1/origins/{name}/drain``,
 ``/undrain``, ``/api/v1/reload``. Without a token configured they answer
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gslb.explain import ExplainError
 from gslb.health.overrides import Override, OverrideError
 
 log = logging.getLogger("gslb.admin")
@@ -68,6 +70,11 @@ DRAINS = web.AppKey[DrainControl]("drains")
 """Drains, for the POST endpoints."""
 RELOAD = web.AppKey[Callable[[], Awaitable[Reloaded]]]("reload")
 """Reloads the config files in use."""
+Explainer = Callable[[str, str, str, str | None], dict[str, Any]]
+"""``(name, type, client, ecs)`` → the explain document."""
+EXPLAIN = web.AppKey[Explainer | None]("explain")
+"""Explains one query's answer, ``(name, type, client, ecs)`` → the document
+(:func:`gslb.explain.explain` over the authority in force); None: no route."""
 TOKEN = web.AppKey[str | None]("token")
 """The bearer token of the POST endpoints (None: they are disabled)."""
 
@@ -147,6 +154,27 @@ async def status(request: web.Request) -> web.Response:
     """``GET /api/v1/status``: the whole picture as JSON
     (:func:`gslb.serve.status.status_of`)."""
     return _json(request.app[STATUS]())
+
+
+async def explain(request: web.Request) -> web.Response:
+    """``GET /api/v1/explain?name=&type=&client=&ecs=``: why a query gets
+    its answer (:func:`gslb.explain.explain`; docs/admin.md): ``type`` A
+    (default) or AAAA, ``client`` the packet source address (default
+    127.0.0.1), ``ecs`` an ECS subnet (none by default). Read-only: the
+    outcome is not counted and the answer cache only looked at. 400 with
+    ``{"error": ...}`` for a bad parameter."""
+    run = request.app[EXPLAIN]
+    q = request.query
+    name = q.get("name", "").strip()
+    if run is None:
+        return _json({"error": "explain is not available here"}, 404)
+    if not name:
+        return _json({"error": "name: required (?name=www.example.com)"}, 400)
+    try:
+        return _json(run(name, q.get("type", "A"), q.get("client", "127.0.0.1"),
+                         q.get("ecs") or None))
+    except ExplainError as exc:
+        return _json({"error": str(exc)}, 400)
 
 
 # -- mutating ------------------------------------------------------------------------------

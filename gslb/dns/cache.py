@@ -271,6 +271,20 @@ class AnswerCache(Generic[Note]):
             stored = rotation.apply(stored)
         return data[:2] + stored[2:12] + data[12:end] + stored[end:], note
 
+    def holds(self, shape: Shape, who: str) -> bool | None:
+        """Whether a query of ``shape`` from ``who`` would be answered from
+        this cache now, without changing it (no count, no eviction, no
+        rotation: ``gslb explain``): True, False, or None when it is kept
+        per source address and ``who`` has none stored."""
+        if self._generation() != self._seen:
+            return False  # the next get empties it
+        bare = _without_cookie(*shape)
+        key = shape[0] if bare is None else bare[0]
+        found = self._entries.get(key)
+        if found is _PER_CLIENT:
+            return True if self._entries.get((shape[0], who)) is not None else None
+        return found is not None
+
     def _get_cookie(self, key: bytes, option: bytes, data: bytes, end: int,
                     who: str) -> tuple[bytes, Note] | None:
         """``get`` for a query with a COOKIE option (its data ``option``),

@@ -32,6 +32,7 @@ from gslb.config.model import LOCAL_VANTAGE, Config, slow_starts
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.server import DnsServer, TcpLimits
 from gslb.errors import ConfigError
+from gslb.explain import explain
 from gslb.geo import AsnDB, GeoDB, GeoDBError
 from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
 from gslb.health.signing import signer_of
@@ -275,6 +276,18 @@ class Service:
         cache = self.answering.authority.cache
         return None if cache is None else (cache.hits, cache.misses, len(cache))
 
+    def explain(self, name: str, rrtype: str, client: str, ecs: str | None) -> dict[str, Any]:
+        """Why a query for ``name`` and ``rrtype`` from ``client`` (ECS
+        ``ecs``) gets its answer now (:func:`gslb.explain.explain`, over the
+        authority in force; with ``--workers`` the supervisor's, which
+        answers from the view the workers mirror, and the workers' own
+        caches are not looked at). Raises ``ExplainError``."""
+        note = None
+        if isinstance(self.server, WorkerPool):
+            note = ("not checked: answered by worker processes, each with its own "
+                    "answer cache")
+        return explain(self.answering.authority, name, rrtype, client, ecs, cache_note=note)
+
     def workers_status(self) -> list[dict[str, Any]]:
         """With ``--workers``: per worker ``index``, ``pid``, ``answering``
         (:meth:`gslb.workers.supervisor.WorkerPool.status`); empty otherwise."""
@@ -317,7 +330,8 @@ class Service:
     async def _start_admin(self, host: str, port: int) -> None:
         parts = AdminParts(status=lambda: status_of(self), not_ready=self.not_ready,
                            registry=self.registry, drains=self.drains,
-                           reload=self.reloader.reload, token=self.admin_token)
+                           reload=self.reloader.reload, token=self.admin_token,
+                           explain=self.explain)
         runner = web.AppRunner(make_app(parts), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:

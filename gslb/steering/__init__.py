@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from gslb.config.model import MAX_TREE_DEPTH, Origin, Pool, Vantage
@@ -26,10 +26,12 @@ from gslb.steering.base import (
     PoolMember,
     Selection,
     VantageFinder,
+    basis_names,
 )
 from gslb.steering.fallback import Choice, FallbackLog, addresses_of, fall_back
 from gslb.steering.fallback import log as steering_log
 from gslb.steering.registry import REGISTRY
+from gslb.steering.trace import Trace
 
 __all__ = ["DEGRADED_DOWN", "DEGRADED_RAMP", "HEALTHY", "Choice", "Client", "Policy",
            "Selection", "Steering"]
@@ -259,7 +261,11 @@ class Steering:
         choice = self._choose(pool_name, family, client, health, rng, 0)
         if (pool_name in self._shuffles and len(choice.addresses) > 1
                 and not choice.basis & _KEEP_ORDER):
-            return self._ordered(pool_name, family, choice, rng)
+            ordered = self._ordered(pool_name, family, choice, rng)
+            if client.trace is not None:
+                client.trace.add("order", pool=pool_name, order=self._pools[pool_name].order,
+                                 before=list(choice.addresses), after=list(ordered.addresses))
+            return ordered
         return choice
 
     def _ordered(self, pool_name: str, family: int, choice: Choice,
@@ -302,6 +308,11 @@ class Steering:
     ) -> Choice:
         plan = self._plans[pool_name]
         candidates = plan.v4 if family == 4 else plan.v6
+        trace = client.trace
+        if trace is not None:
+            trace.add("pool", pool=pool_name, policy=plan.pool.policy, family=family,
+                      depth=depth, members=[m.name for m in candidates],
+                      min_healthy=plan.need(len(candidates)), fallback=plan.pool.fallback)
         if not candidates:
             return Choice("nodata", (), 0, pool_name, False,
                           f"no IPv{family} origin in pool {pool_name}")
@@ -309,6 +320,8 @@ class Steering:
         if plan.flat:  # no view to wrap, no member to expand
             policy = plan.p4 if family == 4 else plan.p6
             sel = policy.select(plan.pool, candidates, client, health, rng)
+            if trace is not None:
+                _selected(trace, pool_name, sel, candidates, health)
             if sel.members:
                 self._log.healthy(pool_name, family)
                 # a flat pool's members are origins
@@ -325,6 +338,11 @@ class Steering:
         else:
             up, need = self._count(plan, family, health), plan.need(len(candidates))
             scope, basis = 0, Basis.NONE
+            if trace is not None:
+                shown = _TreeView(self, health, family) if plan.nested else health
+                trace.add("pool_down", pool=pool_name, up=up, of=len(candidates), need=need,
+                          members=[{"name": m.name, "up": shown.is_up(m.name)}
+                                   for m in candidates])
             if up:
                 why = (f"{up} of {len(candidates)} healthy in pool {pool_name}, below "
                        f"min_healthy {need}")
@@ -343,6 +361,8 @@ class Steering:
         view: HealthView = _TreeView(self, health, family) if plan.nested else health
         sel = policy.select(plan.pool, candidates, client, view, rng)
         name = plan.pool.name
+        if client.trace is not None:
+            _selected(client.trace, name, sel, candidates, view)
         if not sel.members:
             return Choice("nodata", (), sel.scope, name, False, sel.reason, sel.basis)
         addresses: list[str] = []
@@ -436,6 +456,16 @@ class Steering:
         """How many members of ``family`` of ``plan``'s pool are up."""
         view: HealthView = _TreeView(self, health, family) if plan.nested else health
         return sum(1 for m in (plan.v4 if family == 4 else plan.v6) if view.is_up(m.name))
+
+
+def _selected(trace: Trace, pool: str, sel: Selection, candidates: Sequence[Member],
+              view: HealthView) -> None:
+    """A ``selected`` event: what ``pool``'s policy chose (``chosen``,
+    ``reason``, ``scope``, ``basis`` flag names) and each candidate as the
+    view it read saw it (``members``: ``name``, ``up``)."""
+    trace.add("selected", pool=pool, chosen=[m.name for m in sel.members], reason=sel.reason,
+              scope=sel.scope, basis=basis_names(sel.basis),
+              members=[{"name": m.name, "up": view.is_up(m.name)} for m in candidates])
 
 
 def _families(pools: Mapping[str, Pool],

@@ -19,6 +19,7 @@ from gslb.config.model import LOCAL_VANTAGE, Location, Pool, Tiers, Vantage
 from gslb.config.validate.targets import PoolKeys, one_tier
 from gslb.geo import Asn, AsnLookup, GeoLocation, distance_km
 from gslb.health.view import HealthView
+from gslb.steering.trace import Trace
 
 Locator = Callable[[str], GeoLocation | None]
 """Maps an IP address (text) to where it is (a ``GeoLocation`` that is not
@@ -42,10 +43,14 @@ class Client:
     ``locator`` given (``GeoDB.locate``), and ``asn`` likewise through
     ``asn_lookup`` (``AsnDB.lookup``): nothing is looked up unless a policy
     asks.
+
+    ``trace``: where the steering of this query records what it decided
+    (:class:`gslb.steering.trace.Trace`), for ``gslb explain``; None (every
+    query served) records nothing.
     """
 
     __slots__ = ("_asn", "_asn_looked_up", "_asn_lookup", "_found", "_located", "_locator",
-                 "ecs_address", "ecs_source", "ecs_version", "who")
+                 "ecs_address", "ecs_source", "ecs_version", "trace", "who")
 
     def __init__(
         self,
@@ -66,6 +71,7 @@ class Client:
         self._asn_lookup = asn_lookup
         self._asn: Asn | None = None
         self._asn_looked_up = False
+        self.trace: Trace | None = None
 
     @property
     def bestwho(self) -> str:
@@ -78,6 +84,13 @@ class Client:
             self._located = True
             if self._locator is not None:
                 self._found = self._locator(self.bestwho)
+        return self._found
+
+    @property
+    def found(self) -> GeoLocation | None:
+        """What the locator said of ``bestwho`` if it was asked (a location
+        that is not ``located`` included), without asking it: None when no
+        policy looked the client up, or it could not be."""
         return self._found
 
     @property
@@ -171,6 +184,13 @@ class Basis:
     RTT: Final = 4
     RAMP: Final = 8
     RANKED: Final = 16
+
+
+def basis_names(basis: int) -> list[str]:
+    """The :class:`Basis` flags set in ``basis``, by name (``["CLIENT",
+    "DRAW"]``; empty for ``NONE``), for explanations."""
+    return [name for name in ("DRAW", "CLIENT", "RTT", "RAMP", "RANKED")
+            if basis & getattr(Basis, name)]
 
 
 def drawn(candidates: int) -> int:

@@ -26,12 +26,14 @@ from gslb.steering.base import (
     drawn,
     ramped,
 )
+from gslb.steering.trace import Trace
 from gslb.steering.weighted import pick_weighted
 
 
 def first_healthy_tier(
     tiers: Tiers, by_name: Mapping[str, Member], health: HealthView,
     needs: Sequence[tuple[int, float | None]] = (),
+    trace: Trace | None = None,
 ) -> tuple[int, list[Member]]:
     """The 1-based index and healthy members of the first tier that has
     enough healthy members in ``by_name`` (the candidates, keyed by name):
@@ -39,17 +41,32 @@ def first_healthy_tier(
     None)``, as ``Pool.tier_min_healthy``: the percentage of the tier's
     candidates, rounded up); ``(0, [])`` when no tier has. Members that are
     not candidates (no address of the queried family) are ignored, so a tier
-    of only such members is skipped."""
+    of only such members is skipped. ``trace`` (explaining only) gets a
+    ``tier`` event per tier looked at: ``tier`` (1-based), ``outcome``
+    (``answered``, ``down``: no healthy candidate, ``empty``: no candidate,
+    ``below min_healthy``), ``members`` (its candidates), ``up`` and ``need``."""
     for i, tier in enumerate(tiers, 1):
         up = [by_name[n] for n in tier if n in by_name and health.is_up(n)]
         if not up:
+            if trace is not None:
+                members = [n for n in tier if n in by_name]
+                trace.add("tier", tier=i, outcome="down" if members else "empty",
+                          members=members, up=[], need=1)
             continue
+        need = 1
         if i <= len(needs):
             count, pct = needs[i - 1]
             candidates = sum(1 for n in tier if n in by_name)
             need = max(1, count, math.ceil(pct * candidates / 100 - 1e-9) if pct else 0)
             if len(up) < need:
+                if trace is not None:
+                    trace.add("tier", tier=i, outcome="below min_healthy",
+                              members=[n for n in tier if n in by_name],
+                              up=[m.name for m in up], need=need)
                 continue
+        if trace is not None:
+            trace.add("tier", tier=i, outcome="answered", members=[n for n in tier if n in by_name],
+                      up=[m.name for m in up], need=need)
         return i, up
     return 0, []
 
@@ -72,7 +89,7 @@ class FailoverPolicy:
     ) -> Selection:
         """See :class:`gslb.steering.base.Policy`; empty when no tier is up."""
         tier, up = first_healthy_tier(pool.tiers, {o.name: o for o in candidates}, health,
-                                      pool.tier_min_healthy)
+                                      pool.tier_min_healthy, client.trace)
         if not up:
             return Selection((), 0, "no healthy origin in any tier")
         basis = ramped(up, health)  # the one ramp check; RAMP: weights scaled

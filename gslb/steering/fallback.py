@@ -175,6 +175,9 @@ def fall_back(
     mode = pool.fallback
     target = mode if mode in ("all", "none") else f"pool {mode}"
     flog.down(pool.name, family, target)
+    if client.trace is not None:
+        client.trace.add("fallback", pool=pool.name, mode=mode,
+                         why=why or f"no healthy origin in pool {pool.name}")
     why = f"{why or f'no healthy origin in pool {pool.name}'}; fallback to {target}"
     if mode == "none":
         return Choice("servfail", (), 0, pool.name, True, why, basis)
@@ -183,6 +186,9 @@ def fall_back(
         if done.kind != "answer":
             # Every member drained as well as down: a drain never empties a
             # pool on its own, so answer as if all were up.
+            if client.trace is not None:
+                client.trace.add("fallback", pool=pool.name, mode="all",
+                                 why="every member drained as well as down: drains ignored")
             done = answer(ALL_UP)
         if done.kind != "answer":
             return Choice("servfail", (), 0, pool.name, True, f"{why}: nothing to answer",

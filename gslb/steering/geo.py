@@ -60,6 +60,7 @@ from gslb.steering.base import (
     ramped,
 )
 from gslb.steering.failover import first_healthy_tier
+from gslb.steering.trace import Trace
 from gslb.steering.weighted import pick_weighted
 
 
@@ -85,27 +86,27 @@ class GeoPolicy:
         by_name = {o.name: o for o in candidates}
         k = pool.max_answers
         notes: list[str] = []
-        if pool.networks:
-            found = pool.networks.lookup(client.bestwho)
-            if found is not None:
-                network, tiers = found
-                sel = _mapped(f"network {network}", tiers, by_name, health, k, rng,
-                              min(network.prefixlen, client.ecs_source or 0), notes)
-                if sel is not None:
-                    return sel
+        trace = client.trace
+        if pool.networks and (sel := _by_network(pool, client, by_name, health, k, rng,
+                                                 notes)) is not None:
+            return sel
         if pool.asns:
             asn = client.asn
             number = asn.number if asn is not None else None
             mapped = pool.asns.get(number) if number is not None else None
+            if trace is not None:
+                _note_asn(trace, client, mapped is not None)
             if mapped is not None:
                 sel = _mapped(f"AS{number}", mapped, by_name, health, k, rng, client.asn_scope,
-                              notes)
+                              notes, trace)
                 if sel is not None:
                     return sel
             # what follows depended on the AS lookup too (no entry for the
             # client's AS network): the more specific of the two scopes holds
             scope = max(scope, client.asn_scope)
         loc = client.location
+        if trace is not None:
+            _note_location(trace, client)
         if loc is None:
             notes.append("client not located")
         else:
@@ -116,42 +117,118 @@ class GeoPolicy:
             else:
                 rule, tiers = "", ()
             if rule:
-                sel = _mapped(rule, tiers, by_name, health, k, rng, scope, notes)
+                sel = _mapped(rule, tiers, by_name, health, k, rng, scope, notes, trace)
                 if sel is not None:
                     return sel
             if loc.lat is not None and loc.lon is not None:
-                lat, lon = loc.lat, loc.lon
-                located = [
-                    (distance_km(lat, lon, o.location.lat, o.location.lon), o)
-                    for o in candidates
-                    if o.location is not None and health.is_up(o.name)
-                ]
-                if located:
-                    near = heapq.nsmallest(k, located, key=lambda d_o: d_o[0])
-                    what = ", ".join(f"{o.name} {d:.0f} km" for d, o in near)
-                    notes.append(f"nearest to ({lat:.1f}, {lon:.1f}): {what}")
-                    return Selection(tuple(o for _, o in near), scope, "; ".join(notes),
-                                     Basis.CLIENT)
-                notes.append("no healthy origin with a location")
+                sel = _nearest(loc.lat, loc.lon, candidates, health, k, scope, notes, trace)
+                if sel is not None:
+                    return sel
             else:
                 notes.append("client has no coordinates")
-        tier, up = first_healthy_tier(pool.default, by_name, health)
-        if up:
-            notes.append(f"default tier {tier}")
-        else:
-            up = [o for o in candidates if health.is_up(o.name)]
-            notes.append("any healthy" if up else "no healthy origin")
-        basis = ramped(up, health)
-        return Selection(pick_weighted(up, k, rng, health if basis else None), scope,
-                         "; ".join(notes), Basis.CLIENT | drawn(len(up)) | basis)
+        return _default(pool, candidates, by_name, health, k, rng, scope, notes, trace)
+
+
+def _by_network(pool: Pool, client: Client, by_name: Mapping[str, Member], health: HealthView,
+                k: int, rng: random.Random, notes: list[str]) -> Selection | None:
+    """The answer of the longest ``pool.networks`` entry holding the client's
+    address, with that network's prefix-length as the ECS scope (never more
+    than the source prefix-length); None when no entry holds it or its
+    tiers are down."""
+    found = pool.networks.lookup(client.bestwho)
+    if found is None:
+        return None
+    network, tiers = found
+    return _mapped(f"network {network}", tiers, by_name, health, k, rng,
+                   min(network.prefixlen, client.ecs_source or 0), notes, client.trace)
+
+
+def _note_asn(trace: Trace, client: Client, mapped: bool) -> None:
+    """An ``asn`` event: the client's AS (``asn``: None when the database has
+    none), whether the pool maps it (``mapped``), and the ``prefix_len`` of
+    the ASN database network."""
+    asn = client.asn
+    trace.add("asn", asn=asn.number if asn is not None else None, mapped=mapped,
+              prefix_len=asn.prefix_len if asn is not None else None)
+
+
+def _note_location(trace: Trace, client: Client) -> None:
+    """A ``located`` event: where the client was placed (``located``,
+    ``country``, ``continent``, ``lat``, ``lon``) and the ``prefix_len`` of
+    the database network that placed it (or of the empty one it is in)."""
+    loc, found = client.location, client.found
+    trace.add("located", located=loc is not None,
+              country=loc.country if loc else None, continent=loc.continent if loc else None,
+              lat=loc.lat if loc else None, lon=loc.lon if loc else None,
+              prefix_len=found.prefix_len if found else None)
+
+
+def _nearest(lat: float, lon: float, candidates: Sequence[Member], health: HealthView, k: int,
+             scope: int, notes: list[str], trace: Trace | None) -> Selection | None:
+    """The ``k`` healthy candidates with a location nearest to the client
+    at (``lat``, ``lon``); None, noted, when none has a location.
+    ``trace``: a ``nearest`` event (``chosen`` and every ``healthy``
+    located candidate, each ``name`` and ``km``)."""
+    located = [
+        (distance_km(lat, lon, o.location.lat, o.location.lon), o)
+        for o in candidates
+        if o.location is not None and health.is_up(o.name)
+    ]
+    near = heapq.nsmallest(k, located, key=lambda d_o: d_o[0])
+    if trace is not None:
+        trace.add("nearest", lat=lat, lon=lon, scope=scope,
+                  chosen=[{"name": o.name, "km": round(d, 1)} for d, o in near],
+                  healthy=[{"name": o.name, "km": round(d, 1)}
+                           for d, o in sorted(located, key=lambda d_o: d_o[0])])
+    if not near:
+        notes.append("no healthy origin with a location")
+        return None
+    what = ", ".join(f"{o.name} {d:.0f} km" for d, o in near)
+    notes.append(f"nearest to ({lat:.1f}, {lon:.1f}): {what}")
+    return Selection(tuple(o for _, o in near), scope, "; ".join(notes), Basis.CLIENT)
+
+
+def _default(pool: Pool, candidates: Sequence[Member], by_name: Mapping[str, Member],
+             health: HealthView, k: int, rng: random.Random, scope: int, notes: list[str],
+             trace: Trace | None) -> Selection:
+    """The last rules: ``pool.default``'s first healthy tier, else any
+    healthy candidate by weight (empty when none is). ``trace``: a
+    ``match`` event for each (``rule`` default, then any)."""
+    event = (trace.add("match", rule="default", key=None, scope=scope)
+             if trace is not None and pool.default else None)
+    tier, up = first_healthy_tier(pool.default, by_name, health, (), trace)
+    if event is not None:
+        event["outcome"] = "answered" if up else "down"
+    if up:
+        notes.append(f"default tier {tier}")
+    else:
+        up = [o for o in candidates if health.is_up(o.name)]
+        notes.append("any healthy" if up else "no healthy origin")
+        if trace is not None:
+            trace.add("match", rule="any", key=None, scope=scope,
+                      up=[o.name for o in up], outcome="answered" if up else "down")
+    basis = ramped(up, health)
+    return Selection(pick_weighted(up, k, rng, health if basis else None), scope,
+                     "; ".join(notes), Basis.CLIENT | drawn(len(up)) | basis)
 
 
 def _mapped(rule: str, tiers: Tiers, by_name: Mapping[str, Member], health: HealthView, k: int,
-            rng: random.Random, scope: int, notes: list[str]) -> Selection | None:
+            rng: random.Random, scope: int, notes: list[str],
+            trace: Trace | None = None) -> Selection | None:
     """The answer of a map entry (``rule``: what matched, for the reason)
     from its first tier with a healthy candidate, with ``scope``; None, and
-    the entry noted down, when every tier is down."""
-    tier, up = first_healthy_tier(tiers, by_name, health)
+    the entry noted down, when every tier is down. ``trace``: gets a
+    ``match`` event (``rule``: network, AS, country or continent; ``key``;
+    ``scope``; ``outcome``: answered or down), then the tiers'."""
+    event = None
+    if trace is not None:
+        kind, _, key = rule.partition(" ")
+        if kind.startswith("AS"):
+            kind, key = "asn", kind[2:]
+        event = trace.add("match", rule=kind, key=key, scope=scope)
+    tier, up = first_healthy_tier(tiers, by_name, health, (), trace)
+    if event is not None:
+        event["outcome"] = "answered" if up else "down"
     if not up:
         notes.append(f"{rule} down")
         return None

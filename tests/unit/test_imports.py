@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the validator asks each policy (gslb.steering.registry) for its keys
     ("gslb.config.validate", "gslb.config.load"),
     ("gslb.authority",),
-    ("gslb.stats", "gslb.answering"),
+    ("gslb.stats", "gslb.answering", "gslb.explain"),
     ("gslb.workers",),
     ("gslb.admin",),
     ("gslb.serve", "gslb.probe.service"),  # the two processes' wiring
