@@ -733,6 +733,9 @@ class Authority:
                 ttl = record.ttl_when_degraded
                 if degraded == DEGRADED_RAMP:  # moves with time, not the generation
                     answer.reusable = False
+                if self.trace is not None:
+                    self.trace.add("degraded_ttl", ttl=ttl, full=record.ttl,
+                                   why="ramp" if degraded == DEGRADED_RAMP else "down")
         answer.answer.extend(
             (owner, qtype, ttl, wire.address_rdata(address)) for address in choice.addresses
         )

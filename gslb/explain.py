@@ -399,6 +399,10 @@ def _step(e: Mapping[str, Any], members: Mapping[str, Any]) -> list[str]:
         return [f"    client: AS{e['asn']}" + ("" if e["mapped"] else " (no entry)")]
     if kind == "order":
         return [f"    order {e['order']}: {', '.join(e['after'])}"]
+    if kind == "degraded_ttl":
+        cause = ("an origin of the pool is ramping (slow start or drain)" if e["why"] == "ramp"
+                 else "the pool is in fallback or an origin of its tree is down")
+        return [f"    TTL {e['ttl']} (ttl_when_degraded, not {e['full']}): {cause}"]
     return [f"    {kind}: {e}"]
 
 

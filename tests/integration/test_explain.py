@@ -55,6 +55,7 @@ pools:
 """ + BASE_ZONE.format(minimum=30) + """
       www: {gslb: web}
       db: {gslb: fo}
+      short: {gslb: {pool: fo, ttl: 30, ttl_when_degraded: 5}}
       dead: {gslb: only-d}
       tree: {gslb: tree}
       "*.wild": {gslb: web}
@@ -115,6 +116,14 @@ async def dns_answer(service: Service, name: str, ecs: str | None = None,
     return addresses(msg), scope
 
 
+async def dns_answer_ttl(service: Service, name: str) -> int:
+    """The TTL of the A RRset a real query gets."""
+    host, port = service.addresses[0]
+    msg = await dns.asyncquery.udp(dns.message.make_query(name, "A"), host, port=port,
+                                   timeout=2)
+    return int(msg.answer[0].ttl)
+
+
 def steps(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [s for s in doc["steps"] if s["event"] == kind]
 
@@ -166,6 +175,15 @@ async def test_failover_says_tier_1_down_tier_2_answered(service):
     assert doc["addresses"] == ["192.0.2.22"] == (await dns_answer(service, "db." + NAME))[0]
     assert doc["reason"] == "tier 2"
     assert doc["ecs_scope"]["scope"] == 0
+
+
+async def test_ttl_when_degraded_is_explained(service):
+    """``short`` answers from ``fo`` with d down: the TTL shown, and the
+    reason for it, are the ones the lookup applied (and a DNS query gets)."""
+    doc = await explained(service, "short." + NAME)
+    [event] = steps(doc, "degraded_ttl")
+    assert (event["ttl"], event["full"], event["why"]) == (5, 30, "down")
+    assert doc["ttl"] == 5 == (await dns_answer_ttl(service, "short." + NAME))
 
 
 async def test_tree_of_pools_shows_each_pool_on_the_path(service):
