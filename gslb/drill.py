@@ -27,7 +27,6 @@ those.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import logging
@@ -41,6 +40,7 @@ from gslb.config.model import Config
 from gslb.errors import GslbError
 from gslb.geo import Asn, GeoLocation
 from gslb.health.overrides import DrainedView, Overrides
+from gslb.health.redis.once import load_once, quorum_view
 from gslb.health.view import AllUpExcept, HealthView, QuorumView
 from gslb.steering import Choice, Steering
 from gslb.steering.base import Basis, Client
@@ -277,20 +277,6 @@ class Down:
         return everyone_up(self.base)
 
 
-def quorum_view(config: Config, clock: Callable[[], float] | None = None) -> QuorumView:
-    """An empty ``QuorumView`` set up as ``gslb serve --redis`` sets up its
-    own: the config's quorum, ``stale_after_s`` and ``unknown`` policy, its
-    checked origins and declared vantages (none declared: those heard
-    from). ``clock``: epoch seconds (default ``time.time``)."""
-    health = config.health
-    view = (QuorumView(health.quorum, health.stale_after_s, unknown_up=health.unknown_up)
-            if clock is None else
-            QuorumView(health.quorum, health.stale_after_s, clock, unknown_up=health.unknown_up))
-    checked = [name for name, o in config.origins.items() if o.check is not None]
-    view.set_origins(checked, set(config.vantages) if config.vantages else None)
-    return view
-
-
 class _Clock:
     """A clock that reads ``now`` (epoch seconds) until moved."""
 
@@ -335,31 +321,14 @@ def silence(config: Config, view: QuorumView, silent: Collection[str]) -> Quorum
 async def read_health(config: Config, url: str,
                       timeout_s: float = REDIS_TIMEOUT_S) -> tuple[QuorumView, Overrides]:
     """The health view and the drains in Redis at ``url``, read once as
-    ``gslb serve --redis`` reads them (``RedisWatcher`` and
-    ``RedisOverrides``: SUBSCRIBE, one full load each, then stopped;
-    nothing is written). Raises ``DrillError`` when a load does not finish
-    within ``timeout_s`` seconds, ``RedisConfigError`` for a bad URL."""
-    from gslb.health.overrides import RedisOverrides
-    from gslb.health.redis.client import mask_url
-    from gslb.health.redis.watcher import RedisWatcher
-    from gslb.health.signing import signer_of
-
+    ``gslb serve --redis`` reads them (``gslb.health.redis.once``; nothing
+    is written). Raises ``DrillError`` when a load does not finish within
+    ``timeout_s`` seconds, ``RedisConfigError`` for a bad URL."""
     view = quorum_view(config)
-    overrides = Overrides()
-    settings = config.health
-    watcher = RedisWatcher(url, view, resync_interval_s=settings.resync_interval_s,
-                           signer=signer_of(settings))
-    shared = RedisOverrides(url, overrides, resync_interval_s=settings.resync_interval_s,
-                            signer=signer_of(settings))
-    await watcher.start()
-    await shared.start()
     try:
-        await asyncio.gather(watcher.wait_synced(timeout_s), shared.wait_synced(timeout_s))
-    except TimeoutError:
-        raise DrillError(f"Redis at {mask_url(url)} not read within {timeout_s:g} s") from None
-    finally:
-        await watcher.stop()
-        await shared.stop()
+        overrides = await load_once(config, url, view, timeout_s)
+    except TimeoutError as exc:
+        raise DrillError(str(exc)) from None
     return view, overrides
 
 

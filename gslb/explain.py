@@ -18,7 +18,6 @@ docs/admin.md (``GET /api/v1/explain``).
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -33,8 +32,8 @@ from gslb.authority import Authority
 from gslb.config.model import Config, slow_starts
 from gslb.dns import wire
 from gslb.geo import AsnDB, GeoDB
-from gslb.health.overrides import DrainedView, Overrides, RedisOverrides
-from gslb.health.signing import signer_of
+from gslb.health.overrides import DrainedView
+from gslb.health.redis.once import load_once, quorum_view
 from gslb.health.view import AllUpExcept, HealthView, QuorumView
 from gslb.logs import rcode_name
 from gslb.stats import QueryStats
@@ -284,28 +283,12 @@ async def redis_view(config: Config, url: str,
     drains applied (``RedisOverrides``' full load). Raises
     ``RedisConfigError`` for a bad URL and ``ExplainError`` when Redis does
     not answer within ``timeout_s`` seconds."""
-    from gslb.health.redis.watcher import RedisWatcher  # redis-py only when asked
-
-    quorum = QuorumView(config.health.quorum, config.health.stale_after_s,
-                        unknown_up=config.health.unknown_up)
-    quorum.set_origins([n for n, o in config.origins.items() if o.check is not None],
-                       set(config.vantages) if config.vantages else None)
+    quorum = quorum_view(config)
     quorum.set_slow_start(slow_starts(config.origins, config.pools))
-    signer = signer_of(config.health)
-    watcher = RedisWatcher(url, quorum, resync_interval_s=config.health.resync_interval_s,
-                           signer=signer)
-    overrides = Overrides()
-    shared = RedisOverrides(url, overrides, resync_interval_s=config.health.resync_interval_s,
-                            signer=signer)
-    await watcher.start()
-    await shared.start()
     try:
-        await asyncio.gather(watcher.wait_synced(timeout_s), shared.wait_synced(timeout_s))
-    except TimeoutError:
-        raise ExplainError(f"redis: no full load from {url} within {timeout_s:g} s") from None
-    finally:
-        await watcher.stop()
-        await shared.stop()
+        overrides = await load_once(config, url, quorum, timeout_s)
+    except TimeoutError as exc:
+        raise ExplainError(f"redis: {exc}") from None
     quorum.refresh()
     return DrainedView(quorum, overrides)
 

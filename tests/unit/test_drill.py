@@ -18,7 +18,8 @@ from gslb import countries
 from gslb.cli import main
 from gslb.config.load import load
 from gslb.config.model import Config
-from gslb.drill import DrillError, Report, Row, check_names, drill, places, quorum_view
+from gslb.drill import DrillError, Report, Row, check_names, drill, places
+from gslb.health.redis.once import quorum_view
 from gslb.health.state import VantageReport
 from gslb.health.view import AllUpExcept, QuorumView
 from gslb.steering import Steering
