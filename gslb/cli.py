@@ -144,6 +144,31 @@ async def _serve(args: argparse.Namespace) -> int:
     return await _run_until_signal(service)
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on: its affinity mask
+    (``os.sched_getaffinity``, Linux), else ``os.cpu_count()``, else 1."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def workers_count(text: str) -> int:
+    """``--workers``: a positive integer, or ``auto`` for :func:`usable_cpus`.
+    Raises ``argparse.ArgumentTypeError`` (argparse's usage error) otherwise."""
+    if text.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a positive number of worker processes nor 'auto' "
+            "(one per CPU this process may run on)")
+    return n
+
+
 def _tcp_arguments(serve: argparse.ArgumentParser) -> None:
     """``gslb serve``'s TCP limits (:class:`gslb.dns.server.TcpLimits`)."""
     from gslb.dns import server as dns
@@ -572,9 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--answer-cache", type=int, default=DEFAULT_ENTRIES, metavar="N",
                        help=f"reuse up to N encoded responses while health holds still "
                        f"(default {DEFAULT_ENTRIES}; 0 disables)")
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
+    serve.add_argument("--workers", type=workers_count, default=1, metavar="N|auto",
                        help="answer from N processes sharing the listen ports (SO_REUSEPORT) "
-                       "and one health view; default 1 (this process answers)")
+                       "and one health view; `auto`: one per CPU this process may run on "
+                       "(its affinity, e.g. under taskset); default 1 (this process answers)")
     serve.add_argument("--server-id", metavar="TEXT",
                        help="identify this instance to `dig +nsid` (EDNS NSID, RFC 5001) and "
                        "`dig CH TXT id.server` (RFC 4892), e.g. its hostname; default: "

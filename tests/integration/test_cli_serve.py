@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -147,3 +148,41 @@ async def test_serve_refuses_a_server_id_that_is_not_one_txt_string():
     _out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 1
     assert "server id" in err.decode() and "1 to 255 printable ASCII" in err.decode()
+
+
+async def test_serve_workers_auto_starts_one_worker_per_cpu_of_its_affinity():
+    # the child may run on at most two of this process's CPUs: `auto` must count
+    # exactly those (the affinity mask), not every CPU of the machine
+    cpus = set(sorted(os.sched_getaffinity(0))[:2])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        "--listen", "127.0.0.1:0", "--no-admin", "--geoip", str(FAKE_MMDB), "--workers", "auto",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        match = re.search(r"serving DNS on (\S+) port (\d+)", line)
+        assert match, line
+        out = await dig(f"@{match[1]}", "-p", match[2], "static.gslb.example.com", "+short")
+        assert sorted(out.split()) == ["192.0.2.10", "192.0.2.11"]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 10)
+    assert rc == 0
+    log = (await proc.stderr.read()).decode()
+    pools = re.findall(r"(\d+) workers listening on 127\.0\.0\.1", log)
+    # one CPU: this process answers (no pool), as with --workers 1
+    assert pools == ([str(len(cpus))] if len(cpus) > 1 else []), log
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5", ""])
+async def test_serve_refuses_a_workers_value_that_is_not_a_positive_number_or_auto(value: str):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb", "serve", "--config", str(ROOT / "zones" / "example.yaml"),
+        "--listen", "127.0.0.1:0", "--no-admin", f"--workers={value}",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 2  # argparse's usage error, before anything starts
+    assert (f"argument --workers: {value!r} is neither a positive number of worker "
+            "processes nor 'auto'") in err.decode()
