@@ -1,17 +1,21 @@
-"""Benchmark: gslb answering beside PowerDNS (LUA records) and gdnsd (issue 7).
-Not part of the test run.
+"""Benchmark: gslb answering beside PowerDNS (LUA records), gdnsd and Knot DNS
+(issues 7, 19). Not part of the test run.
 
-    .venv/bin/python -m tests.bench.dns_compare [--only gslb,pdns,pdns-shared,gdnsd]
+    .venv/bin/python -m tests.bench.dns_compare [--only gslb,pdns,pdns-shared,gdnsd,knot]
         [--rounds 2] [--duration 2] [--names 6] [--pool-size 2] [--flip]
         [--query-names mix|all] [--ecs 81.2.69.0/24] [--json PATH]
 
 Starts the HTTP origins (aiohttp, this process), then gslb, PowerDNS 4.7
 (bind backend + LUA records; ``pdns`` with ``enable-lua-records=yes``,
-``pdns-shared`` with ``=shared``) and gdnsd 3.8, each on its own loopback
-address with an equivalent zone (``tests/bench/dns_servers.py``), every
-server pinned to CPU 0 and dnsperf (and this process) to CPU 1. It waits
-until every server gives the expected answers (``www`` the located origin,
-``db`` the first origin, ``all`` both, the static names), then:
+``pdns-shared`` with ``=shared``), gdnsd 3.8 and Knot DNS 3.2 (``knot``,
+``mod-geoip``), each on its own loopback address with an equivalent zone
+(``tests/bench/dns_servers.py``), every server pinned to CPU 0 and dnsperf
+(and this process) to CPU 1. Knot has no health checks: it serves and is
+queried on ``www api static ns1`` only (``db`` and ``all`` n/a), and
+``gslb-knotmix`` is gslb queried on those same names, the row Knot's ratios
+are to. It waits until every server gives the expected answers on its names
+(``www`` the located origin, ``db`` the first origin, ``all`` both, the
+static names), then:
 
 1. in turn, per server: one unthrottled dnsperf run (at most
    ``--outstanding`` queries in flight, so the rate settles at what the
@@ -67,17 +71,21 @@ from tests.bench.dns_servers import (
     GEO_COUNTRIES,
     GEO_DEFAULT,
     MIX,
+    NOT_SERVED,
     ZONE,
     BenchError,
     Origins,
     Server,
     Zone,
     free_port,
+    mix_of,
 )
 
 log = logging.getLogger("gslb.bench")
 
-KINDS = ("gslb", "gslb-nocache", "pdns", "pdns-shared", "gdnsd")
+KINDS = ("gslb", "gslb-nocache", "pdns", "pdns-shared", "gdnsd", "knot", "gslb-knotmix")
+"""The default servers; ``knot`` and ``gslb-knotmix`` are queried on
+:data:`tests.bench.dns_servers.KNOT_MIX` only (the names Knot can serve)."""
 EXTRA_KINDS = ("gslb-rrl",)
 """Servers run only when named in ``--only`` (``gslb-rrl``: gslb with a
 ``rate_limit`` section no query reaches: the cost of the bookkeeping)."""
@@ -164,12 +172,15 @@ class Bench:
         self.ecs = ecs_option(args.ecs)
         self.extra_args: list[str] = []
         """More dnsperf options for every run (``dnssec_compare``: ``-D``, DO=1)."""
+        self.queries_of: dict[str, Path] = {}
+        """A server kind's own query file, when not ``queries`` (Knot's names)."""
 
     async def dnsperf(self, server: Server, rate: int | None, verbose: bool = False) -> Run:
         """Run dnsperf once against ``server`` at ``rate`` QPS (None: as fast
         as ``-q`` outstanding queries allow); raises ``BenchError`` on failure."""
         duration = self.args.duration
-        argv = ["dnsperf", "-s", server.addr, "-p", str(server.port), "-d", str(self.queries),
+        queries = self.queries_of.get(server.kind, self.queries)
+        argv = ["dnsperf", "-s", server.addr, "-p", str(server.port), "-d", str(queries),
                 "-l", str(duration), "-t", "1", "-c", "1", "-T", "1", "-b", "4096",
                 "-q", str(self.args.outstanding),
                 "-E", self.ecs, *self.extra_args]
@@ -264,6 +275,8 @@ class Bench:
         query = dns.message.make_query(f"db.{ZONE}.", dns.rdatatype.A)
         while True:
             for s in self.servers:
+                if "db" not in mix_of(s.kind):
+                    continue
                 with contextlib.suppress(Exception):
                     reply = await dns.asyncquery.udp(query, s.addr, port=s.port, timeout=0.5)
                     addrs = frozenset(r.address for rrset in reply.answer for r in rrset)
@@ -340,8 +353,9 @@ async def wait_settled(servers: list[Server], zone: Zone, ecs: str, deadline_s: 
     """Wait until every server gives the expected answers with ECS ``ecs``:
     ``www`` the located origin, ``db`` the first checked origin, ``all`` the
     first two (PowerDNS only starts checking a name when first asked), the
-    static names their addresses. Raises ``BenchError`` after ``deadline_s``."""
-    want = {"www": {expected_geo(zone.mmdb, ecs)}, "db": {zone.checked[0]},
+    static names their addresses; each server on its own names
+    (:func:`tests.bench.dns_servers.mix_of`). Raises ``BenchError`` after ``deadline_s``."""
+    every = {"www": {expected_geo(zone.mmdb, ecs)}, "db": {zone.checked[0]},
             "all": set(zone.checked[:2]), "static": {"192.0.2.10"}, "ns1": {zone.ns_addr}}
     net = ipaddress.ip_network(ecs, strict=False)
     option = dns.edns.ECSOption(str(net.network_address), net.prefixlen)
@@ -351,18 +365,20 @@ async def wait_settled(servers: list[Server], zone: Zone, ecs: str, deadline_s: 
     while pending and time.monotonic() - t0 < deadline_s:
         for s in list(pending.values()):
             got[s.kind] = {}
-            for name in want:
+            for name in every:
+                if name not in mix_of(s.kind):
+                    continue
                 q = dns.message.make_query(f"{name}.{ZONE}.", dns.rdatatype.A, use_edns=0,
                                            options=[option])
                 with contextlib.suppress(Exception):
                     reply = await dns.asyncquery.udp(q, s.addr, port=s.port, timeout=0.5)
                     got[s.kind][name] = {r.address for rrset in reply.answer for r in rrset}
-            if got[s.kind] == want:
+            if got[s.kind] == {n: a for n, a in every.items() if n in mix_of(s.kind)}:
                 del pending[s.kind]
         await asyncio.sleep(0.2)
     if pending:
         bad = {k: got.get(k) for k in pending}
-        raise BenchError(f"unexpected answers after {deadline_s:.0f} s (want {want}): {bad}")
+        raise BenchError(f"unexpected answers after {deadline_s:.0f} s (want {every}): {bad}")
 
 
 def versions() -> dict[str, str]:
@@ -370,7 +386,8 @@ def versions() -> dict[str, str]:
     out = {}
     for name, argv, pat in (("dnsperf", ["dnsperf", "-h"], r"Version ([\d.]+)"),
                             ("pdns", ["pdns_server", "--version"], r"Server ([\d.]+)"),
-                            ("gdnsd", ["gdnsd", "-h"], r"gdnsd version ([\d.]+)")):
+                            ("gdnsd", ["gdnsd", "-h"], r"gdnsd version ([\d.]+)"),
+                            ("knot", ["knotd", "--version"], r"version ([\d.]+)")):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             text = subprocess.run(argv, capture_output=True, text=True, timeout=10)
             m = re.search(pat, text.stdout + text.stderr)
@@ -379,10 +396,12 @@ def versions() -> dict[str, str]:
 
 
 def table(results: list[Result], flip: bool, flips: int) -> str:
-    """The markdown table; each figure with its ratio to gslb's in brackets."""
-    base = next((r for r in results if r.kind == "gslb"), None)
+    """The markdown table; each figure with its ratio to gslb's in brackets
+    (Knot's to ``gslb-knotmix``'s, the same names)."""
+    by = {r.kind: r for r in results}
 
     def cell(r: Result, attr: str, fmt: str) -> str:
+        base = by.get("gslb-knotmix" if r.kind == "knot" else "gslb")
         v = getattr(r, attr)
         b = getattr(base, attr) if base else None
         ratio = f" (×{v / b:.2f})" if b and r is not base and v == v and b == b else ""
@@ -400,7 +419,7 @@ def table(results: list[Result], flip: bool, flips: int) -> str:
                f"{r.server_cpu_pct:.0f} / {r.client_cpu_pct:.0f}", f"{r.rss_mib:.0f}",
                f"{r.start_s:.1f}"]
         if flip:
-            row.append(str(r.db_changes))
+            row.append(str(r.db_changes) if "db" in mix_of(r.kind) else "n/a")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -432,6 +451,8 @@ async def bench(args: argparse.Namespace) -> dict:
         names += fillers
     queries = workdir / "queries.txt"
     queries.write_text("".join(f"{n} A\n" for n in names))
+    knot_queries = workdir / "queries-knot.txt"  # Knot's names (no fillers: no such zone)
+    knot_queries.write_text("".join(f"{n}.{ZONE} A\n" for n in mix_of("knot")))
     servers = []
     for i, kind in enumerate(kinds):
         addr = f"127.0.10.{i + 1}"
@@ -453,6 +474,7 @@ async def bench(args: argparse.Namespace) -> dict:
         log.info("answering after (s): %s", report["start_s"])
         await wait_settled(servers, zone, args.ecs, 20)
         bench_ = Bench(args, servers, origins, queries)
+        bench_.queries_of = {s.kind: knot_queries for s in servers if mix_of(s.kind) != MIX}
         for s in servers:
             bench_.results[s.kind].start_s = report["start_s"][s.kind]
         await bench_.run()
@@ -534,13 +556,19 @@ def main() -> None:
         sys.exit(f"dns_compare: not done within --max-time {args.max_time:.0f} s")
     v = report["versions"]
     print(f"{report['date']}; {report['machine']['cpus']} × {report['machine']['cpu']}, "
-          f"Linux {report['machine']['kernel']}; dnsperf {v.get('dnsperf')}, PowerDNS "
-          f"{v.get('pdns')}, gdnsd {v.get('gdnsd')}; names {args.names}, pool size "
+          f"Linux {report['machine']['kernel']}, load average {report['machine']['load1']:.2f} "
+          f"before the run; dnsperf {v.get('dnsperf')}, PowerDNS {v.get('pdns')}, gdnsd "
+          f"{v.get('gdnsd')}, Knot DNS {v.get('knot')}; names {args.names}, pool size "
           f"{args.pool_size}, queries {args.query_names}, ECS {args.ecs}, "
           f"{'flip every ' + str(args.flip_every) + ' s' if args.flip else 'no flip'}, "
           f"{args.rounds} rounds of {args.duration} s runs, latency at {args.latency_rate} QPS")
     print()
     print(report["table"])
+    if few := [r["kind"] for r in report["results"] if mix_of(r["kind"]) != MIX]:
+        print()
+        print(f"{', '.join(few)}: queried on "
+              f"{' '.join(mix_of('knot'))} only; Knot: "
+              + "; ".join(f"{n} {why}" for n, why in NOT_SERVED.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
 

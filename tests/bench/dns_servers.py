@@ -1,11 +1,14 @@
-"""The three nameservers of ``tests.bench.dns_compare`` and their equivalent zone.
+"""The nameservers of ``tests.bench.dns_compare`` (and ``dnssec_compare``) and their
+equivalent zone.
 
 One ``Zone`` (a pure description: names, pools, addresses) is written out as a
-gslb YAML config, a PowerDNS bind-backend zone with LUA records, and a gdnsd
-config + zone file. ``Server`` runs one daemon in the foreground on its own
-loopback address, pinned to one CPU, with its config in a temp dir, and stops
-it by PID. ``Origins`` are the live HTTP origins the failover and ``all``
-names are health-checked against (aiohttp, in the benchmark's process).
+gslb YAML config, a PowerDNS bind-backend zone with LUA records, a gdnsd
+config + zone file, and a Knot DNS config with ``mod-geoip`` (:func:`write_knot`;
+Knot has no health checks, so it serves only :data:`KNOT_MIX`). ``Server``
+runs one daemon in the foreground on its own loopback address, pinned to one
+CPU, with its config in a temp dir, and stops it by PID. ``Origins`` are the
+live HTTP origins the failover and ``all`` names are health-checked against
+(aiohttp, in the benchmark's process).
 
 The zone ``bench.test.`` (TTLs: 30 s dynamic, 300 s static):
 
@@ -39,11 +42,24 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from gslb import countries
+
 log = logging.getLogger("gslb.bench")
 
 ZONE = "bench.test"
 MIX = ("www", "api", "db", "all", "static", "ns1")
 """The query mix: four dynamic names, then two static ones (type A each)."""
+KNOT_MIX = ("www", "api", "static", "ns1")
+"""The names Knot serves: geo (``mod-geoip`` geodb), weighted (its weighted
+mode) and static. ``db`` and ``all`` need health checks, which Knot lacks."""
+NOT_SERVED = {"db": "n/a: no health-checked failover in Knot",
+              "all": "n/a: no health-checked 'all healthy' in Knot"}
+
+
+def mix_of(kind: str) -> tuple[str, ...]:
+    """The names a server ``kind`` is queried on: :data:`KNOT_MIX` for Knot and
+    for the gslb rows set beside it (``*knot*``), else :data:`MIX`."""
+    return KNOT_MIX if "knot" in kind else MIX
 GEO_ADDR = {"london": "192.0.2.11", "stockholm": "192.0.2.12",
             "virginia": "192.0.2.13", "singapore": "192.0.2.14"}
 GEO_COUNTRIES = {"GB": "london", "SE": "stockholm"}
@@ -240,8 +256,9 @@ class Server:
     """One nameserver under test, listening on ``addr:port`` (UDP), pinned to
     ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``,
     ``gslb-rrl`` (a ``rate_limit`` section no query reaches: :data:`RRL_UNREACHED`)
-    (``--answer-cache 0``), ``pdns``, ``pdns-shared``
-    (``enable-lua-records=shared``) or ``gdnsd``."""
+    (``--answer-cache 0``), ``gslb-knotmix`` (gslb, queried on :data:`KNOT_MIX`),
+    ``pdns``, ``pdns-shared`` (``enable-lua-records=shared``), ``gdnsd`` or
+    ``knot`` (Knot DNS, :func:`write_knot`, unsigned)."""
 
     kind: str
     addr: str
@@ -263,7 +280,7 @@ class Server:
         Raises ``BenchError`` when the daemon's binary is not installed."""
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if self.kind in ("gslb", "gslb-nocache", "gslb-rrl"):
+        if self.kind in ("gslb", "gslb-nocache", "gslb-rrl", "gslb-knotmix"):
             exe = Path(sys.executable).with_name("gslb")
             (d / "gslb.yaml").write_text(zone.gslb_yaml()
                                          + (RRL_UNREACHED if self.kind == "gslb-rrl" else ""))
@@ -303,6 +320,8 @@ edns-subnet-processing=yes
 lua-health-checks-interval={CHECK_INTERVAL_S}
 """)
             self.argv = [exe, f"--config-dir={d}"]
+        elif self.kind == "knot":
+            self.argv = write_knot(d, zone, self.addr, self.port)
         elif self.kind == "gdnsd":
             exe = _need("gdnsd", "apt-get install -y gdnsd")
             (d / "zones").mkdir(exist_ok=True)
@@ -364,6 +383,82 @@ lua-health-checks-interval={CHECK_INTERVAL_S}
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return float("nan")
+
+
+def write_knot(d: Path, zone: Zone, addr: str, port: int, signed: bool = False) -> list[str]:
+    """Write Knot DNS's config for ``zone`` into the directory ``d`` (knotd
+    listening on ``addr:port``, UDP and TCP) and return its argv: the static
+    names in the zone file, ``www`` by ``mod-geoip`` in ``geodb`` mode (country
+    and continent of the ECS address, RFC 7871, else of the source, from
+    ``zone.mmdb``), ``api`` by ``mod-geoip`` in ``weighted`` mode; with
+    ``signed``, ``mod-onlinesign`` (ECDSAP256SHA256) signs every answer.
+    ``db`` and ``all`` are absent (:data:`NOT_SERVED`). Raises ``BenchError``
+    when knotd or its geoip module is not installed."""
+    exe = _need("knotd", "apt-get install -y knot knot-module-geoip")
+    if not list(Path("/usr/lib").glob("*/knot/modules-*/geoip.so")):
+        raise BenchError("Knot's geoip module not found: apt-get install -y knot-module-geoip")
+    (d / "db").mkdir(exist_ok=True)
+    w0 = zone.weighted[0][0]
+    # the zone holds the default answers: www's for an unplaced client
+    (d / "bench.zone").write_text("\n".join([
+        f"$ORIGIN {ZONE}.", "$TTL 300",
+        "@ IN SOA ns1 hostmaster 1 3600 600 86400 30", "@ IN NS ns1",
+        f"ns1 IN A {zone.ns_addr}", "static IN A 192.0.2.10",
+        f"www {DYN_TTL} IN A {GEO_ADDR[GEO_DEFAULT]}", f"api {DYN_TTL} IN A {w0}"]) + "\n")
+    geo = [f"www.{ZONE}:"]
+    for cc, origin in GEO_COUNTRIES.items():
+        country = countries.lookup(cc)
+        assert country is not None, cc
+        geo += [f'  - geo: "{country.continent};{cc}"', f"    A: {GEO_ADDR[origin]}"]
+    for cont, origin in GEO_CONTINENTS.items():
+        geo += [f'  - geo: "{cont};*"', f"    A: {GEO_ADDR[origin]}"]
+    (d / "geo.conf").write_text("\n".join(geo) + "\n")
+    (d / "weighted.conf").write_text("\n".join(
+        [f"api.{ZONE}:"] + [f"  - weight: {w}\n    A: {a}" for a, w in zone.weighted]) + "\n")
+    (d / "knot.conf").write_text(f"""server:
+    rundir: {d}
+    listen: {addr}@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+    edns-client-subnet: on
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: {d / "db"}
+template:
+  - id: default
+    storage: {d}
+    journal-content: none
+    zonefile-sync: -1
+policy:
+  - id: online
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+    rrsig-lifetime: 14d
+    rrsig-refresh: 7d
+mod-geoip:
+  - id: geo
+    config-file: {d / "geo.conf"}
+    ttl: {DYN_TTL}
+    mode: geodb
+    geodb-file: {zone.mmdb}
+    geodb-key: [continent/code, country/iso_code]
+  - id: weighted
+    config-file: {d / "weighted.conf"}
+    ttl: {DYN_TTL}
+    mode: weighted
+mod-onlinesign:
+  - id: sign
+    policy: online
+    nsec-bitmap: [A]
+zone:
+  - domain: {ZONE}
+    file: bench.zone
+    module: [mod-geoip/geo, mod-geoip/weighted{", mod-onlinesign/sign" if signed else ""}]
+""")
+    return [exe, "-c", str(d / "knot.conf")]
 
 
 def _need(binary: str, hint: str = "") -> str:

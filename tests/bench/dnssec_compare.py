@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -67,7 +66,6 @@ import dns.rdataclass
 import dns.rdatatype
 import yaml
 
-from gslb import countries
 from tests.bench.dns_compare import (
     Bench,
     Result,
@@ -78,12 +76,8 @@ from tests.bench.dns_compare import (
     wait_ready,
 )
 from tests.bench.dns_servers import (
-    DYN_TTL,
-    GEO_ADDR,
-    GEO_CONTINENTS,
-    GEO_COUNTRIES,
-    GEO_DEFAULT,
     MIX,
+    NOT_SERVED,
     ZONE,
     BenchError,
     Origins,
@@ -91,15 +85,12 @@ from tests.bench.dns_servers import (
     Zone,
     _need,
     free_port,
+    mix_of,
+    write_knot,
 )
 
 log = logging.getLogger("gslb.bench")
 
-KNOT_MIX = ("www", "api", "static", "ns1")
-"""The names Knot serves: geo (``mod-geoip`` geodb), weighted (its weighted
-mode) and static. ``db`` and ``all`` need health checks, which Knot lacks."""
-NOT_SERVED = {"db": "n/a: no health-checked failover in Knot",
-              "all": "n/a: no health-checked 'all healthy' in Knot"}
 KINDS = ("gslb", "gslb-signed", "pdns-signed", "pdns-shared-signed", "knot-signed",
          "gslb-signed-knotmix")
 EXTRA_KINDS = ("pdns-shared", "knot")
@@ -164,72 +155,7 @@ class SignedServer(Server):
             _run(argv, hint)
 
     def _knot(self, zone: Zone) -> None:
-        exe = _need("knotd", "apt-get install -y knot knot-module-geoip")
-        if not list(Path("/usr/lib").glob("*/knot/modules-*/geoip.so")):
-            raise BenchError("Knot's geoip module not found: apt-get install -y knot-module-geoip")
-        d = self.workdir
-        (d / "db").mkdir(exist_ok=True)
-        w0 = zone.weighted[0][0]
-        # the zone holds the default answers: www's for an unplaced client
-        (d / "bench.zone").write_text("\n".join([
-            f"$ORIGIN {ZONE}.", "$TTL 300",
-            "@ IN SOA ns1 hostmaster 1 3600 600 86400 30", "@ IN NS ns1",
-            f"ns1 IN A {zone.ns_addr}", "static IN A 192.0.2.10",
-            f"www {DYN_TTL} IN A {GEO_ADDR[GEO_DEFAULT]}", f"api {DYN_TTL} IN A {w0}"]) + "\n")
-        geo = [f"www.{ZONE}:"]
-        for cc, origin in GEO_COUNTRIES.items():
-            country = countries.lookup(cc)
-            assert country is not None, cc
-            geo += [f'  - geo: "{country.continent};{cc}"', f"    A: {GEO_ADDR[origin]}"]
-        for cont, origin in GEO_CONTINENTS.items():
-            geo += [f'  - geo: "{cont};*"', f"    A: {GEO_ADDR[origin]}"]
-        (d / "geo.conf").write_text("\n".join(geo) + "\n")
-        (d / "weighted.conf").write_text("\n".join(
-            [f"api.{ZONE}:"] + [f"  - weight: {w}\n    A: {a}" for a, w in zone.weighted]) + "\n")
-        (d / "knot.conf").write_text(f"""server:
-    rundir: {d}
-    listen: {self.addr}@{self.port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-    edns-client-subnet: on
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: {d / "db"}
-template:
-  - id: default
-    storage: {d}
-    journal-content: none
-    zonefile-sync: -1
-policy:
-  - id: online
-    algorithm: ecdsap256sha256
-    single-type-signing: on
-    rrsig-lifetime: 14d
-    rrsig-refresh: 7d
-mod-geoip:
-  - id: geo
-    config-file: {d / "geo.conf"}
-    ttl: {DYN_TTL}
-    mode: geodb
-    geodb-file: {zone.mmdb}
-    geodb-key: [continent/code, country/iso_code]
-  - id: weighted
-    config-file: {d / "weighted.conf"}
-    ttl: {DYN_TTL}
-    mode: weighted
-mod-onlinesign:
-  - id: sign
-    policy: online
-    nsec-bitmap: [A]
-zone:
-  - domain: {ZONE}
-    file: bench.zone
-    module: [mod-geoip/geo, mod-geoip/weighted{", mod-onlinesign/sign" if self.signed else ""}]
-""")
-        self.argv = [exe, "-c", str(d / "knot.conf")]
+        self.argv = write_knot(self.workdir, zone, self.addr, self.port, signed=self.signed)
 
 
 def _run(argv: list[str], hint: str = "") -> str:
@@ -365,15 +291,6 @@ class DnssecBench(Bench):
         return await super().dnsperf(server, rate, verbose)
 
 
-def knot_version() -> str:
-    """knotd's version (its ``--version`` banner), or ``?``."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        text = subprocess.run(["knotd", "--version"], capture_output=True, text=True,
-                              timeout=10).stdout
-        return text.rsplit("version", 1)[-1].strip() or "?"
-    return "?"
-
-
 def table(results: list[Result], servers: list[SignedServer]) -> str:
     """The markdown table: each figure with its ratio to unsigned gslb's in
     brackets (to gslb-signed-knotmix's for Knot, the same mix)."""
@@ -439,7 +356,7 @@ async def bench(args: argparse.Namespace) -> dict:
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "options": vars(args),
                     "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                                 "cpu": _cpu_model(), "load1": load1},
-                    "versions": {**versions(), "knot": knot_version()},
+                    "versions": versions(),
                     "not_served": {"knot": NOT_SERVED}}
     origins = Origins(zone.checked, zone.origin_port)
     bench_ = None
@@ -451,7 +368,7 @@ async def bench(args: argparse.Namespace) -> dict:
         for i, kind in enumerate(kinds):
             addr = f"127.0.10.{i + 1}"
             s = SignedServer(kind, addr, free_port(addr), workdir / kind, args.server_cpu,
-                             names=KNOT_MIX if "knot" in kind else MIX,
+                             names=mix_of(kind),
                              signed="signed" in kind, keybase=keybase)
             s.write_config(zone)  # raises BenchError when a binary is missing
             servers.append(s)
