@@ -106,6 +106,7 @@ class WorkerPool:
         self.cache_stats: dict[int, tuple[int, int, int]] = {}
         """Per worker index: answer cache ``(hits, misses, entries)``."""
         self._retired_cache_counts = (0, 0)  # (hits, misses) of workers that died
+        self._in_fallback: dict[int, frozenset[tuple[str, int]]] = {}  # per worker index
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._restarts: set[asyncio.Task[None]] = set()
@@ -227,11 +228,17 @@ class WorkerPool:
         elif isinstance(message, Stats):
             self.stats.add(message.taken)
             self.cache_stats[worker.index] = message.cache
+            self._in_fallback[worker.index] = message.in_fallback
         elif isinstance(message, Reloaded):
             if worker.reloaded is not None and not worker.reloaded.done():
                 worker.reloaded.set_result((message.ok, message.message))
         elif isinstance(message, Failed) and not worker.ready.done():
             worker.ready.set_exception(OSError(f"worker {worker.index}: {message.why}"))
+
+    def in_fallback(self) -> frozenset[tuple[str, int]]:
+        """The ``(pool, family)`` pairs whose last query in some worker found
+        no healthy origin, as the workers last reported (each second)."""
+        return frozenset().union(*self._in_fallback.values())
 
     def cache_totals(self) -> tuple[int, int, int]:
         """Every worker's answer cache together: ``(hits, misses, entries)``.
@@ -249,6 +256,7 @@ class WorkerPool:
             return
         del self.workers[worker.index]
         hits, misses, _n = self.cache_stats.pop(worker.index, (0, 0, 0))
+        self._in_fallback.pop(worker.index, None)
         retired = self._retired_cache_counts
         self._retired_cache_counts = (retired[0] + hits, retired[1] + misses)
         if not worker.ready.done():

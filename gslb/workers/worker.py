@@ -192,7 +192,8 @@ class _Worker:
     def _send_stats(self) -> None:
         cache = self.answering.authority.cache
         counts = (cache.hits, cache.misses, len(cache)) if cache is not None else (0, 0, 0)
-        self._send(Stats(self.stats.take(), counts))
+        self._send(Stats(self.stats.take(), counts,
+                         self.answering.authority.steering.in_fallback))
 
 
 __all__ = ["STATS_INTERVAL_S", "MirrorView", "worker_main"]
