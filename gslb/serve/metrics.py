@@ -104,6 +104,11 @@ class Measured(Protocol):
         process; None when the cache is disabled."""
         ...
 
+    def in_fallback(self) -> frozenset[tuple[str, int]]:
+        """``(pool, family)`` pairs whose last query (in any answering
+        process) found no healthy origin."""
+        ...
+
 
 class GslbCollector(Collector):
     """Builds every family above from ``service`` at scrape time."""
@@ -249,7 +254,7 @@ class GslbCollector(Collector):
         in_fallback = GaugeMetricFamily("gslb_steering_pool_in_fallback", "1 while the pool's "
                                         "last query found no healthy origin",
                                         labels=["pool", "family"])
-        for pool, family in sorted(service.reloader.loaded.authority.steering.in_fallback):
+        for pool, family in sorted(service.in_fallback()):
             in_fallback.add_metric([pool, f"ipv{family}"], 1)
         yield in_fallback
 

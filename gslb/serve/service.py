@@ -276,6 +276,14 @@ class Service:
         cache = self.answering.authority.cache
         return None if cache is None else (cache.hits, cache.misses, len(cache))
 
+    def in_fallback(self) -> frozenset[tuple[str, int]]:
+        """``(pool, family)`` pairs whose last query found no healthy origin:
+        in some worker with ``--workers`` (as they last reported, each
+        second), else in this process."""
+        if isinstance(self.server, WorkerPool):
+            return self.server.in_fallback()
+        return self.answering.authority.steering.in_fallback
+
     def explain(self, name: str, rrtype: str, client: str, ecs: str | None) -> dict[str, Any]:
         """Why a query for ``name`` and ``rrtype`` from ``client`` (ECS
         ``ecs``) gets its answer now (:func:`gslb.explain.explain`, over the

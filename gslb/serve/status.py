@@ -44,6 +44,8 @@ class Serving(Protocol):
 
     def workers_status(self) -> list[dict[str, Any]]: ...
 
+    def in_fallback(self) -> frozenset[tuple[str, int]]: ...
+
 
 def _num(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
@@ -129,7 +131,7 @@ def _origins(service: Serving) -> list[dict[str, Any]]:
 
 def _pools(service: Serving) -> list[dict[str, Any]]:
     loaded = service.reloader.loaded
-    in_fallback = loaded.authority.steering.in_fallback
+    in_fallback = service.in_fallback()
     by_address = {a: o.name for o in loaded.config.origins.values()
                   for a in (*o.ipv4, *o.ipv6)}
     pools = []

@@ -1,8 +1,9 @@
 """``gslb serve --workers N``: N answering processes on one port.
 
-Three rooms: ``supervisor`` (:class:`WorkerPool`, in the ``gslb serve``
-process), ``worker`` (the answering process) and ``messages`` (what they
-say to each other over their pipe).
+Four rooms: ``supervisor`` (:class:`WorkerPool`, in the ``gslb serve``
+process), ``worker`` (the answering process), ``messages`` (what they
+say to each other over their pipe) and ``outbox`` (the supervisor's
+non-blocking, coalescing writer to one worker).
 
 Python answers on one core per process, so a nameserver that must use
 several cores runs several processes. The process started by ``gslb serve``
@@ -22,6 +23,11 @@ change of a smoothed RTT that ``latency`` pools read. Workers answer from a :cla
 the last snapshot, so every worker answers alike: the only difference
 between two workers is the ``latency`` anti-flap memory, kept per process
 as it is per nameserver.
+
+A worker that stops reading (SIGSTOP, a long pause) never blocks the
+supervisor: every message to a worker goes through its ``Outbox``, which
+writes without blocking and keeps only the latest snapshot waiting once the
+pipe is full; the worker catches up to that snapshot when it reads again.
 
 Workers ship their query counters to the supervisor every
 ``STATS_INTERVAL_S`` seconds, so ``/metrics`` counts every worker's

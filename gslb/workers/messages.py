@@ -130,10 +130,13 @@ class Failed:
 class Stats:
     """Query counters since the last :class:`Stats` (``QueryStats.take``)
     and the answer cache's ``(hits, misses, entries)`` (hits and misses
-    counted since the worker started)."""
+    counted since the worker started); ``in_fallback``: the ``(pool,
+    family)`` pairs whose last query in this worker found no healthy origin
+    (``Steering.in_fallback``)."""
 
     taken: Taken
     cache: tuple[int, int, int]
+    in_fallback: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

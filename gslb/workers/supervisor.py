@@ -30,11 +30,11 @@ from gslb.workers.messages import (
     Stats,
     Stop,
     ToSupervisor,
-    ToWorker,
     View,
     ViewSnapshot,
     WorkerArgs,
 )
+from gslb.workers.outbox import Outbox
 from gslb.workers.worker import worker_main
 
 log = logging.getLogger("gslb.workers")
@@ -106,6 +106,7 @@ class WorkerPool:
         self.cache_stats: dict[int, tuple[int, int, int]] = {}
         """Per worker index: answer cache ``(hits, misses, entries)``."""
         self._retired_cache_counts = (0, 0)  # (hits, misses) of workers that died
+        self._in_fallback: dict[int, frozenset[tuple[str, int]]] = {}  # per worker index
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._restarts: set[asyncio.Task[None]] = set()
@@ -141,9 +142,9 @@ class WorkerPool:
         process.start()
         there.close()
         loop = asyncio.get_running_loop()
-        worker = _Worker(index, process, here, loop.create_future())
+        worker = _Worker(index, process, here, Outbox(here, loop), loop.create_future())
         self.workers[index] = worker
-        _send(here, View(self._sent or self.view.snapshot()))
+        worker.outbox.send(View(self._sent or self.view.snapshot()))
         loop.add_reader(here.fileno(), self._readable, worker)
         return worker
 
@@ -165,8 +166,7 @@ class WorkerPool:
         self._tasks = []
         workers, self.workers = list(self.workers.values()), {}
         for worker in workers:
-            with contextlib.suppress(OSError, ValueError):
-                _send(worker.conn, Stop())
+            worker.outbox.send(Stop())
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for worker in workers:
             while worker.process.is_alive() and time.monotonic() < deadline:
@@ -193,23 +193,24 @@ class WorkerPool:
 
     async def reload(self, paths: Sequence[str]) -> list[str]:
         """Have every worker load ``paths`` (already validated here);
-        returns one message per worker that failed (it keeps its config)."""
+        returns one message per worker that failed (it keeps its config)
+        or gave no answer within ``START_TIMEOUT_S`` seconds (all waited
+        for together: a stopped worker does not delay the others)."""
         futures = []
         loop = asyncio.get_running_loop()
         for worker in list(self.workers.values()):
             worker.reloaded = loop.create_future()
-            with contextlib.suppress(OSError, ValueError):
-                _send(worker.conn, Reload(tuple(paths)))
-                futures.append((worker, worker.reloaded))
-        errors = []
-        for worker, future in futures:
+            worker.outbox.send(Reload(tuple(paths)))
+            futures.append((worker, worker.reloaded))
+
+        async def outcome(future: asyncio.Future[tuple[bool, str]]) -> tuple[bool, str]:
             try:
-                ok, message = await asyncio.wait_for(future, START_TIMEOUT_S)
+                return await asyncio.wait_for(future, START_TIMEOUT_S)
             except (TimeoutError, EOFError) as exc:
-                ok, message = False, f"no answer ({type(exc).__name__})"
-            if not ok:
-                errors.append(f"worker {worker.index}: {message}")
-        return errors
+                return False, f"no answer ({type(exc).__name__})"
+        outcomes = await asyncio.gather(*(outcome(f) for _w, f in futures))
+        return [f"worker {worker.index}: {message}"
+                for (worker, _f), (ok, message) in zip(futures, outcomes, strict=True) if not ok]
 
     # -- messages ----------------------------------------------------------------------
 
@@ -227,11 +228,17 @@ class WorkerPool:
         elif isinstance(message, Stats):
             self.stats.add(message.taken)
             self.cache_stats[worker.index] = message.cache
+            self._in_fallback[worker.index] = message.in_fallback
         elif isinstance(message, Reloaded):
             if worker.reloaded is not None and not worker.reloaded.done():
                 worker.reloaded.set_result((message.ok, message.message))
         elif isinstance(message, Failed) and not worker.ready.done():
             worker.ready.set_exception(OSError(f"worker {worker.index}: {message.why}"))
+
+    def in_fallback(self) -> frozenset[tuple[str, int]]:
+        """The ``(pool, family)`` pairs whose last query in some worker found
+        no healthy origin, as the workers last reported (each second)."""
+        return frozenset().union(*self._in_fallback.values())
 
     def cache_totals(self) -> tuple[int, int, int]:
         """Every worker's answer cache together: ``(hits, misses, entries)``.
@@ -249,6 +256,7 @@ class WorkerPool:
             return
         del self.workers[worker.index]
         hits, misses, _n = self.cache_stats.pop(worker.index, (0, 0, 0))
+        self._in_fallback.pop(worker.index, None)
         retired = self._retired_cache_counts
         self._retired_cache_counts = (retired[0] + hits, retired[1] + misses)
         if not worker.ready.done():
@@ -286,6 +294,7 @@ class WorkerPool:
                     self._close(failed)
 
     def _close(self, worker: _Worker) -> None:
+        worker.outbox.close()
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(worker.conn.fileno())
         with contextlib.suppress(OSError):
@@ -305,8 +314,7 @@ class WorkerPool:
             if now != self._sent:
                 self._sent = now
                 for worker in list(self.workers.values()):
-                    with contextlib.suppress(OSError, ValueError):
-                        _send(worker.conn, View(now))
+                    worker.outbox.send(View(now))  # never blocks: the latest view waits
 
 
 @dataclass(slots=True)
@@ -314,6 +322,7 @@ class _Worker:
     index: int
     process: BaseProcess
     conn: Connection
+    outbox: Outbox  # every message to the worker goes through it
     ready: asyncio.Future[None]
     reloaded: asyncio.Future[tuple[bool, str]] | None = None
 
@@ -334,10 +343,6 @@ def _reserve(listen: Sequence[tuple[str, int]]) -> list[tuple[str, socket.socket
             tcp.close()
         raise
     return held
-
-
-def _send(conn: Connection, message: ToWorker) -> None:
-    conn.send(message)
 
 
 def _json_logs() -> bool:

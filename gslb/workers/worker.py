@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from gslb.answering import Answering, build_authority, freeze_loaded
 from gslb.authority import Authority
 from gslb.config.load import load
+from gslb.config.loader import gc_paused
 from gslb.dns.server import DnsServer
 from gslb.errors import GslbError
 from gslb.geo import AsnDB, GeoDB
@@ -147,8 +148,15 @@ class _Worker:
                 self.asn.close()
 
     def _build(self, paths: Sequence[str]) -> Authority:
-        return build_authority(load(list(paths)), self.view, self.geo, self.stats,
-                               self.args.settings, asn=self.asn)
+        """Load and build ``paths`` (in a thread on reload), the collector
+        off throughout and the result frozen before it is on again (as
+        ``gslb.serve.reload.Reloader`` does: the first collection over the
+        new objects would hold the GIL and stall answering)."""
+        with gc_paused():
+            authority = build_authority(load(list(paths)), self.view, self.geo, self.stats,
+                                        self.args.settings, asn=self.asn)
+            freeze_loaded()
+        return authority
 
     def _readable(self) -> None:
         try:
@@ -184,7 +192,8 @@ class _Worker:
     def _send_stats(self) -> None:
         cache = self.answering.authority.cache
         counts = (cache.hits, cache.misses, len(cache)) if cache is not None else (0, 0, 0)
-        self._send(Stats(self.stats.take(), counts))
+        self._send(Stats(self.stats.take(), counts,
+                         self.answering.authority.steering.in_fallback))
 
 
 __all__ = ["STATS_INTERVAL_S", "MirrorView", "worker_main"]

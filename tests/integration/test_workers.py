@@ -195,3 +195,37 @@ async def test_gslb_status_lists_the_workers(pooled):
     pids = [w.process.pid for w in service.server.workers.values()]
     line = next(s for s in out.decode().splitlines() if s.startswith("workers: "))
     assert all(f"(pid {pid}) answering" in line for pid in pids), line
+
+
+async def test_in_fallback_reads_the_workers_queries(tmp_path, fake_origin, refused_port):
+    """``gslb_steering_pool_in_fallback`` and the status page's
+    ``in_fallback`` come from the queries the workers answered (the
+    supervisor answers none)."""
+    from tests.integration.adminutil import samples
+
+    origin = await fake_origin()
+    text = config_text(origin.port, refused_port).replace(
+        "pools:\n", "pools:\n  b-only: {policy: all, origins: [b]}\n").rstrip("\n") + (
+        "\n      bo: {gslb: b-only}\n")
+    service = await start_service(tmp_path, text, workers=N_WORKERS)
+    try:
+        await until(service, {("192.0.2.1", "192.0.2.3")}, 5)  # b's check has failed
+        key = ("gslb_steering_pool_in_fallback", (("family", "ipv4"), ("pool", "b-only")))
+
+        async def reported() -> dict:
+            while True:
+                await answers(service, "bo.gslb.example.test.")  # b-only: all down
+                status, text = await call(service, "GET", "/metrics")
+                assert status == 200
+                if samples(text).get(key) == 1:
+                    return samples(text)
+                await asyncio.sleep(0.2)
+        got = await asyncio.wait_for(reported(), 10)
+        assert not any(name == "gslb_steering_pool_in_fallback" and ("pool", "www") in labels
+                       for name, labels in got)
+        _, st = await call(service, "GET", "/api/v1/status")
+        pools = {p["name"]: p for p in st["pools"]}
+        assert pools["b-only"]["in_fallback"] == ["IPv4"]
+        assert pools["both"]["in_fallback"] == []
+    finally:
+        await service.stop()
