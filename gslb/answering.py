@@ -138,11 +138,15 @@ class Answering:
     def install(self, authority: Authority) -> None:
         """Answer from ``authority`` from now on: one assignment, so a query
         sees the old config or the new one, never a mix. The answer cache's
-        lookup counters count on from the old cache's."""
+        lookup counters count on from the old cache's; the old authority is
+        retired (``Authority.retire``), so it is freed."""
+        old = self.authority
         if authority.cache is not None:
-            authority.cache.carry_counts(self.authority.cache)
+            authority.cache.carry_counts(old.cache)
         self._set_limits(authority.config)
         self.authority = authority
+        if old is not authority:
+            old.retire()  # freed when its last reference goes, not kept for ever
         freeze_loaded()
 
 

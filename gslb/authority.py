@@ -411,6 +411,14 @@ class Authority:
         # each period number only grows, so their sum moves whenever one does
         return lambda: (health.generation << 40) | sum(int(clock() // r) for r in refreshes)
 
+    def retire(self) -> None:
+        """This authority no longer answers (a reload replaced it): drop its
+        answer cache, whose ``cookie_patch`` is a method of this authority,
+        so that nothing but references from outside keeps it. Without this
+        the cycle survives, out of reach of a collector that ``gc.freeze``
+        told to skip it, and every reload would keep the old zone."""
+        self.cache = None
+
     def cookie_patch(self, response: bytes, option: bytes, who: str, udp: bool) -> bytes:
         """A stored ``response`` to a query with a COOKIE option, made for
         another client, with the cookie for this query (COOKIE option data
