@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from gslb.answering import Answering, AnswerSettings, build_authority
 from gslb.config.load import load
 from gslb.health.view import QuorumView
 from gslb.stats import QueryStats
+from tests.bench.callgrind import instructions_of
 from tests.bench.dns_servers import MIX, ZONE, Zone
 from tests.bench.dnssec_compare import gslb_keygen
 
@@ -115,17 +114,10 @@ def timed(args: argparse.Namespace, keydir: str) -> dict[str, float]:
 
 def instructions(key: str, loops: int, args: argparse.Namespace, keydir: str) -> int:
     """Total instructions (callgrind Ir) of a child doing ``loops`` calls."""
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "callgrind.out"
-        code = (f"from tests.bench.dnssec_cost import prepare, run; a, q = prepare("
-                f"{key == 'signed'}, {args.cache}, {args.ecs!r}, {args.hits}, {keydir!r}); "
-                f"run(a, q, {loops})")
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True)
-        found = re.search(r"Collected : (\d+)", proc.stderr)
-        assert found, proc.stderr[-2000:]
-        return int(found.group(1))
+    return instructions_of(
+        f"from tests.bench.dnssec_cost import prepare, run; a, q = prepare("
+        f"{key == 'signed'}, {args.cache}, {args.ecs!r}, {args.hits}, {keydir!r}); "
+        f"run(a, q, {loops})")
 
 
 def main() -> None:

@@ -17,9 +17,6 @@ out; the figure does not move with the machine's load).
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +30,7 @@ from gslb.config.load import load
 from gslb.geo import GeoLocation
 from gslb.health.view import AllUpExcept
 from gslb.stats import QueryStats
+from tests.bench.callgrind import instructions_of
 
 CONFIG = """
 origins:
@@ -86,15 +84,7 @@ def run(name: str, loops: int) -> float:
 
 def instructions(name: str, loops: int) -> int:
     """Total instructions (callgrind Ir) of a child doing ``loops`` answers."""
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "callgrind.out"
-        code = f"from tests.bench.explain_cost import run; run({name!r}, {loops})"
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True)
-        found = re.search(r"Collected : (\d+)", proc.stderr)
-        assert found, proc.stderr[-2000:]
-        return int(found.group(1))
+    return instructions_of(f"from tests.bench.explain_cost import run; run({name!r}, {loops})")
 
 
 def main() -> None:

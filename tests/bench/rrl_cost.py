@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +38,7 @@ from gslb.answering import Answering, AnswerSettings, build_authority
 from gslb.config.load import load
 from gslb.health.view import QuorumView
 from gslb.stats import QueryStats
+from tests.bench.callgrind import instructions_of
 from tests.bench.dns_servers import MIX, ZONE, Zone
 
 RATE_LIMIT = """
@@ -108,16 +106,9 @@ def timed(args: argparse.Namespace) -> dict[str, float]:
 
 def instructions(key: str, loops: int, args: argparse.Namespace) -> int:
     """Total instructions (callgrind Ir) of a child doing ``loops`` calls."""
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "callgrind.out"
-        code = (f"from tests.bench.rrl_cost import prepare, run; a, q = prepare({key == 'on'}, "
-                f"{args.cache}, {args.clients}, {args.hits}); run(a, q, {loops})")
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True)
-        found = re.search(r"Collected : (\d+)", proc.stderr)
-        assert found, proc.stderr[-2000:]
-        return int(found.group(1))
+    return instructions_of(
+        f"from tests.bench.rrl_cost import prepare, run; a, q = prepare({key == 'on'}, "
+        f"{args.cache}, {args.clients}, {args.hits}); run(a, q, {loops})")
 
 
 def main() -> None:
