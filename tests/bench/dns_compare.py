@@ -424,8 +424,14 @@ def table(results: list[Result], flip: bool, flips: int) -> str:
     return "\n".join(lines)
 
 
-async def bench(args: argparse.Namespace) -> dict:
-    """Set up, run and tear down; returns the JSON-able report."""
+def preflight(args: argparse.Namespace, known: tuple[str, ...],
+              extra: tuple[str, ...]) -> tuple[Path, list[str], float]:
+    """What every benchmark of this kind checks first: dnsperf installed,
+    the client pinned (``--client-cpu``), the mmdb there (``--geoip``), a
+    warning when the machine is busy; returns the mmdb, the server kinds
+    of ``--only`` and the one-minute load average. Raises ``BenchError``
+    naming what is missing, or a kind neither in ``known`` nor in
+    ``extra``."""
     if not shutil.which("dnsperf"):
         raise BenchError("dnsperf not found: apt-get install -y dnsperf")
     if args.client_cpu is not None:
@@ -438,9 +444,15 @@ async def bench(args: argparse.Namespace) -> dict:
         log.warning("load average %.2f: other processes share the CPUs; figures will be noisy",
                     load1)
     kinds = [k.strip() for k in args.only.split(",") if k.strip()]
-    if unknown := set(kinds) - set(KINDS) - set(EXTRA_KINDS):
+    if unknown := set(kinds) - set(known) - set(extra):
         raise BenchError(f"unknown server(s) {sorted(unknown)}; choose from "
-                         f"{', '.join(KINDS + EXTRA_KINDS)}")
+                         f"{', '.join(known + extra)}")
+    return mmdb, kinds, load1
+
+
+async def bench(args: argparse.Namespace) -> dict:
+    """Set up, run and tear down; returns the JSON-able report."""
+    mmdb, kinds, load1 = preflight(args, KINDS, EXTRA_KINDS)
     workdir = Path(tempfile.mkdtemp(prefix="gslb-dns-compare-"))
     zone = Zone(names=max(args.names, len(MIX)), pool_size=args.pool_size,
                 origin_port=free_port("127.0.11.1"), mmdb=mmdb)

@@ -72,6 +72,7 @@ from tests.bench.dns_compare import (
     Run,
     _cpu_model,
     expected_geo,
+    preflight,
     versions,
     wait_ready,
 )
@@ -334,21 +335,7 @@ def answers_table(answers: dict[str, dict[str, Answer]]) -> str:
 
 async def bench(args: argparse.Namespace) -> dict:
     """Set up, check, run and tear down; returns the JSON-able report."""
-    if not shutil.which("dnsperf"):
-        raise BenchError("dnsperf not found: apt-get install -y dnsperf")
-    if args.client_cpu is not None:
-        os.sched_setaffinity(0, {args.client_cpu})
-    mmdb = Path(args.geoip).resolve()
-    if not mmdb.exists():
-        raise BenchError(f"{mmdb} missing: .venv/bin/gslb geoip build --if-missing")
-    load1 = float(Path("/proc/loadavg").read_text().split()[0])
-    if load1 > 0.5:
-        log.warning("load average %.2f: other processes share the CPUs; figures will be noisy",
-                    load1)
-    kinds = [k.strip() for k in args.only.split(",") if k.strip()]
-    if unknown := set(kinds) - set(KINDS) - set(EXTRA_KINDS):
-        raise BenchError(f"unknown server(s) {sorted(unknown)}; choose from "
-                         f"{', '.join(KINDS + EXTRA_KINDS)}")
+    mmdb, kinds, load1 = preflight(args, KINDS, EXTRA_KINDS)
     workdir = Path(tempfile.mkdtemp(prefix="gslb-dnssec-compare-"))
     zone = Zone(names=len(MIX), pool_size=args.pool_size,
                 origin_port=free_port("127.0.11.1"), mmdb=mmdb)
