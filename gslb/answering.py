@@ -17,8 +17,9 @@ import logging
 import random
 from dataclasses import dataclass
 from time import perf_counter
+from typing import cast
 
-from gslb.authority import Authority, respond, servfail
+from gslb.authority import Authority, CacheNote, respond, servfail
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
 from gslb.dns.rrl import RateLimiter
@@ -106,6 +107,36 @@ class Answering:
             response = self._failed(exc, data, who, udp)
         self.stats.duration(perf_counter() - start)
         return response
+
+    def cached_table(self) -> dict[object, object] | None:
+        """The answer cache's entries for the compiled packet path
+        (``gslb.dns.server.CachedAnswers``), or None when every query must
+        go through :meth:`handle`: no answer cache, a rate limiter (it
+        reads each UDP response), a sampled query log (it reads each
+        query), or steering outcomes heard by something other than
+        ``stats`` (each must hear of every one)."""
+        authority = self.authority
+        cache = authority.cache
+        if (cache is None or self.limiter is not None or self._observe != self.stats.query
+                or authority.on_choice != self.stats.choice):
+            return None
+        return cache.table()
+
+    def cached_served(self, hits: int, notes: list[tuple[object, int]],
+                      seconds_each: float) -> None:
+        """Count ``hits`` answers the compiled packet path gave from the
+        table :meth:`cached_table` returned in this turn of the loop, each
+        of ``notes`` (a ``CacheNote``) ``count`` times, each answer
+        ``seconds_each`` seconds (its share of the batch's time outside
+        :meth:`handle`), as :meth:`handle` counts a hit."""
+        cache = self.authority.cache
+        if cache is not None:
+            cache.hits += hits
+        stats = self.stats
+        for note, times in notes:
+            query, answer, choices = cast(CacheNote, note)
+            stats.reused(query, answer, choices, times)
+        stats.duration(seconds_each, hits)
 
     def _failed(self, exc: Exception, data: bytes, who: str, udp: bool) -> bytes | None:
         """SERVFAIL for ``data``, whose answer raised ``exc``: counted, logged."""

@@ -411,6 +411,11 @@ class Authority:
         # each period number only grows, so their sum moves whenever one does
         return lambda: (health.generation << 40) | sum(int(clock() // r) for r in refreshes)
 
+    @property
+    def on_choice(self) -> OnChoice | None:
+        """What hears of every steering outcome (given to the constructor)."""
+        return self._on_choice
+
     def retire(self) -> None:
         """This authority no longer answers (a reload replaced it): drop its
         answer cache, whose ``cookie_patch`` is a method of this authority,

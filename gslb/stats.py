@@ -87,6 +87,20 @@ class QueryStats:
         queries = self.queries
         queries[key] = queries.get(key, 0) + 1
 
+    def reused(self, query: Query, answer: Answer, choices: tuple[tuple[str, str, Choice], ...],
+               times: int) -> None:
+        """Count ``times`` responses reused from the answer cache, each
+        built for ``query`` and ``answer`` from the steering outcomes
+        ``choices`` (``(owner, pool, Choice)`` each), at once (the
+        compiled packet path answers them
+        without a call per query): what ``query`` and ``choice`` would
+        count for each."""
+        key = (query.qtype, answer.rcode)
+        queries = self.queries
+        queries[key] = queries.get(key, 0) + times
+        for owner, pool, choice in choices:
+            self.choice(owner, pool, choice, times)
+
     def take(self) -> Taken:
         """The query-path counters counted since the last ``take`` (queries,
         latency buckets and sum, answers, fallbacks, internal errors), reset
@@ -124,20 +138,22 @@ class QueryStats:
         self.duration_sum_s += taken["duration_sum_s"]
         self.internal_errors += taken["internal_errors"]
 
-    def duration(self, seconds: float) -> None:
-        """Count one answer's latency, seconds."""
-        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        self.duration_sum_s += seconds
+    def duration(self, seconds: float, times: int = 1) -> None:
+        """Count one answer's latency, seconds (``times`` answers of that
+        latency each)."""
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += times
+        self.duration_sum_s += seconds * times
 
-    def choice(self, owner: str, pool: str, choice: Choice) -> None:
-        """Count one steering outcome (``Authority``'s ``on_choice``)."""
+    def choice(self, owner: str, pool: str, choice: Choice, times: int = 1) -> None:
+        """Count one steering outcome (``Authority``'s ``on_choice``;
+        ``times``: that many answers of it)."""
         answers = self.answers
         leaves = choice.leaves
         for i, address in enumerate(choice.addresses):
             key = (leaves[i] if leaves else choice.pool, address)  # the leaf pool of a tree
-            answers[key] = answers.get(key, 0) + 1
+            answers[key] = answers.get(key, 0) + times
         if choice.fallback:
-            self.fallbacks[pool] = self.fallbacks.get(pool, 0) + 1
+            self.fallbacks[pool] = self.fallbacks.get(pool, 0) + times
 
     def transition(self, origin: str, state: str) -> None:
         """Count one overall state change of ``origin``."""

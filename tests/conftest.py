@@ -316,3 +316,22 @@ def cli_logging() -> Iterator[None]:
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once on each UDP packet path (``gslb.dns.server.compiled_path``):
+    the compiled one (``gslb.dns._packets``; a failure, not a skip, where it
+    is not built: ``tests/run.sh`` builds it) and the pure-Python one
+    (``GSLB_NO_EXT=1``, inherited by the servers and workers a test starts).
+    Modules whose tests see answers on the packet path use it with
+    ``pytestmark = pytest.mark.usefixtures("packet_path")``."""
+    from gslb.dns.server import NO_EXT_ENV, compiled_path
+
+    if request.param == "compiled":
+        monkeypatch.setenv(NO_EXT_ENV, "0")
+        if compiled_path() is None:
+            pytest.fail("gslb.dns._packets is not built: `pip install -e .` builds it (gcc)")
+    else:
+        monkeypatch.setenv(NO_EXT_ENV, "1")
+    return str(request.param)

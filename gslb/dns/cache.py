@@ -271,6 +271,19 @@ class AnswerCache(Generic[Note]):
             stored = rotation.apply(stored)
         return data[:2] + stored[2:12] + data[12:end] + stored[end:], note
 
+    def table(self) -> dict[object, object]:
+        """The stored entries themselves, for the compiled packet path
+        (``gslb.dns._packets``), which answers a query whose key holds
+        ``(response, note, None)`` as :meth:`get` would and leaves every
+        other one to :meth:`get`: emptied first when the view moved (as
+        :meth:`get` does). Valid until the loop next runs anything else;
+        the caller adds the hits it answered to ``hits``."""
+        generation = self._generation()
+        if generation != self._seen:
+            self._entries.clear()
+            self._seen = generation
+        return self._entries  # type: ignore[return-value]
+
     def holds(self, shape: Shape, who: str) -> bool | None:
         """Whether a query of ``shape`` from ``who`` would be answered from
         this cache now, without changing it (no count, no eviction, no

@@ -5,6 +5,11 @@ the query came over UDP, and returns the response bytes or None (no answer;
 over TCP the connection is then closed). It must not raise
 (``gslb.answering.Answering.handle`` answers SERVFAIL instead); if it does,
 the listener logs the traceback and goes on without answering that query.
+UDP is read and sent in batches by the compiled packet path
+(``gslb.dns._packets``: ``recvmmsg``/``sendmmsg``, and answer-cache hits
+answered without a Python call per query, :class:`CachedAnswers`) where it
+is built, else by the pure-Python listener, which answers alike byte for
+byte (:func:`compiled_path`).
 TCP uses the 2-octet length framing of RFC 1035 section 4.2.2, accepts
 several queries per connection (pipelined: RFC 7766 section 6.2.1.1) and
 keeps its connections from being starved by any client (:class:`TcpLimits`):
@@ -17,14 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import logging
+import os
 import resource
 import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Protocol
 
 log = logging.getLogger("gslb.dns")
 
@@ -239,19 +248,83 @@ def _bind_tcp(tcp: socket.socket, host: str, port: int, fixed: bool) -> bool:
     return True
 
 
+#: Set to ``1`` to answer UDP on the pure-Python path where the compiled
+#: one is built (``docs/performance.md``, "The compiled packet path").
+NO_EXT_ENV = "GSLB_NO_EXT"
+
+
+def compiled_path() -> ModuleType | None:
+    """The compiled packet path, ``gslb.dns._packets``, or None: not built
+    (no C compiler at install), or turned off by ``GSLB_NO_EXT=1`` (read
+    on every call: each listener decides when it is bound)."""
+    if os.environ.get(NO_EXT_ENV, "") not in ("", "0"):
+        return None
+    try:
+        return importlib.import_module("gslb.dns._packets")
+    except ImportError:
+        return None
+
+
+class CachedAnswers(Protocol):
+    """What the compiled packet path answers from: a process's answer
+    cache (``gslb.answering.Answering``)."""
+
+    def cached_table(self) -> dict[object, object] | None:
+        """The answer cache's table now (``AnswerCache.table``), or None
+        when every query must go to the handler."""
+
+    def cached_served(self, hits: int, notes: list[tuple[object, int]],
+                      seconds_each: float) -> None:
+        """Count ``hits`` answers given from that table, by note (the
+        ``Note`` stored beside each response) and how many times, each
+        ``seconds_each`` seconds."""
+
+
+#: What the compiled path looks queries up in when there is no table.
+_NO_ENTRIES: dict[object, object] = {}
+
+
 class _Udp:
     """A UDP listener read with ``loop.add_reader``, draining up to
     ``UDP_BATCH`` datagrams per wake-up, where asyncio's ``DatagramProtocol``
     path reads one datagram per selector round (the measured difference:
     docs/performance.md). Responses are sent with a non-blocking ``sendto``;
-    when the socket buffer is full the response is dropped, as UDP may."""
+    when the socket buffer is full the response is dropped, as UDP may.
 
-    def __init__(self, sock: socket.socket, handler: Handler) -> None:
+    With ``packets`` (:func:`compiled_path`), each wake-up is one call to
+    ``packets.serve``: one ``recvmmsg`` for the batch, the hits of
+    ``cached``'s table answered there, the rest given to ``handler`` in
+    order, one ``sendmmsg`` for every response."""
+
+    def __init__(self, sock: socket.socket, handler: Handler,
+                 cached: CachedAnswers | None = None,
+                 packets: ModuleType | None = None) -> None:
         self.sock = sock
         self.handler = handler
+        self.cached = cached
+        self.packets = packets
         sock.setblocking(False)
         self.loop = asyncio.get_running_loop()
-        self.loop.add_reader(sock.fileno(), self._readable)
+        self.loop.add_reader(sock.fileno(),
+                             self._readable if packets is None else self._readable_batched)
+
+    def _handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
+        """``handler``, its exceptions logged (the compiled path's handler)."""
+        try:
+            return self.handler(data, who, udp)
+        except Exception:  # never let one packet stop the listener
+            log.exception("query from %s failed", who)
+            return None
+
+    def _readable_batched(self) -> None:
+        cached = self.cached
+        table = None if cached is None else cached.cached_table()
+        assert self.packets is not None
+        received, hits, notes, seconds = self.packets.serve(
+            self.sock.fileno(), _NO_ENTRIES if table is None else table, self._handle,
+            UDP_BATCH)
+        if hits and cached is not None:
+            cached.cached_served(hits, notes, seconds / received)
 
     def _readable(self) -> None:
         recvfrom, sendto, handler = self.sock.recvfrom, self.sock.sendto, self.handler
@@ -483,7 +556,10 @@ class DnsServer:
     this process holds for them.
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes share
     the port and the kernel spreads queries over them (``gslb serve
-    --workers``).
+    --workers``). ``cached``: the answer cache the compiled packet path
+    answers hits from (:class:`CachedAnswers`; None: every query goes to
+    ``handler``). ``packet_path`` says which UDP path the listeners took
+    (``"compiled"`` or ``"python"``, :func:`compiled_path`).
 
     Refused, evicted and reset connections are logged on ``gslb.dns`` at
     most once every ``TCP_LOG_INTERVAL_S`` seconds, one line summing them.
@@ -496,8 +572,11 @@ class DnsServer:
         tcp: TcpLimits | None = None,
         reuse_port: bool = False,
         tcp_counters: dict[str, int] | None = None,
+        cached: CachedAnswers | None = None,
     ) -> None:
         self.handler = handler
+        self.cached = cached
+        self.packet_path = "python"
         self.reuse_port = reuse_port
         self.listen = listen
         self.tcp = tcp if tcp is not None else TcpLimits()
@@ -571,7 +650,9 @@ class DnsServer:
             raise
         bound = udp_sock.getsockname()[1]
         granted = udp_sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        self._udp.append(_Udp(udp_sock, self.handler))
+        packets = compiled_path()
+        self.packet_path = "python" if packets is None else "compiled"
+        self._udp.append(_Udp(udp_sock, self.handler, self.cached, packets))
         self._tcp.append(tcp_server)
         self.addresses.append((host, bound))
         log.info("listening on %s port %d (UDP and TCP)", host, bound)

@@ -189,7 +189,7 @@ class Service:
                                      asn_db=str(asn_db) if asn_db is not None else None,
                                      settings=self.settings, stats=self.stats, tcp=tcp)
         else:
-            self.server = DnsServer(self.answering.handle, listen, tcp,
+            self.server = DnsServer(self.answering.handle, listen, tcp, cached=self.answering,
                                     tcp_counters=self.stats.tcp)
         self.admin = admin
         self.admin_optional = admin_optional

@@ -126,7 +126,8 @@ class _Worker:
                                    self.args.settings.query_log_sample)
         freeze_loaded()
         server = DnsServer(self.answering.handle, list(self.args.listen), self.args.tcp,
-                           reuse_port=True, tcp_counters=self.stats.tcp)
+                           reuse_port=True, tcp_counters=self.stats.tcp,
+                           cached=self.answering)
         await server.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._readable)

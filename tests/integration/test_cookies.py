@@ -30,6 +30,9 @@ from gslb.dns.cookies import BADCOOKIE, OPTION_COOKIE, client_ip, server_cookie
 from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, TIMEOUT_S, Running, addresses, write_config
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SECRET, OLD = bytes.fromhex("e5e973e5a6b2a43f48e7dc849e37bfcf"), os.urandom(16)
 ZONE = BASE_ZONE.format(minimum=60) + """      www: {A: 192.0.2.80}

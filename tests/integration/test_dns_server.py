@@ -22,6 +22,9 @@ import pytest
 from gslb.dns.server import UDP_RCVBUF, TcpLimits, enlarge_receive_buffer
 from tests.integration.dnsutil import BASE_ZONE, addresses
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ZONE = """
 origins:
   a: {ipv4: [192.0.2.1], ipv6: ["2001:db8::1"]}

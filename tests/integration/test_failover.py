@@ -13,6 +13,9 @@ import pytest
 
 from tests.integration.dnsutil import BASE_ZONE, addresses
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 INTERVAL_S, TIMEOUT_S, FALL, RISE = 0.2, 0.2, 2, 2
 #: Allowance on top of the detection bound: jitter of the first check is
 #: below one interval, plus scheduling and our 20 ms DNS polling.

@@ -27,6 +27,9 @@ from gslb.serve.service import Service
 from tests.integration.adminutil import call, samples, start_service
 from tests.integration.dnsutil import BASE_ZONE, TIMEOUT_S
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ZONE = """
 origins:
   a: {ipv4: [192.0.2.1]}

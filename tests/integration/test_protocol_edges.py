@@ -20,6 +20,9 @@ import pytest
 from gslb.answering import AnswerSettings, build_authority
 from tests.integration.dnsutil import BASE_ZONE, TIMEOUT_S
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ZONE = """
 origins:
   a: {ipv4: [192.0.2.1]}

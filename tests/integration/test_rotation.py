@@ -20,6 +20,9 @@ from gslb.config.load import load
 from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, Running, addresses, write_config
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ADDRS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
 MULTI = ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"]
 DEADLINE_S = 60.0

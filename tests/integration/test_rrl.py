@@ -24,6 +24,9 @@ from gslb.config.load import load
 from gslb.serve.service import Service
 from tests.integration.dnsutil import BASE_ZONE, write_config
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ZONE = """
 origins:
   a: {ipv4: [192.0.2.1]}

@@ -25,6 +25,9 @@ import dns.message
 import dns.rdatatype
 import pytest
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAKE_MMDB = ROOT / "tests" / "data" / "geoip" / "fake-country.mmdb"
 QUERIES = 2000

@@ -21,6 +21,9 @@ from gslb.workers.supervisor import WorkerPool
 from tests.integration.adminutil import cache_lookups, call, config_text, start_service
 from tests.integration.dnsutil import addresses
 
+#: every test here on both UDP packet paths (compiled and pure Python)
+pytestmark = pytest.mark.usefixtures("packet_path")
+
 N_WORKERS = 2
 QUERIES = 40  # per round: from as many source ports, so every worker gets some
 

@@ -1,0 +1,288 @@
+/*
+ * gslb.dns._packets: the batched UDP packet path (docs/performance.md,
+ * "The compiled packet path").
+ *
+ * serve() reads up to a batch of datagrams with one recvmmsg(2), answers
+ * every answer-cache hit it can here, hands the rest to the Python handler
+ * (gslb.dns.server.Handler) one by one in the order they came, and sends
+ * every response with one sendmmsg(2). A hit is what
+ * gslb.dns.cache.AnswerCache.get would answer from a plain entry: the
+ * query's shape (AnswerCache.shape: "U", the header from octet 2, the qname
+ * lower-cased in ASCII, the rest as sent) found in the cache's table as
+ * (response, note, None); the response then gets the query's ID and its
+ * qname exactly as asked (the 0x20 case echo), as in AnswerCache.get. The
+ * ECS option, NSID and every other option of the query are part of the
+ * shape, so the stored response already carries what they ask for. Every
+ * other entry (kept per client address, rotating, or a query with a COOKIE
+ * option, whose shape is looked up without it) goes to the handler, which
+ * looks it up in Python.
+ *
+ * This module only touches the bytes; what the hits were (their notes,
+ * how many of each) goes back to the caller, which counts them.
+ * The pure-Python listener (gslb.dns.server._Udp) stays the reference:
+ * tests/unit/test_packet_paths.py compares the two byte for byte.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Datagrams per call at most, and the largest datagram read whole. */
+#define MAX_BATCH 64
+#define MAX_DATAGRAM 65535
+#define HEADER 12
+
+typedef struct {
+    unsigned char rx[MAX_BATCH][MAX_DATAGRAM];
+    unsigned char tx[MAX_BATCH][MAX_DATAGRAM];
+    unsigned char key[MAX_DATAGRAM];
+    struct sockaddr_storage addr[MAX_BATCH];
+    struct iovec rx_iov[MAX_BATCH], tx_iov[MAX_BATCH];
+    struct mmsghdr rx_msg[MAX_BATCH], tx_msg[MAX_BATCH];
+} Buffers;
+
+/* One process, one thread answering (the event loop's, holding the GIL):
+ * one set of buffers, allocated on first use. */
+static Buffers *buffers;
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The client's address as text, as Python's socket module gives it
+ * (getnameinfo with NI_NUMERICHOST: "fe80::1%eth0" for a scoped one). */
+static PyObject *
+address_text(const struct sockaddr_storage *addr, socklen_t len)
+{
+    char host[NI_MAXHOST];
+    if (getnameinfo((const struct sockaddr *)addr, len, host, sizeof host, NULL, 0,
+                    NI_NUMERICHOST) != 0)
+        host[0] = '\0';
+    return PyUnicode_FromString(host);
+}
+
+/* The response to a hit: the stored one with the query's ID and qname
+ * (AnswerCache.get). Returns its length, or -1 when the entry is none
+ * this path answers. */
+static Py_ssize_t
+patch_hit(PyObject *found, const unsigned char *query, Py_ssize_t end, unsigned char *out,
+          PyObject **note)
+{
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 3
+            || PyTuple_GET_ITEM(found, 2) != Py_None)
+        return -1;
+    PyObject *stored = PyTuple_GET_ITEM(found, 0);
+    if (!PyBytes_CheckExact(stored))
+        return -1;
+    Py_ssize_t size = PyBytes_GET_SIZE(stored);
+    if (size < end || size > MAX_DATAGRAM)
+        return -1;
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(stored);
+    memcpy(out, query, 2);
+    memcpy(out + 2, s + 2, HEADER - 2);
+    memcpy(out + HEADER, query + HEADER, (size_t)(end - HEADER));
+    memcpy(out + end, s + end, (size_t)(size - end));
+    *note = PyTuple_GET_ITEM(found, 1);
+    return size;
+}
+
+/* Look ``query`` up in ``entries``; the response's length in ``out`` on a
+ * hit, 0 when the handler must answer it, -1 with an exception set. */
+static Py_ssize_t
+lookup(PyObject *entries, const unsigned char *query, Py_ssize_t len, unsigned char *out,
+       PyObject **note)
+{
+    if (len < HEADER)
+        return 0;
+    const unsigned char *zero = memchr(query + HEADER, 0, (size_t)(len - HEADER));
+    Py_ssize_t end = zero ? zero - query : len;
+    unsigned char *key = buffers->key;
+    key[0] = 'U';
+    memcpy(key + 1, query + 2, HEADER - 2);
+    for (Py_ssize_t i = HEADER; i < end; i++) {
+        unsigned char c = query[i];
+        key[i - 1] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+    }
+    memcpy(key + end - 1, query + end, (size_t)(len - end));
+    PyObject *k = PyBytes_FromStringAndSize((const char *)key, len - 1);
+    if (k == NULL)
+        return -1;
+    PyObject *found = PyDict_GetItemWithError(entries, k);  /* borrowed */
+    Py_DECREF(k);
+    if (found == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t size = patch_hit(found, query, end, out, note);
+    return size < 0 ? 0 : size;
+}
+
+/* The handler's response to datagram i, copied into its send buffer:
+ * its length, 0 for none, -1 with an exception set. */
+static Py_ssize_t
+handle(PyObject *handler, int i, Py_ssize_t len)
+{
+    PyObject *data = PyBytes_FromStringAndSize((const char *)buffers->rx[i], len);
+    if (data == NULL)
+        return -1;
+    PyObject *who = address_text(&buffers->addr[i], buffers->rx_msg[i].msg_hdr.msg_namelen);
+    if (who == NULL) {
+        Py_DECREF(data);
+        return -1;
+    }
+    PyObject *response = PyObject_CallFunctionObjArgs(handler, data, who, Py_True, NULL);
+    Py_DECREF(data);
+    Py_DECREF(who);
+    if (response == NULL)
+        return -1;
+    Py_ssize_t size = 0;
+    if (PyBytes_Check(response) && PyBytes_GET_SIZE(response) <= MAX_DATAGRAM) {
+        size = PyBytes_GET_SIZE(response);
+        memcpy(buffers->tx[i], PyBytes_AS_STRING(response), (size_t)size);
+    }
+    Py_DECREF(response);
+    return size;
+}
+
+typedef struct {
+    PyObject *note;  /* a reference held */
+    Py_ssize_t count;
+} Counted;
+
+static void
+count_note(Counted *notes, int *distinct, PyObject *note)
+{
+    for (int j = 0; j < *distinct; j++) {
+        if (notes[j].note == note) {
+            notes[j].count++;
+            return;
+        }
+    }
+    Py_INCREF(note);
+    notes[*distinct].note = note;
+    notes[*distinct].count = 1;
+    (*distinct)++;
+}
+
+static PyObject *
+serve(PyObject *module, PyObject *args)
+{
+    int fd, batch;
+    PyObject *entries, *handler;
+    if (!PyArg_ParseTuple(args, "iO!Oi:serve", &fd, &PyDict_Type, &entries, &handler, &batch))
+        return NULL;
+    if (buffers == NULL) {
+        buffers = PyMem_RawCalloc(1, sizeof *buffers);
+        if (buffers == NULL)
+            return PyErr_NoMemory();
+    }
+    if (batch < 1 || batch > MAX_BATCH)
+        batch = MAX_BATCH;
+    double start = now_s(), in_handler = 0.0;
+    for (int i = 0; i < batch; i++) {
+        buffers->rx_iov[i].iov_base = buffers->rx[i];
+        buffers->rx_iov[i].iov_len = MAX_DATAGRAM;
+        memset(&buffers->rx_msg[i].msg_hdr, 0, sizeof(struct msghdr));
+        buffers->rx_msg[i].msg_hdr.msg_iov = &buffers->rx_iov[i];
+        buffers->rx_msg[i].msg_hdr.msg_iovlen = 1;
+        buffers->rx_msg[i].msg_hdr.msg_name = &buffers->addr[i];
+        buffers->rx_msg[i].msg_hdr.msg_namelen = sizeof buffers->addr[i];
+    }
+    int received = recvmmsg(fd, buffers->rx_msg, (unsigned int)batch, MSG_DONTWAIT, NULL);
+    if (received < 0)  /* nothing waiting, or an ICMP error surfacing: as the Python path */
+        return Py_BuildValue("(iin[]d)", 0, 0, (Py_ssize_t)0, 0.0);
+    Counted notes[MAX_BATCH];
+    int distinct = 0, out = 0, hits = 0;
+    PyObject *failed = NULL, *failed_value = NULL, *failed_tb = NULL;
+    for (int i = 0; i < received; i++) {
+        Py_ssize_t len = (Py_ssize_t)buffers->rx_msg[i].msg_len, size;
+        if (buffers->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)
+            continue;  /* larger than any DNS message over UDP: dropped */
+        PyObject *note = NULL;
+        size = lookup(entries, buffers->rx[i], len, buffers->tx[i], &note);
+        if (size > 0) {
+            hits++;
+            count_note(notes, &distinct, note);
+        } else if (size == 0) {
+            double before = now_s();
+            size = handle(handler, i, len);
+            in_handler += now_s() - before;
+        }
+        if (size < 0) {
+            PyErr_Fetch(&failed, &failed_value, &failed_tb);
+            break;  /* what was answered still goes out */
+        }
+        if (size == 0)
+            continue;
+        buffers->tx_iov[out].iov_base = buffers->tx[i];
+        buffers->tx_iov[out].iov_len = (size_t)size;
+        memset(&buffers->tx_msg[out].msg_hdr, 0, sizeof(struct msghdr));
+        buffers->tx_msg[out].msg_hdr.msg_iov = &buffers->tx_iov[out];
+        buffers->tx_msg[out].msg_hdr.msg_iovlen = 1;
+        buffers->tx_msg[out].msg_hdr.msg_name = &buffers->addr[i];
+        buffers->tx_msg[out].msg_hdr.msg_namelen = buffers->rx_msg[i].msg_hdr.msg_namelen;
+        out++;
+    }
+    for (int done = 0; done < out;) {
+        int sent = sendmmsg(fd, buffers->tx_msg + done, (unsigned int)(out - done), MSG_DONTWAIT);
+        done += sent > 0 ? sent : 1;  /* an error: that response dropped, the rest still go */
+    }
+    PyObject *counted = PyList_New(distinct);
+    for (int j = 0; j < distinct; j++) {
+        if (counted != NULL)
+            PyList_SET_ITEM(counted, j, Py_BuildValue("(On)", notes[j].note, notes[j].count));
+        Py_DECREF(notes[j].note);
+    }
+    if (failed != NULL) {
+        Py_XDECREF(counted);
+        PyErr_Restore(failed, failed_value, failed_tb);
+        return NULL;
+    }
+    if (counted == NULL)
+        return NULL;
+    double spent = now_s() - start - in_handler;
+    return Py_BuildValue("(iiNd)", received, hits, counted, spent);
+}
+
+PyDoc_STRVAR(serve_doc,
+"serve(fd, entries, handler, batch) -> (received, hits, notes, seconds)\n\n"
+"Read up to ``batch`` (at most 64) datagrams from the non-blocking UDP\n"
+"socket ``fd`` with one recvmmsg, answer those found in ``entries`` (an\n"
+"AnswerCache's table: shape key -> (response, note, None)) here and the\n"
+"rest with ``handler(data, who, True)`` (bytes or None), in order, and\n"
+"send every response with sendmmsg (one refused by the kernel is dropped).\n"
+"Returns the datagrams read, the hits answered here, a list of\n"
+"(note, count) for the hits, and the seconds spent outside ``handler``.\n"
+"An exception from ``handler`` propagates once what was answered is sent.");
+
+static PyMethodDef methods[] = {
+    {"serve", serve, METH_VARARGS, serve_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "gslb.dns._packets",
+    "The batched UDP packet path: recvmmsg, answer-cache hits, sendmmsg.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__packets(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,142 @@
+"""The compiled packet path (``gslb.dns._packets``) against the pure-Python
+listener, byte for byte: the same randomized queries (names, case, IDs,
+types, EDNS, ECS, NSID, COOKIE, DO, payload sizes that truncate, garbage),
+sent in bursts to one nameserver on each path, get the same responses in
+the same order, and both count them alike (queries by type and rcode,
+answers by origin, fallbacks)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+
+import dns.edns
+import dns.flags
+import dns.message
+import pytest
+
+from gslb.dns.server import compiled_path
+from tests.integration.dnsutil import BASE_ZONE, Running, start, write_config
+
+ZONE = """
+origins:
+  a: {ipv4: [192.0.2.1], ipv6: ["2001:db8::1"]}
+  b: {ipv4: [192.0.2.2]}
+  c: {ipv4: [192.0.2.3], weight: 3}
+  m: {ipv4: [198.51.100.1, 198.51.100.2, 198.51.100.3]}
+pools:
+  both: {policy: all, origins: [a, b]}
+  heavy: {policy: weighted, origins: [a, c]}
+  cyc: {policy: all, origins: [a, b, c], order: cyclic}
+  near: {policy: geo, origins: [a, b, m], networks: {81.2.0.0/16: m, 10.0.0.0/8: b}, default: a}
+""" + BASE_ZONE.format(minimum=30) + """
+      www: {gslb: {pool: both, ttl: 20}}
+      heavy: {gslb: heavy}
+      cyc: {gslb: cyc}
+      near: {gslb: near}
+      multi: {gslb: {pool: near, ttl: 10}}
+      static:
+        A: {ttl: 60, values: [192.0.2.10, 192.0.2.11]}
+        AAAA: "2001:db8::10"
+        TXT: [{big}]
+      alias: {CNAME: static}
+""".replace("{big}", ", ".join(f'"{"x" * 200} {i}"' for i in range(6)))
+
+NAMES = ["www", "heavy", "cyc", "near", "multi", "static", "alias", "nope", "@",
+         "a.b.static"]
+TYPES = ["A", "AAAA", "TXT", "SOA", "NS", "MX", "ANY"]
+CLIENTS = [bytes(range(i, i + 8)) for i in range(4)]
+SUBNETS = [("81.2.69.0", 24), ("81.2.70.0", 24), ("10.1.0.0", 16), ("192.0.2.0", 24),
+           ("2001:db8::", 48), ("81.2.69.0", 0)]
+#: A fixed clock for both servers' DNS Cookies: their Server Cookies carry it.
+COOKIE_NOW = 1_800_000_000.0
+BURSTS, BURST = 100, 40
+
+
+def random_query(rng: random.Random) -> bytes:
+    """One query, or now and then a message no server answers the same way
+    twice by accident: short, a response, a bad label."""
+    roll = rng.random()
+    if roll < 0.02:
+        return rng.randbytes(rng.randrange(1, 12))
+    if roll < 0.04:
+        return rng.randbytes(rng.randrange(12, 60))
+    name = rng.choice(NAMES)
+    qname = "example.test." if name == "@" else f"{name}.example.test."
+    qname = "".join(c.upper() if rng.random() < 0.3 else c for c in qname)
+    edns = rng.random() < 0.85
+    options: list[dns.edns.Option] = []
+    if edns and rng.random() < 0.7:
+        options.append(dns.edns.ECSOption(*rng.choice(SUBNETS)))
+    if edns and rng.random() < 0.2:
+        options.insert(rng.randrange(len(options) + 1), dns.edns.GenericOption(3, b""))
+    if edns and rng.random() < 0.2:
+        cookie = rng.choice(CLIENTS) + (rng.randbytes(16) if rng.random() < 0.3 else b"")
+        options.insert(rng.randrange(len(options) + 1), dns.edns.GenericOption(10, cookie))
+    q = dns.message.make_query(qname, rng.choice(TYPES), use_edns=0 if edns else False,
+                               payload=rng.choice([512, 1232, 4096]), options=options,
+                               want_dnssec=edns and rng.random() < 0.2)
+    q.id = rng.randrange(65536)
+    if rng.random() < 0.3:
+        q.flags &= ~dns.flags.RD
+    return q.to_wire()
+
+
+async def exchange(server: Running, burst: list[bytes], sentinel: bytes) -> list[bytes]:
+    """Send ``burst`` then ``sentinel`` from one socket; every response
+    until the sentinel's (its ID), in the order they came."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((server.host, server.port))
+        for data in [*burst, sentinel]:
+            sock.send(data)
+        got: list[bytes] = []
+        async with asyncio.timeout(5):
+            while True:
+                reply = await loop.sock_recv(sock, 65535)
+                if reply[:2] == sentinel[:2] and reply[12:] .startswith(sentinel[12:20]):
+                    return got
+                got.append(reply)
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    if compiled_path() is None:
+        pytest.fail("gslb.dns._packets is not built: pip install -e . builds it (needs gcc)")
+
+
+@pytest.mark.timeout(120)
+async def test_both_paths_answer_and_count_byte_for_byte_alike(tmp_path, monkeypatch, compiled):
+    path = write_config(tmp_path, ZONE)
+    servers: dict[str, Running] = {}
+    for name, flag in (("compiled", "0"), ("python", "1")):
+        monkeypatch.setenv("GSLB_NO_EXT", flag)
+        servers[name] = await start(path, seed=7, server_id="ns1.test")
+        assert servers[name].service.server.packet_path == name
+        cookies = servers[name].service.answering.authority.cookies
+        assert cookies is not None
+        cookies.clock = lambda: COOKIE_NOW
+    try:
+        rng = random.Random(19)
+        sentinel = struct.pack(">H", 0xFFFF) + dns.message.make_query(
+            "sentinel.example.test.", "A", use_edns=False).to_wire()[2:]
+        answered = 0
+        for _ in range(BURSTS):
+            burst = [random_query(rng) for _ in range(BURST)]
+            burst = [q if q[:2] != b"\xff\xff" else b"\xff\xfe" + q[2:] for q in burst]
+            got = {name: await exchange(s, burst, sentinel) for name, s in servers.items()}
+            assert got["compiled"] == got["python"]
+            answered += len(got["compiled"])
+        assert answered > BURSTS * BURST * 0.9
+        stats = {name: s.service.stats for name, s in servers.items()}
+        for counted in ("queries", "answers", "fallbacks"):
+            assert getattr(stats["compiled"], counted) == getattr(stats["python"], counted)
+        caches = {name: s.service.answering.authority.cache for name, s in servers.items()}
+        assert caches["compiled"].hits == caches["python"].hits > BURSTS * BURST // 5
+        assert caches["compiled"].misses == caches["python"].misses
+    finally:
+        for s in servers.values():
+            await s.service.stop()
