@@ -142,6 +142,9 @@ class _RecordingService(Service):
         self._address = address
         assert isinstance(self.server, DnsServer)
         self.server.handler = self.handle  # before start: the listeners take it then
+        # and no answer-cache hit answered by the compiled packet path, which would pass
+        # the recording handler by: every query must reach it
+        self.server.cached = None
 
     def handle(self, data: bytes, who: str, udp: bool) -> bytes | None:
         with contextlib.suppress(Exception):
