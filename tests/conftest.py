@@ -318,6 +318,15 @@ def cli_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+def require_compiled_path() -> None:
+    """Fail the test (not skip it) where ``gslb.dns._packets`` is not built:
+    ``tests/run.sh`` builds it, so a missing one is a broken install."""
+    from gslb.dns.server import compiled_path
+
+    if compiled_path() is None:
+        pytest.fail("gslb.dns._packets is not built: `pip install -e .` builds it (gcc)")
+
+
 @pytest.fixture(params=["compiled", "python"])
 def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test once on each UDP packet path (``gslb.dns.server.compiled_path``):
@@ -326,12 +335,11 @@ def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     (``GSLB_NO_EXT=1``, inherited by the servers and workers a test starts).
     Modules whose tests see answers on the packet path use it with
     ``pytestmark = pytest.mark.usefixtures("packet_path")``."""
-    from gslb.dns.server import NO_EXT_ENV, compiled_path
+    from gslb.dns.server import NO_EXT_ENV
 
     if request.param == "compiled":
         monkeypatch.setenv(NO_EXT_ENV, "0")
-        if compiled_path() is None:
-            pytest.fail("gslb.dns._packets is not built: `pip install -e .` builds it (gcc)")
+        require_compiled_path()
     else:
         monkeypatch.setenv(NO_EXT_ENV, "1")
     return str(request.param)

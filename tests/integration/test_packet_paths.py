@@ -17,7 +17,7 @@ import dns.flags
 import dns.message
 import pytest
 
-from gslb.dns.server import compiled_path
+from tests.conftest import require_compiled_path
 from tests.integration.dnsutil import BASE_ZONE, Running, start, write_config
 
 ZONE = """
@@ -97,19 +97,14 @@ async def exchange(server: Running, burst: list[bytes], sentinel: bytes) -> list
         async with asyncio.timeout(5):
             while True:
                 reply = await loop.sock_recv(sock, 65535)
-                if reply[:2] == sentinel[:2] and reply[12:] .startswith(sentinel[12:20]):
+                if reply[:2] == sentinel[:2] and reply[12:].startswith(sentinel[12:20]):
                     return got
                 got.append(reply)
 
 
-@pytest.fixture
-def compiled(monkeypatch):
-    if compiled_path() is None:
-        pytest.fail("gslb.dns._packets is not built: pip install -e . builds it (needs gcc)")
-
-
 @pytest.mark.timeout(120)
-async def test_both_paths_answer_and_count_byte_for_byte_alike(tmp_path, monkeypatch, compiled):
+async def test_both_paths_answer_and_count_byte_for_byte_alike(tmp_path, monkeypatch):
+    require_compiled_path()
     path = write_config(tmp_path, ZONE)
     servers: dict[str, Running] = {}
     for name, flag in (("compiled", "0"), ("python", "1")):
