@@ -272,8 +272,8 @@ async def test_probe_reloads_on_sighup_and_probes_changed_origins_at_once(
     probe = Proc("probe", "--config", str(path), "--vantage", "v1", "--redis", redis_server.url)
     try:
         await probe.start(r"probing from vantage")
-        async with asyncio.timeout(5):
-            while not await redis.exists("gslb:v1:report:v1:b"):
+        async with asyncio.timeout(5):  # both: each origin's first check has its own jitter
+            while await redis.exists("gslb:v1:report:v1:a", "gslb:v1:report:v1:b") < 2:
                 await asyncio.sleep(0.05)  # Redis gives no event for a hash write
         check = (f"{{type: tcp, target: 127.0.0.1, port: {web.port}, interval: 5, "
                  "timeout: 1}")
