@@ -18,7 +18,7 @@ from enum import Enum
 from gslb.config.loader import gc_paused
 from gslb.config.model import Config, CookieSettings, GslbRecord, Pool, Zone, degraded_ttl
 from gslb.dns import wire
-from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, cookie_data
+from gslb.dns.cache import DEFAULT_ENTRIES, MAX_OUTCOMES, AnswerCache, Shape, cookie_data
 from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
 from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NSEC, QTYPE_NXNAME
 from gslb.dns.signer import SigningCounts, ZoneSigner, sig_rdata, sign_answer
@@ -44,6 +44,7 @@ from gslb.health.view import HealthView
 from gslb.logs import RateLimitedLog, qtype_name
 from gslb.steering import DEGRADED_RAMP, Choice, Steering
 from gslb.steering.base import Basis, Client, Locator
+from gslb.steering.draws import Draws
 from gslb.steering.trace import Trace
 
 log = logging.getLogger("gslb.dns")
@@ -74,8 +75,9 @@ META_RCODES: dict[int, int] = {
 #: Seconds between two log lines about one client's zone transfer requests.
 TRANSFER_LOG_PERIOD_S = 60.0
 
-#: A choice that depended on these may not be reused (``Basis``).
-_NOT_REUSABLE = Basis.DRAW | Basis.RTT | Basis.RAMP
+#: A choice that depended on these may not be reused (``Basis``); one that
+#: drew (``Basis.DRAW``) only as an outcome of its draw (``Answer.drawn``).
+_NOT_REUSABLE = Basis.RTT | Basis.RAMP
 
 #: Longest CNAME chain followed inside our zones before giving up.
 MAX_CNAME_CHAIN = 8
@@ -371,7 +373,10 @@ class Authority:
         self.health = health
         self.locator = locator
         self.asn_lookup = asn_lookup
-        self.rng = rng or random.Random()
+        self.rng = Draws(rng or random.Random())
+        """Every draw steering makes, recorded per lookup (so an answer
+        decided by one weighted draw is stored once per outcome:
+        :mod:`gslb.steering.draws`); its ``source`` is the ``rng`` given."""
         self.steering = Steering(config.pools, config.origins, vantages=config.vantages)
         shared: dict[tuple[str, str], wire.Rdata] = {}
         with gc_paused():  # millions of lasting objects, no garbage cycles
@@ -389,7 +394,7 @@ class Authority:
         COOKIE options get no answer); replace it to use another clock."""
         self.cache: AnswerCache[CacheNote] | None = AnswerCache(
             self._generation_function(), cache_entries,
-            self.cookie_patch) if cache_entries > 0 else None
+            self.cookie_patch, self.rng.source) if cache_entries > 0 else None
         """Encoded responses reused by :func:`respond` (None: disabled)."""
         self.trace: Trace | None = None
         """Set only for the span of :meth:`explain_lookup`: where the lookup
@@ -723,6 +728,8 @@ class Authority:
         # which policies the pool has
         if choice.basis & _NOT_REUSABLE:
             answer.reusable = False
+        if choice.basis & Basis.DRAW:
+            answer.drawn = True
         if choice.basis & Basis.CLIENT:
             answer.per_client = True
         chosen = ((owner, record.pool, choice),)
@@ -814,6 +821,7 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
           and cookies.require):
         answer, choices = Answer(rcode=BADCOOKIE, aa=False, reusable=False), ()
     else:
+        authority.rng.start()
         answer, choices = _looked_up(authority, query, who)
     if query.nsid:
         answer.nsid = authority.server_id
@@ -823,13 +831,63 @@ def respond(authority: Authority, data: bytes, who: str, udp: bool,
     limit = query.udp_limit if udp else 65535
     response = wire.encode(query, answer, limit)
     if cache is not None and answer.reusable and query.question_wire is not None:
-        ecs = query.ecs
-        per_client = answer.per_client and (ecs is None or ecs.source == 0)
-        # kept for observers of reused answers: drop what they never read
-        query.question_wire, query.qname = None, query.qname_lower
-        cache.put(shape, who, response, (query, answer, choices), per_client,
-                  answer.rotate, answer.shuffle)
+        _store(authority, cache, shape, query, who, limit, answer, choices, response)
     return response
+
+
+def _store(authority: Authority, cache: AnswerCache[CacheNote], shape: Shape, query: Query,
+           who: str, limit: int, answer: Answer, choices: tuple[Chosen, ...],
+           response: bytes) -> None:
+    """Store ``response`` (reusable ``answer`` to ``query`` of ``shape``
+    from ``who``, within ``limit`` octets) in ``cache``; one that was drawn
+    only with every other outcome of its draw (:func:`_outcomes`)."""
+    drawn = None
+    if answer.drawn:
+        drawn = _outcomes(authority, query, who, limit, answer, choices, response)
+        if drawn is None:
+            return
+    ecs = query.ecs
+    per_client = answer.per_client and (ecs is None or ecs.source == 0)
+    # kept for observers of reused answers: drop what they never read
+    query.question_wire, query.qname = None, query.qname_lower
+    cache.put(shape, who, response, (query, answer, choices), per_client,
+              answer.rotate, answer.shuffle, drawn)
+
+
+def _outcomes(authority: Authority, query: Query, who: str, limit: int, answer: Answer,
+              choices: tuple[Chosen, ...], response: bytes
+              ) -> tuple[tuple[int, ...], tuple[tuple[bytes, CacheNote], ...]] | None:
+    """For ``response`` (``answer`` to ``query`` from ``who``, encoded
+    within ``limit`` octets, from the steering outcomes ``choices``), made
+    by one weighted draw: the draw's cumulative weights and the response
+    and note of each of its outcomes, each made by the same lookup with
+    that outcome forced (:class:`gslb.steering.draws.Draws`) and none of
+    them counted (``on_choice`` is not called). None, and the answer is
+    not stored, when the lookup drew otherwise or more than once, drew
+    among more than ``gslb.dns.cache.MAX_OUTCOMES``, rotates, or another
+    outcome came about otherwise than by the same draw."""
+    draws = authority.rng
+    partition, drawn = draws.partition, draws.outcome
+    if partition is None or answer.rotate or len(partition) > MAX_OUTCOMES:
+        return None
+    outcomes: list[tuple[bytes, CacheNote]] = []
+    on_choice, authority._on_choice = authority._on_choice, None
+    try:
+        for i in range(len(partition)):
+            if i == drawn:
+                outcomes.append((response, (query, answer, choices)))
+                continue
+            draws.start(forced=i)
+            other, other_choices = _looked_up(authority, query, who)
+            if (draws.partition != partition or draws.outcome != i or not other.reusable
+                    or not other.drawn or other.rotate
+                    or other.per_client != answer.per_client):
+                return None
+            other.nsid, other.cookie = answer.nsid, answer.cookie
+            outcomes.append((wire.encode(query, other, limit), (query, other, other_choices)))
+    finally:
+        authority._on_choice = on_choice
+    return partition, tuple(outcomes)
 
 
 def _looked_up(authority: Authority, query: Query, who: str) -> tuple[Answer, tuple[Chosen, ...]]:

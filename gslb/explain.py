@@ -31,6 +31,7 @@ from gslb.answering import AnswerSettings, build_authority
 from gslb.authority import Authority
 from gslb.config.model import Config, slow_starts
 from gslb.dns import wire
+from gslb.dns.cache import MAX_OUTCOMES
 from gslb.geo import AsnDB, GeoDB
 from gslb.health.overrides import DrainedView
 from gslb.health.redis.once import load_once, quorum_view
@@ -98,6 +99,7 @@ def explain(authority: Authority, name: str, rrtype: str = "A", client: str = "1
     query = wire.decode(data)
     trace = Trace()
     lookup = authority.explain_lookup(query, who, trace)
+    partition = authority.rng.partition  # the one draw it made, if it drew once
     answer = lookup.answer
     zone = authority.find_zone(query.qname_lower)
     records = [_record(rr) for rr in answer.answer]
@@ -125,7 +127,7 @@ def explain(authority: Authority, name: str, rrtype: str = "A", client: str = "1
             (ttl for _o, rtype, ttl, _d in answer.authority if rtype == 6), default=None),
         "addresses": addresses,
         "answer": [f'{r["name"]} {r["ttl"]} IN {r["type"]} {r["data"]}' for r in records],
-        "cache": _cache(authority, data, who, answer, cache_note),
+        "cache": _cache(authority, data, who, answer, partition, cache_note),
     }
     if steered:
         event = steered[0]
@@ -238,24 +240,29 @@ def _scope_why(client: Client | None, basis: int | None, answer: Any,
 
 
 def _cache(authority: Authority, data: bytes, who: str, answer: Any,
-           note: str | None) -> dict[str, Any]:
+           partition: tuple[int, ...] | None, note: str | None) -> dict[str, Any]:
     """Whether a UDP query of this shape (the explained query's bytes)
     from ``who`` would be answered from the answer cache now, and whether
-    such an answer is stored at all (``reusable``) and per source address
-    (``per_client``: it depended on the client and the query had no ECS)."""
+    such an answer is stored at all (``reusable``), as one outcome of a
+    weighted draw each hit makes again (``drawn``: the lookup drew once,
+    ``partition`` its cumulative weights, :mod:`gslb.steering.draws`) and
+    per source address (``per_client``: it depended on the client and the
+    query had no ECS)."""
     cache = authority.cache
-    reusable = bool(answer.reusable)
+    drawn = bool(answer.drawn)
+    reusable = bool(answer.reusable) and (not drawn or (
+        partition is not None and not answer.rotate and len(partition) <= MAX_OUTCOMES))
     per_client = bool(answer.per_client) and not _has_ecs(data)
     if note is not None or cache is None:
-        return {"checked": False, "cached": None, "reusable": reusable,
+        return {"checked": False, "cached": None, "reusable": reusable, "drawn": drawn,
                 "per_client": per_client, "note": note or "the answer cache is disabled"}
     held = cache.holds(cache.shape(data, True), who)
-    return {"checked": True, "cached": bool(held), "reusable": reusable,
+    return {"checked": True, "cached": bool(held), "reusable": reusable, "drawn": drawn,
             "per_client": per_client,
             "note": ("this query shape is answered from the cache (UDP, EDNS 1232, RD clear)"
                      if held else "not in the cache now: the next such query is answered "
-                     "afresh" + ("" if reusable else ", and not stored (it depended on a draw,"
-                                 " RTTs or a ramp)"))}
+                     "afresh" + ("" if reusable else ", and not stored (it depended on RTTs, a"
+                                 " ramp, or more than one draw)"))}
 
 
 def _has_ecs(data: bytes) -> bool:

@@ -9,8 +9,11 @@
  * gslb.dns.cache.AnswerCache.get would answer from a plain entry: the
  * query's shape (AnswerCache.shape: "U", the header from octet 2, the qname
  * lower-cased in ASCII, the rest as sent) found in the cache's table as
- * (response, note, None); the response then gets the query's ID and its
- * qname exactly as asked (the 0x20 case echo), as in AnswerCache.get. The
+ * (response, note, None), or as (response, note, Draw) (an answer that was
+ * one outcome of a weighted draw, gslb.dns.cache.Draw), whose outcome it
+ * draws as Draw.pick does, from the same source; the response then gets the
+ * query's ID and its qname exactly as asked (the 0x20 case echo), as in
+ * AnswerCache.get. The
  * ECS option, NSID and every other option of the query are part of the
  * shape, so the stored response already carries what they ask for. Every
  * other entry (kept per client address, rotating, or a query with a COOKIE
@@ -71,36 +74,139 @@ address_text(const struct sockaddr_storage *addr, socklen_t len)
     return PyUnicode_FromString(host);
 }
 
-/* The response to a hit: the stored one with the query's ID and qname
- * (AnswerCache.get). Returns its length, or -1 when the entry is none
- * this path answers. */
+typedef struct {
+    PyObject *note;  /* a reference held */
+    Py_ssize_t count;
+} Counted;
+
+static void
+count_note(Counted *notes, int *distinct, PyObject *note)
+{
+    for (int j = 0; j < *distinct; j++) {
+        if (notes[j].note == note) {
+            notes[j].count++;
+            return;
+        }
+    }
+    Py_INCREF(note);
+    notes[*distinct].note = note;
+    notes[*distinct].count = 1;
+    (*distinct)++;
+}
+
+/* The unsigned 64-bit value of ``number`` (a Python int), or -1 cast with
+ * an exception set (the caller checks PyErr_Occurred). */
+static unsigned long long
+u64(PyObject *number)
+{
+    return PyLong_Check(number) ? PyLong_AsUnsignedLongLong(number)
+                                : (PyErr_SetString(PyExc_TypeError, "not an int"),
+                                   (unsigned long long)-1);
+}
+
+/* The outcome a hit on a drawn entry answers, as gslb.dns.cache.Draw.pick
+ * draws it: ``draw`` is (bits, cumulative, accept_max, outcomes); v =
+ * bits(64), again while v > accept_max; the outcome at bisect_right
+ * (cumulative, v % total). A borrowed (response, note) tuple, Py_None when
+ * ``draw`` is not laid out so, NULL with an exception set. */
+static PyObject *
+drawn_outcome(PyObject *draw)
+{
+    if (PyTuple_GET_SIZE(draw) != 4)
+        return Py_None;
+    PyObject *bits = PyTuple_GET_ITEM(draw, 0), *cumulative = PyTuple_GET_ITEM(draw, 1);
+    PyObject *outcomes = PyTuple_GET_ITEM(draw, 3);
+    if (!PyTuple_CheckExact(cumulative) || !PyTuple_CheckExact(outcomes)
+            || PyTuple_GET_SIZE(cumulative) < 1
+            || PyTuple_GET_SIZE(cumulative) != PyTuple_GET_SIZE(outcomes))
+        return Py_None;
+    Py_ssize_t n = PyTuple_GET_SIZE(cumulative);
+    unsigned long long accept_max = u64(PyTuple_GET_ITEM(draw, 2));
+    unsigned long long total = u64(PyTuple_GET_ITEM(cumulative, n - 1));
+    if (PyErr_Occurred())
+        return NULL;
+    if (total == 0)
+        return Py_None;
+    PyObject *sixty_four = PyLong_FromLong(64);
+    if (sixty_four == NULL)
+        return NULL;
+    unsigned long long v;
+    do {
+        PyObject *drawn = PyObject_CallOneArg(bits, sixty_four);
+        if (drawn == NULL) {
+            Py_DECREF(sixty_four);
+            return NULL;
+        }
+        v = u64(drawn);
+        Py_DECREF(drawn);
+        if (PyErr_Occurred()) {
+            Py_DECREF(sixty_four);
+            return NULL;
+        }
+    } while (v > accept_max);
+    Py_DECREF(sixty_four);
+    unsigned long long r = v % total;
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        unsigned long long c = u64(PyTuple_GET_ITEM(cumulative, mid));
+        if (PyErr_Occurred())
+            return NULL;
+        if (r < c)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo >= n)
+        return Py_None;
+    PyObject *outcome = PyTuple_GET_ITEM(outcomes, lo);
+    return PyTuple_CheckExact(outcome) && PyTuple_GET_SIZE(outcome) == 2 ? outcome : Py_None;
+}
+
+/* The response to a hit: the stored one (for a drawn entry, the outcome
+ * drawn) with the query's ID and qname (AnswerCache.get), its note counted
+ * in ``notes``. Returns its length, 0 when the entry is none this path
+ * answers, -1 with an exception set. */
 static Py_ssize_t
 patch_hit(PyObject *found, const unsigned char *query, Py_ssize_t end, unsigned char *out,
-          PyObject **note)
+          Counted *notes, int *distinct)
 {
-    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 3
-            || PyTuple_GET_ITEM(found, 2) != Py_None)
-        return -1;
-    PyObject *stored = PyTuple_GET_ITEM(found, 0);
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 3)
+        return 0;
+    PyObject *stored = PyTuple_GET_ITEM(found, 0), *note = PyTuple_GET_ITEM(found, 1);
+    PyObject *variant = PyTuple_GET_ITEM(found, 2);
+    if (variant != Py_None) {
+        /* a Draw (a NamedTuple: a tuple, not exactly); a Rotation is no tuple */
+        if (!PyTuple_Check(variant) || PyTuple_CheckExact(variant))
+            return 0;
+        PyObject *outcome = drawn_outcome(variant);
+        if (outcome == NULL)
+            return -1;
+        if (outcome == Py_None)
+            return 0;
+        stored = PyTuple_GET_ITEM(outcome, 0);
+        note = PyTuple_GET_ITEM(outcome, 1);
+    }
     if (!PyBytes_CheckExact(stored))
-        return -1;
+        return 0;
     Py_ssize_t size = PyBytes_GET_SIZE(stored);
     if (size < end || size > MAX_DATAGRAM)
-        return -1;
+        return 0;
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(stored);
     memcpy(out, query, 2);
     memcpy(out + 2, s + 2, HEADER - 2);
     memcpy(out + HEADER, query + HEADER, (size_t)(end - HEADER));
     memcpy(out + end, s + end, (size_t)(size - end));
-    *note = PyTuple_GET_ITEM(found, 1);
+    count_note(notes, distinct, note);
     return size;
 }
 
 /* Look ``query`` up in ``entries``; the response's length in ``out`` on a
- * hit, 0 when the handler must answer it, -1 with an exception set. */
+ * hit (its note counted in ``notes``), 0 when the handler must answer it,
+ * -1 with an exception set. */
 static Py_ssize_t
 lookup(PyObject *entries, const unsigned char *query, Py_ssize_t len, unsigned char *out,
-       PyObject **note)
+       Counted *notes, int *distinct)
 {
     if (len < HEADER)
         return 0;
@@ -121,8 +227,10 @@ lookup(PyObject *entries, const unsigned char *query, Py_ssize_t len, unsigned c
     Py_DECREF(k);
     if (found == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    Py_ssize_t size = patch_hit(found, query, end, out, note);
-    return size < 0 ? 0 : size;
+    Py_INCREF(found);  /* a draw calls Python: hold the entry for as long as it is read */
+    Py_ssize_t size = patch_hit(found, query, end, out, notes, distinct);
+    Py_DECREF(found);
+    return size;
 }
 
 /* The handler's response to datagram i, copied into its send buffer:
@@ -150,26 +258,6 @@ handle(PyObject *handler, int i, Py_ssize_t len)
     }
     Py_DECREF(response);
     return size;
-}
-
-typedef struct {
-    PyObject *note;  /* a reference held */
-    Py_ssize_t count;
-} Counted;
-
-static void
-count_note(Counted *notes, int *distinct, PyObject *note)
-{
-    for (int j = 0; j < *distinct; j++) {
-        if (notes[j].note == note) {
-            notes[j].count++;
-            return;
-        }
-    }
-    Py_INCREF(note);
-    notes[*distinct].note = note;
-    notes[*distinct].count = 1;
-    (*distinct)++;
 }
 
 static PyObject *
@@ -206,11 +294,9 @@ serve(PyObject *module, PyObject *args)
         Py_ssize_t len = (Py_ssize_t)buffers->rx_msg[i].msg_len, size;
         if (buffers->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)
             continue;  /* larger than any DNS message over UDP: dropped */
-        PyObject *note = NULL;
-        size = lookup(entries, buffers->rx[i], len, buffers->tx[i], &note);
+        size = lookup(entries, buffers->rx[i], len, buffers->tx[i], notes, &distinct);
         if (size > 0) {
             hits++;
-            count_note(notes, &distinct, note);
         } else if (size == 0) {
             double before = now_s();
             size = handle(handler, i, len);
@@ -256,7 +342,8 @@ PyDoc_STRVAR(serve_doc,
 "serve(fd, entries, handler, batch) -> (received, hits, notes, seconds)\n\n"
 "Read up to ``batch`` (at most 64) datagrams from the non-blocking UDP\n"
 "socket ``fd`` with one recvmmsg, answer those found in ``entries`` (an\n"
-"AnswerCache's table: shape key -> (response, note, None)) here and the\n"
+"AnswerCache's table: shape key -> (response, note, None), or\n"
+"(response, note, Draw), whose outcome is drawn here) here and the\n"
 "rest with ``handler(data, who, True)`` (bytes or None), in order, and\n"
 "send every response with sendmmsg (one refused by the kernel is dropped).\n"
 "Returns the datagrams read, the hits answered here, a list of\n"

@@ -35,6 +35,13 @@ qname, the same type, RDATA without names), so records trade places
 without a compression pointer moving. The order of an RRset carries no
 meaning (RFC 2181 section 5); rotating it is RFC 1794's round robin.
 
+An answer decided by one weighted draw and nothing else that moves
+(``Answer.drawn``; :mod:`gslb.steering.draws` says which) is stored with a
+:class:`Draw`: the response for every outcome of that draw, made when the
+first one was, and their cumulative weights; each hit draws an outcome
+afresh from the cache's ``rng``, so the shares stay those of the weights
+(the entry is the draw, not one of its results).
+
 Observers (metrics, query log) hear of a reused answer with the query and
 answer it was built for: the query log shows the qname in lower case and
 the ECS of that first query (the same shape: the same ECS option).
@@ -57,10 +64,11 @@ comparison otherwise.
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from gslb.dns.cookies import OPTION_COOKIE
 
@@ -166,6 +174,10 @@ class Rotation:
             return None
         return rotation
 
+    def pick(self, stored: bytes, note: Note) -> tuple[bytes, Note]:
+        """``(stored, note)`` as the next hit answers it: :meth:`apply`."""
+        return self.apply(stored), note
+
     def apply(self, stored: bytes) -> bytes:
         """``stored`` with its records in the order of the next hit."""
         start, stop, size = self.start, self.stop, self.size
@@ -176,6 +188,49 @@ class Rotation:
         self.turn = turn = (self.turn + 1) % self.count
         cut = start + turn * size
         return stored[:start] + stored[cut:stop] + stored[start:cut] + stored[stop:]
+
+
+#: The most outcomes of one draw stored in one entry (an answer drawn among
+#: more is answered afresh each time, as before drawn entries).
+MAX_OUTCOMES = 32
+
+#: The largest value of ``bits(64)``.
+_MAX64 = (1 << 64) - 1
+
+
+class Draw(NamedTuple, Generic[Note]):
+    """A stored answer that was one outcome of a weighted draw: ``outcomes``
+    holds ``(response, note)`` for each outcome ``i``, drawn with
+    probability ``(cumulative[i] - cumulative[i - 1]) / cumulative[-1]``.
+    ``bits``: the random source's ``getrandbits``. A hit takes
+    ``v = bits(64)``, again while ``v > accept_max`` (so ``v % total`` is
+    uniform: ``accept_max`` is ``2**64 - 1 - 2**64 % total``), and answers
+    outcome ``bisect_right(cumulative, v % total)``. The compiled packet
+    path draws the same way from the same source, in the same order, so
+    both paths answer alike byte for byte. (A tuple, fields in this order:
+    ``gslb.dns._packets`` reads them.)"""
+
+    bits: Callable[[int], int]
+    cumulative: tuple[int, ...]
+    accept_max: int
+    outcomes: tuple[tuple[bytes, Note], ...]
+
+    @classmethod
+    def of(cls, rng: random.Random, cumulative: tuple[int, ...],
+           outcomes: tuple[tuple[bytes, Note], ...]) -> Draw[Note]:
+        """The draw of ``outcomes`` by ``cumulative`` (as long, increasing
+        positive integers), drawing from ``rng``."""
+        if len(outcomes) != len(cumulative) or not cumulative or cumulative[0] < 1:
+            raise ValueError("one outcome per cumulative weight, the first at least 1")
+        return cls(rng.getrandbits, cumulative, _MAX64 - (1 << 64) % cumulative[-1], outcomes)
+
+    def pick(self, stored: bytes, note: Note) -> tuple[bytes, Note]:
+        """The outcome of the next hit's draw (``stored`` and ``note`` are
+        one of the outcomes: the first drawn)."""
+        v = self.bits(64)
+        while v > self.accept_max:
+            v = self.bits(64)
+        return self.outcomes[bisect_right(self.cumulative, v % self.cumulative[-1])]
 
 
 class _Marker(Enum):
@@ -196,7 +251,8 @@ class AnswerCache(Generic[Note]):
     responses; the oldest goes first when full. ``cookie_patch``: what a
     hit for a query with a COOKIE option goes through (:data:`CookiePatch`);
     None: the stored response as it is. ``rng``: what shuffles a stored
-    answer of ``order: random`` (default: a new ``random.Random``). Not
+    answer of ``order: random`` and draws the outcome of a :class:`Draw`
+    (default: a new ``random.Random``; the authority gives its own). Not
     thread-safe: one event loop.
     """
 
@@ -216,9 +272,9 @@ class AnswerCache(Generic[Note]):
         # ``del d[next(iter(d))]`` scans the deleted slots left at its front
         # until the next resize; ``popitem(last=False)`` is O(1) (figures:
         # docs/performance.md, "The answer cache's own costs")
-        self._entries: OrderedDict[bytes | tuple[bytes, str],
-                                   tuple[bytes, Note, Rotation | None] | _Marker
-                                   ] = OrderedDict()
+        self._entries: OrderedDict[
+            bytes | tuple[bytes, str],
+            tuple[bytes, Note, Rotation | Draw[Note] | None] | _Marker] = OrderedDict()
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
@@ -266,9 +322,9 @@ class AnswerCache(Generic[Note]):
             self.misses += 1
             return None
         self.hits += 1
-        stored, note, rotation = found
-        if rotation is not None:
-            stored = rotation.apply(stored)
+        stored, note, variant = found
+        if variant is not None:
+            stored, note = variant.pick(stored, note)
         return data[:2] + stored[2:12] + data[12:end] + stored[end:], note
 
     def table(self) -> dict[object, object]:
@@ -310,9 +366,9 @@ class AnswerCache(Generic[Note]):
         if found is None or found is _PER_CLIENT:
             self.misses += 1
             return None
-        stored, note, rotation = found
-        if rotation is not None:
-            stored = rotation.apply(stored)
+        stored, note, variant = found
+        if variant is not None:
+            stored, note = variant.pick(stored, note)
         response = data[:2] + stored[2:12] + data[12:end] + stored[end:]
         if self.cookie_patch is not None:
             response = self.cookie_patch(response, option, who, key[0] == 0x75)  # "u"
@@ -323,19 +379,29 @@ class AnswerCache(Generic[Note]):
         return response, note
 
     def put(self, shape: Shape, who: str, response: bytes, note: Note,
-            per_client: bool, rotate: int = 0, shuffle: bool = False) -> None:
+            per_client: bool, rotate: int = 0, shuffle: bool = False,
+            drawn: tuple[tuple[int, ...], tuple[tuple[bytes, Note], ...]] | None = None
+            ) -> None:
         """Store ``response`` (to the query of ``shape`` from ``who``) with
         ``note`` (given back on hits); ``per_client``: only for queries from
         ``who``; ``rotate``, ``shuffle``: its first ``rotate`` answer
         records move on each hit, randomly when ``shuffle``
         (``Answer.rotate``, :class:`Rotation`; not stored when they are not
-        laid out as one A or AAAA RRset of the qname)."""
+        laid out as one A or AAAA RRset of the qname). ``drawn``: the
+        response was one outcome of a weighted draw, ``(cumulative,
+        outcomes)`` as in :class:`Draw` (``response`` among them): each hit
+        draws again (not stored with ``rotate``, or past
+        :data:`MAX_OUTCOMES`)."""
         if self._generation() != self._seen:
             return  # the view moved while answering: this answer may be stale
-        rotation = None
-        if rotate > 1 and ((response[6] << 8) | response[7]):  # none when truncated (TC)
-            rotation = Rotation.of(response, shape[1], rotate, shuffle, self._rng)
-            if rotation is None:
+        variant: Rotation | Draw[Note] | None = None
+        if drawn is not None:
+            if rotate > 1 or len(drawn[1]) > MAX_OUTCOMES:
+                return
+            variant = Draw.of(self._rng, *drawn)
+        elif rotate > 1 and ((response[6] << 8) | response[7]):  # none when truncated (TC)
+            variant = Rotation.of(response, shape[1], rotate, shuffle, self._rng)
+            if variant is None:
                 return
         bare = _without_cookie(*shape)
         key: bytes | tuple[bytes, str] = shape[0] if bare is None else bare[0]
@@ -345,8 +411,9 @@ class AnswerCache(Generic[Note]):
             key = (shape[0], who)
         while len(entries) >= self.max_entries:
             entries.popitem(last=False)
-        entries[key] = (response, note, rotation)
+        entries[key] = (response, note, variant)
 
 
-__all__ = ["DEFAULT_ENTRIES", "AnswerCache", "CookiePatch", "Note", "Rotation", "Shape",
+__all__ = ["DEFAULT_ENTRIES", "MAX_OUTCOMES", "AnswerCache", "CookiePatch", "Draw", "Note",
+           "Rotation", "Shape",
            "cookie_data", "cookie_span"]

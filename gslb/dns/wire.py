@@ -141,7 +141,10 @@ class Answer:
     ``per_client`` when it may depend on where the client is; ``rotate``
     (0: none) how many leading ``answer`` records form an A or AAAA RRset
     whose order moves from answer to answer, randomly when ``shuffle``
-    (the cache rotates or shuffles them on hits).
+    (the cache rotates or shuffles them on hits); ``drawn`` when a
+    steering choice drew between two or more origins: reusable only as
+    one outcome of that draw, stored beside every other outcome when the
+    lookup drew exactly once (:mod:`gslb.steering.draws`).
     """
 
     rcode: int = NOERROR
@@ -157,6 +160,7 @@ class Answer:
     required_additional: int = 0
     rotate: int = 0
     shuffle: bool = False
+    drawn: bool = False
 
 
 class _Uncompressed(DNSBuffer):  # type: ignore[misc]  # dnslib has no types: DNSBuffer is Any

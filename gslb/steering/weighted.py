@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import TypeVar
@@ -24,6 +23,7 @@ from gslb.steering.base import (
     drawn,
     ramped,
 )
+from gslb.steering.draws import draw_index
 
 M = TypeVar("M", bound=Member)
 
@@ -47,6 +47,8 @@ def pick_weighted(origins: Sequence[M], k: int, rng: random.Random,
         return (origins[0],)
     if health is not None and health.ramping:
         return _pick_scaled(origins, k, rng, health)
+    if k == 1:  # one draw an answer cache can replay (gslb.steering.draws)
+        return (origins[draw_index(rng, list(accumulate(o.weight for o in origins)))],)
     left = list(origins)
     weights = [o.weight for o in left]
     total = sum(weights)
@@ -136,8 +138,7 @@ class WeightedPolicy:
         if not up:
             return Selection((), 0, "no healthy origin")
         if pool.max_answers == 1 and len(up) > 1:
-            chosen: tuple[Member, ...] = (up[bisect_right(cumulative,
-                                                          rng.randrange(cumulative[-1]))],)
+            chosen: tuple[Member, ...] = (up[draw_index(rng, cumulative)],)
         else:
             chosen = pick_weighted(up, pool.max_answers, rng)
         return Selection(chosen, 0, f"weighted among {len(up)} healthy", drawn(len(up)))

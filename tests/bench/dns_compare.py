@@ -83,8 +83,10 @@ from tests.bench.dns_servers import (
 
 log = logging.getLogger("gslb.bench")
 
-KINDS = ("gslb", "gslb-nocache", "pdns", "pdns-shared", "gdnsd", "knot", "gslb-knotmix")
-"""The default servers; ``knot`` and ``gslb-knotmix`` are queried on
+KINDS = ("gslb", "gslb-noext", "gslb-nocache", "pdns", "pdns-shared", "gdnsd", "knot",
+         "gslb-knotmix")
+"""The default servers (``gslb-noext``: gslb on its pure-Python packet path,
+``GSLB_NO_EXT=1``); ``knot`` and ``gslb-knotmix`` are queried on
 :data:`tests.bench.dns_servers.KNOT_MIX` only (the names Knot can serve)."""
 EXTRA_KINDS = ("gslb-rrl",)
 """Servers run only when named in ``--only`` (``gslb-rrl``: gslb with a

@@ -251,12 +251,17 @@ rate_limit:   # every response is sent: the limiter only keeps its books
 follows ``responses_per_second``)."""
 
 
+GSLB_KINDS = ("gslb", "gslb-nocache", "gslb-noext", "gslb-rrl", "gslb-knotmix")
+"""The kinds that run ``gslb serve``."""
+
+
 @dataclass
 class Server:
     """One nameserver under test, listening on ``addr:port`` (UDP), pinned to
-    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``,
-    ``gslb-rrl`` (a ``rate_limit`` section no query reaches: :data:`RRL_UNREACHED`)
-    (``--answer-cache 0``), ``gslb-knotmix`` (gslb, queried on :data:`KNOT_MIX`),
+    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``
+    (``--answer-cache 0``), ``gslb-noext`` (``GSLB_NO_EXT=1``: the pure-Python
+    packet path), ``gslb-rrl`` (a ``rate_limit`` section no query reaches:
+    :data:`RRL_UNREACHED`), ``gslb-knotmix`` (gslb, queried on :data:`KNOT_MIX`),
     ``pdns``, ``pdns-shared`` (``enable-lua-records=shared``), ``gdnsd`` or
     ``knot`` (Knot DNS, :func:`write_knot`, unsigned)."""
 
@@ -280,7 +285,7 @@ class Server:
         Raises ``BenchError`` when the daemon's binary is not installed."""
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if self.kind in ("gslb", "gslb-nocache", "gslb-rrl", "gslb-knotmix"):
+        if self.kind in GSLB_KINDS:
             exe = Path(sys.executable).with_name("gslb")
             (d / "gslb.yaml").write_text(zone.gslb_yaml()
                                          + (RRL_UNREACHED if self.kind == "gslb-rrl" else ""))
@@ -347,7 +352,18 @@ lua-health-checks-interval={CHECK_INTERVAL_S}
         with open(self.workdir / "log", "wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *pin, *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True)
+                start_new_session=True, env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        """The daemon's environment: this process's, with ``GSLB_NO_EXT``
+        set for ``gslb-noext`` and removed for every other kind."""
+        from gslb.dns.server import NO_EXT_ENV
+
+        env = dict(os.environ)
+        env.pop(NO_EXT_ENV, None)
+        if self.kind == "gslb-noext":
+            env[NO_EXT_ENV] = "1"
+        return env
 
     def log_tail(self, lines: int = 15) -> str:
         """The last ``lines`` lines of the daemon's output (text)."""

@@ -3,7 +3,9 @@ listener, byte for byte: the same randomized queries (names, case, IDs,
 types, EDNS, ECS, NSID, COOKIE, DO, payload sizes that truncate, garbage),
 sent in bursts to one nameserver on each path, get the same responses in
 the same order, and both count them alike (queries by type and rcode,
-answers by origin, fallbacks)."""
+answers by origin, fallbacks). The names are the zone's (a weighted draw,
+whose stored outcomes both paths draw from one seeded source, among them)
+and one outside it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import struct
 import dns.edns
 import dns.flags
 import dns.message
+import dns.rdatatype
 import pytest
 
 from tests.conftest import require_compiled_path
@@ -44,8 +47,11 @@ pools:
       alias: {CNAME: static}
 """.replace("{big}", ", ".join(f'"{"x" * 200} {i}"' for i in range(6)))
 
-NAMES = ["www", "heavy", "cyc", "near", "multi", "static", "alias", "nope", "@",
-         "a.b.static"]
+ORIGIN = "gslb.example.test."
+NAMES = ["www", "heavy", "heavy", "cyc", "near", "multi", "static", "alias", "nope", "@",
+         "a.b.static", "elsewhere.test."]
+"""Owner names asked for (``heavy``, a weighted draw, twice as often);
+the last is outside the zone (REFUSED)."""
 TYPES = ["A", "AAAA", "TXT", "SOA", "NS", "MX", "ANY"]
 CLIENTS = [bytes(range(i, i + 8)) for i in range(4)]
 SUBNETS = [("81.2.69.0", 24), ("81.2.70.0", 24), ("10.1.0.0", 16), ("192.0.2.0", 24),
@@ -64,7 +70,7 @@ def random_query(rng: random.Random) -> bytes:
     if roll < 0.04:
         return rng.randbytes(rng.randrange(12, 60))
     name = rng.choice(NAMES)
-    qname = "example.test." if name == "@" else f"{name}.example.test."
+    qname = ORIGIN if name == "@" else name if name.endswith(".") else f"{name}.{ORIGIN}"
     qname = "".join(c.upper() if rng.random() < 0.3 else c for c in qname)
     edns = rng.random() < 0.85
     options: list[dns.edns.Option] = []
@@ -118,14 +124,22 @@ async def test_both_paths_answer_and_count_byte_for_byte_alike(tmp_path, monkeyp
         rng = random.Random(19)
         sentinel = struct.pack(">H", 0xFFFF) + dns.message.make_query(
             "sentinel.example.test.", "A", use_edns=False).to_wire()[2:]
-        answered = 0
+        answered = with_answers = 0
+        heavy: set[str] = set()  # the addresses answered for heavy: both outcomes
         for _ in range(BURSTS):
             burst = [random_query(rng) for _ in range(BURST)]
             burst = [q if q[:2] != b"\xff\xff" else b"\xff\xfe" + q[2:] for q in burst]
             got = {name: await exchange(s, burst, sentinel) for name, s in servers.items()}
             assert got["compiled"] == got["python"]
             answered += len(got["compiled"])
+            with_answers += sum(1 for r in got["compiled"] if len(r) > 12 and r[6:8] != b"\0\0")
+            for r in got["compiled"]:
+                if r[12:18].lower() == b"\x05heavy" and r[6:8] != b"\0\0":
+                    heavy |= {rd.to_text() for rrset in dns.message.from_wire(r).answer
+                              for rd in rrset if rrset.rdtype == dns.rdatatype.A}
         assert answered > BURSTS * BURST * 0.9
+        assert with_answers > answered // 3  # the zone's names answered, not refused
+        assert heavy == {"192.0.2.1", "192.0.2.3"}
         stats = {name: s.service.stats for name, s in servers.items()}
         for counted in ("queries", "answers", "fallbacks"):
             assert getattr(stats["compiled"], counted) == getattr(stats["python"], counted)

@@ -27,10 +27,13 @@ origins:
   gb: {ipv4: [192.0.2.1], ipv6: ["2001:db8::1"]}
   se: {ipv4: [192.0.2.2]}
   us: {ipv4: [192.0.2.3]}
+  big: {ipv4: [192.0.2.4], weight: 3}
 pools:
   geo: {policy: geo, origins: [gb, se, us], countries: {GB: gb, SE: se}, default: us}
   fail: {policy: failover, tiers: [gb, [se, us]]}
   coin: {policy: weighted, origins: [gb, se]}
+  tilt: {policy: weighted, origins: [gb, big]}
+  pair: {policy: weighted, origins: [gb, se, us], max_answers: 2}
 zones:
   example.test:
     records:
@@ -41,6 +44,8 @@ zones:
       geo: {gslb: geo}
       fail: {gslb: fail}
       coin: {gslb: coin}
+      tilt: {gslb: tilt}
+      pair: {gslb: pair}
       big: {TXT: [BIG]}
 """.replace("BIG", ", ".join(f'"{"x" * 90} {i}"' for i in range(12)))
 
@@ -122,23 +127,45 @@ def test_a_health_change_shows_in_the_next_answer(tmp_path, geodb):
     assert authority.cache.hits == 1
 
 
-def test_a_draw_inside_a_failover_tier_is_never_reused(tmp_path, geodb):
+def test_a_draw_inside_a_failover_tier_is_stored_as_the_draw(tmp_path, geodb):
     # tier 2 holds two healthy origins of equal weight: each answer is a
     # draw, so the cache must not freeze one (it did while reuse was decided
-    # from the pool's policy name)
+    # from the pool's policy name): it stores the draw, and draws on each hit
     authority, view = build(tmp_path, geodb)
     down(view, "gb")
     data = query("fail.example.test.")
     seen = [addresses(respond(authority, data, GB_RESOLVER, True))[0] for _ in range(400)]
-    assert authority.cache.hits == 0 and len(authority.cache) == 0
+    assert authority.cache.hits == 399 and len(authority.cache) == 1
     assert 140 <= seen.count("192.0.2.2") <= 260 and 140 <= seen.count("192.0.2.3") <= 260
+    view.apply(VantageReport("gb", "local", True, 3, False, None, None, "ok", 2e18))
+    assert addresses(respond(authority, data, GB_RESOLVER, True)) == ["192.0.2.1"]
 
 
-def test_weighted_draws_are_never_reused(tmp_path, geodb):
+def test_weighted_draws_are_stored_as_draws_and_keep_their_shares(tmp_path, geodb):
+    # weights 1 and 3: over 4,000 answers, the heavy one's share within
+    # 0.72..0.78 (4.4 standard deviations); every answer heard as the origin
+    # it gave, hits included
+    path = tmp_path / "zone.yaml"
+    path.write_text(ZONE)
+    heard: list[str] = []
+    authority = Authority(load([path]), QuorumView(), geodb.locate, rng=random.Random(7),
+                          on_choice=lambda owner, pool, choice: heard.extend(choice.addresses))
+    data = query("tilt.example.test.")
+    seen = [addresses(respond(authority, data, GB_RESOLVER, True))[0] for _ in range(4000)]
+    assert set(seen) == {"192.0.2.1", "192.0.2.4"}
+    assert 0.72 <= seen.count("192.0.2.4") / 4000 <= 0.78
+    assert heard == seen
+    assert authority.cache.hits == 3999 and len(authority.cache) == 1
+
+
+def test_an_answer_of_two_draws_is_never_reused(tmp_path, geodb):
+    # two members drawn without replacement: two draws, no single outcome
     authority, _ = build(tmp_path, geodb)
-    data = query("coin.example.test.")
-    seen = {addresses(respond(authority, data, GB_RESOLVER, True))[0] for _ in range(200)}
-    assert seen == {"192.0.2.1", "192.0.2.2"}
+    data = query("pair.example.test.")
+    seen = {tuple(sorted(addresses(respond(authority, data, GB_RESOLVER, True))))
+            for _ in range(200)}
+    assert seen == {("192.0.2.1", "192.0.2.2"), ("192.0.2.1", "192.0.2.3"),
+                    ("192.0.2.2", "192.0.2.3")}
     assert authority.cache.hits == 0 and len(authority.cache) == 0
 
 
