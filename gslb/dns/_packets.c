@@ -6,24 +6,27 @@
  * every answer-cache hit it can here, hands the rest to the Python handler
  * (gslb.dns.server.Handler) one by one in the order they came, and sends
  * every response with one sendmmsg(2). A hit is what
- * gslb.dns.cache.AnswerCache.get would answer from a plain entry: the
- * query's shape (AnswerCache.shape: "U", the header from octet 2, the qname
- * lower-cased in ASCII, the rest as sent) found in the cache's table as
- * (response, note, None), or as (response, note, Draw) (an answer that was
- * one outcome of a weighted draw, gslb.dns.cache.Draw), whose outcome it
- * draws as Draw.pick does, from the same source; the response then gets the
- * query's ID and its qname exactly as asked (the 0x20 case echo), as in
- * AnswerCache.get. The
- * ECS option, NSID and every other option of the query are part of the
- * shape, so the stored response already carries what they ask for. Every
- * other entry (kept per client address, rotating, or a query with a COOKIE
- * option, whose shape is looked up without it) goes to the handler, which
- * looks it up in Python.
+ * gslb.dns.cache.AnswerCache.get would answer: the query's shape
+ * (AnswerCache.shape: "U", the header from octet 2, the qname lower-cased in
+ * ASCII, the rest as sent) found in the cache's table as (response, note,
+ * variant), where variant is
+ *   - None: the response as stored;
+ *   - a Rotation (order: cyclic or random): its records moved on by one
+ *     turn, or shuffled, as Rotation.apply moves them, from the same source;
+ *   - a Draw (one outcome of a weighted draw): the outcome drawn as
+ *     Draw.pick draws it, from the same source.
+ * The response then gets the query's ID and its qname exactly as asked (the
+ * 0x20 case echo), as in AnswerCache.get. The ECS option, NSID and every
+ * other option of the query are part of the shape, so the stored response
+ * already carries what they ask for. Entries kept per client address, and
+ * queries with a COOKIE option (whose shape is looked up without it and
+ * whose cookie is made for each client) go to the handler, which looks
+ * them up in Python.
  *
  * This module only touches the bytes; what the hits were (their notes,
  * how many of each) goes back to the caller, which counts them.
  * The pure-Python listener (gslb.dns.server._Udp) stays the reference:
- * tests/unit/test_packet_paths.py compares the two byte for byte.
+ * tests/integration/test_packet_paths.py compares the two byte for byte.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -163,6 +166,117 @@ drawn_outcome(PyObject *draw)
     return PyTuple_CheckExact(outcome) && PyTuple_GET_SIZE(outcome) == 2 ? outcome : Py_None;
 }
 
+/* Records of one rotation moved here at most (more: the handler rotates them). */
+#define MAX_ROTATED 256
+
+/* Interned attribute names of gslb.dns.cache.Rotation, made at import. */
+static PyObject *s_start, *s_size, *s_count, *s_shuffle, *s_turn, *s_bits;
+
+/* Attribute ``name`` of ``obj`` as a C integer in 0..limit, or -1 (an
+ * exception set when it was not read at all). */
+static Py_ssize_t
+small_attr(PyObject *obj, PyObject *name, Py_ssize_t limit)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    Py_ssize_t n = PyLong_Check(value) ? PyLong_AsSsize_t(value) : -1;
+    Py_DECREF(value);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    return n >= 0 && n <= limit ? n : -1;
+}
+
+/* A draw below ``n`` (n >= 1) as random.Random._randbelow_with_getrandbits
+ * draws it: bits(k), k = n.bit_length(), again while >= n. -1 with an
+ * exception set. */
+static Py_ssize_t
+below(PyObject *bits, Py_ssize_t n)
+{
+    int k = 0;
+    for (size_t m = (size_t)n; m; m >>= 1)
+        k++;
+    PyObject *width = PyLong_FromLong(k);
+    if (width == NULL)
+        return -1;
+    for (;;) {
+        PyObject *drawn = PyObject_CallOneArg(bits, width);
+        if (drawn == NULL)
+            break;
+        Py_ssize_t r = PyLong_Check(drawn) ? PyLong_AsSsize_t(drawn) : -1;
+        Py_DECREF(drawn);
+        if (r == -1 && PyErr_Occurred())
+            break;
+        if (r >= 0 && r < n) {
+            Py_DECREF(width);
+            return r;
+        }
+    }
+    Py_DECREF(width);
+    return -1;
+}
+
+/* ``stored`` (``size`` octets) copied into ``out`` with its leading records
+ * in the order of the next hit, as gslb.dns.cache.Rotation.apply orders
+ * them (moving its ``turn``, or shuffling from its ``bits``). 1 done, 0
+ * when ``rotation`` is none this path can apply, -1 with an exception set. */
+static int
+rotate_into(PyObject *rotation, const unsigned char *stored, Py_ssize_t size,
+            unsigned char *out)
+{
+    Py_ssize_t start = small_attr(rotation, s_start, size);
+    Py_ssize_t rsize = start < 0 ? -1 : small_attr(rotation, s_size, size);
+    Py_ssize_t count = rsize < 0 ? -1 : small_attr(rotation, s_count, MAX_ROTATED);
+    if (count < 1 || rsize < 1 || start + rsize * count > size)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *shuffle = PyObject_GetAttr(rotation, s_shuffle);
+    if (shuffle == NULL)
+        return -1;
+    int shuffled = PyObject_IsTrue(shuffle);
+    Py_DECREF(shuffle);
+    if (shuffled < 0)
+        return -1;
+    Py_ssize_t order[MAX_ROTATED];
+    if (shuffled) {
+        PyObject *bits = PyObject_GetAttr(rotation, s_bits);
+        if (bits == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < count; i++)
+            order[i] = i;
+        for (Py_ssize_t i = count - 1; i > 0; i--) {
+            Py_ssize_t j = below(bits, i + 1);
+            if (j < 0) {
+                Py_DECREF(bits);
+                return -1;
+            }
+            Py_ssize_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        Py_DECREF(bits);
+    } else {
+        Py_ssize_t turn = small_attr(rotation, s_turn, PY_SSIZE_T_MAX);
+        if (turn < 0)
+            return PyErr_Occurred() ? -1 : 0;
+        turn = (turn + 1) % count;
+        PyObject *moved = PyLong_FromSsize_t(turn);
+        if (moved == NULL)
+            return -1;
+        int set = PyObject_SetAttr(rotation, s_turn, moved);
+        Py_DECREF(moved);
+        if (set < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < count; i++)
+            order[i] = (turn + i) % count;
+    }
+    memcpy(out, stored, (size_t)start);
+    for (Py_ssize_t i = 0; i < count; i++)
+        memcpy(out + start + i * rsize, stored + start + order[i] * rsize, (size_t)rsize);
+    Py_ssize_t stop = start + rsize * count;
+    memcpy(out + stop, stored + stop, (size_t)(size - stop));
+    return 1;
+}
+
 /* The response to a hit: the stored one (for a drawn entry, the outcome
  * drawn) with the query's ID and qname (AnswerCache.get), its note counted
  * in ``notes``. Returns its length, 0 when the entry is none this path
@@ -175,9 +289,10 @@ patch_hit(PyObject *found, const unsigned char *query, Py_ssize_t end, unsigned 
         return 0;
     PyObject *stored = PyTuple_GET_ITEM(found, 0), *note = PyTuple_GET_ITEM(found, 1);
     PyObject *variant = PyTuple_GET_ITEM(found, 2);
-    if (variant != Py_None) {
-        /* a Draw (a NamedTuple: a tuple, not exactly); a Rotation is no tuple */
-        if (!PyTuple_Check(variant) || PyTuple_CheckExact(variant))
+    int rotation = variant != Py_None && !PyTuple_Check(variant);  /* a Rotation is no tuple */
+    if (variant != Py_None && !rotation) {
+        /* a Draw (a NamedTuple: a tuple, not exactly) */
+        if (PyTuple_CheckExact(variant))
             return 0;
         PyObject *outcome = drawn_outcome(variant);
         if (outcome == NULL)
@@ -193,10 +308,15 @@ patch_hit(PyObject *found, const unsigned char *query, Py_ssize_t end, unsigned 
     if (size < end || size > MAX_DATAGRAM)
         return 0;
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(stored);
+    if (rotation) {
+        int done = rotate_into(variant, s, size, out);
+        if (done <= 0)
+            return done;
+    } else {
+        memcpy(out, s, (size_t)size);
+    }
     memcpy(out, query, 2);
-    memcpy(out + 2, s + 2, HEADER - 2);
     memcpy(out + HEADER, query + HEADER, (size_t)(end - HEADER));
-    memcpy(out + end, s + end, (size_t)(size - end));
     count_note(notes, distinct, note);
     return size;
 }
@@ -364,6 +484,13 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__packets(void)
 {
+    if ((s_start = PyUnicode_InternFromString("start")) == NULL
+            || (s_size = PyUnicode_InternFromString("size")) == NULL
+            || (s_count = PyUnicode_InternFromString("count")) == NULL
+            || (s_shuffle = PyUnicode_InternFromString("shuffle")) == NULL
+            || (s_turn = PyUnicode_InternFromString("turn")) == NULL
+            || (s_bits = PyUnicode_InternFromString("bits")) == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

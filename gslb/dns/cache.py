@@ -140,16 +140,22 @@ query gets another answer, BADCOOKIE)."""
 
 class Rotation:
     """How a stored response's leading answer records move on each hit:
-    ``count`` records of ``size`` octets from offset ``start``; cyclic
-    (``turn``: hits so far) or shuffled (``shuffle``, with ``rng``)."""
+    ``count`` records of ``size`` octets from offset ``start`` (to
+    ``stop``); cyclic (``turn``: the hits so far, modulo ``count``) or
+    shuffled (``shuffle``: Fisher-Yates, each swap's index drawn below
+    ``n`` as ``bits(n.bit_length())`` again until below ``n``, ``bits``
+    being ``rng.getrandbits``: the draws ``random.Random.shuffle`` makes,
+    so a seeded ``rng`` shuffles alike here and in the compiled packet
+    path, ``gslb.dns._packets``, which reads these attributes and moves
+    ``turn`` itself)."""
 
-    __slots__ = ("count", "rng", "shuffle", "size", "start", "stop", "turn")
+    __slots__ = ("bits", "count", "shuffle", "size", "start", "stop", "turn")
 
     def __init__(self, start: int, size: int, count: int, shuffle: bool,
                  rng: random.Random) -> None:
         self.start, self.size, self.count = start, size, count
         self.stop = start + size * count
-        self.shuffle, self.rng, self.turn = shuffle, rng, 0
+        self.shuffle, self.bits, self.turn = shuffle, rng.getrandbits, 0
 
     @classmethod
     def of(cls, response: bytes, end: int, count: int, shuffle: bool,
@@ -183,7 +189,14 @@ class Rotation:
         start, stop, size = self.start, self.stop, self.size
         if self.shuffle:
             records = [stored[p:p + size] for p in range(start, stop, size)]
-            self.rng.shuffle(records)
+            bits = self.bits
+            for i in range(len(records) - 1, 0, -1):
+                n = i + 1
+                k = n.bit_length()
+                j = bits(k)
+                while j >= n:
+                    j = bits(k)
+                records[i], records[j] = records[j], records[i]
             return stored[:start] + b"".join(records) + stored[stop:]
         self.turn = turn = (self.turn + 1) % self.count
         cut = start + turn * size

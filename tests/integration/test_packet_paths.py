@@ -33,11 +33,13 @@ pools:
   both: {policy: all, origins: [a, b]}
   heavy: {policy: weighted, origins: [a, c]}
   cyc: {policy: all, origins: [a, b, c], order: cyclic}
+  shuf: {policy: all, origins: [a, b, c, m], order: random}
   near: {policy: geo, origins: [a, b, m], networks: {81.2.0.0/16: m, 10.0.0.0/8: b}, default: a}
 """ + BASE_ZONE.format(minimum=30) + """
       www: {gslb: {pool: both, ttl: 20}}
       heavy: {gslb: heavy}
       cyc: {gslb: cyc}
+      shuf: {gslb: shuf}
       near: {gslb: near}
       multi: {gslb: {pool: near, ttl: 10}}
       static:
@@ -48,7 +50,7 @@ pools:
 """.replace("{big}", ", ".join(f'"{"x" * 200} {i}"' for i in range(6)))
 
 ORIGIN = "gslb.example.test."
-NAMES = ["www", "heavy", "heavy", "cyc", "near", "multi", "static", "alias", "nope", "@",
+NAMES = ["www", "heavy", "heavy", "cyc", "shuf", "near", "multi", "static", "alias", "nope", "@",
          "a.b.static", "elsewhere.test."]
 """Owner names asked for (``heavy``, a weighted draw, twice as often);
 the last is outside the zone (REFUSED)."""
