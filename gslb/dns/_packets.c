@@ -381,7 +381,7 @@ handle(PyObject *handler, int i, Py_ssize_t len)
 }
 
 static PyObject *
-serve(PyObject *module, PyObject *args)
+serve(PyObject *Py_UNUSED(module), PyObject *args)
 {
     int fd, batch;
     PyObject *entries, *handler;
@@ -462,8 +462,8 @@ PyDoc_STRVAR(serve_doc,
 "serve(fd, entries, handler, batch) -> (received, hits, notes, seconds)\n\n"
 "Read up to ``batch`` (at most 64) datagrams from the non-blocking UDP\n"
 "socket ``fd`` with one recvmmsg, answer those found in ``entries`` (an\n"
-"AnswerCache's table: shape key -> (response, note, None), or\n"
-"(response, note, Draw), whose outcome is drawn here) here and the\n"
+"AnswerCache's table: shape key -> (response, note, variant), variant\n"
+"None, a Rotation, moved here, or a Draw, drawn here) here and the\n"
 "rest with ``handler(data, who, True)`` (bytes or None), in order, and\n"
 "send every response with sendmmsg (one refused by the kernel is dropped).\n"
 "Returns the datagrams read, the hits answered here, a list of\n"
