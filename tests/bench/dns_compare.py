@@ -183,7 +183,8 @@ class Bench:
         duration = self.args.duration
         queries = self.queries_of.get(server.kind, self.queries)
         argv = ["dnsperf", "-s", server.addr, "-p", str(server.port), "-d", str(queries),
-                "-l", str(duration), "-t", "1", "-c", "1", "-T", "1", "-b", "4096",
+                "-l", str(duration), "-t", "1", "-c", str(self.args.clients), "-T", "1",
+                "-b", "4096",
                 "-q", str(self.args.outstanding),
                 "-E", self.ecs, *self.extra_args]
         if rate is not None:
@@ -470,7 +471,8 @@ async def bench(args: argparse.Namespace) -> dict:
     servers = []
     for i, kind in enumerate(kinds):
         addr = f"127.0.10.{i + 1}"
-        s = Server(kind, addr, free_port(addr), workdir / kind, args.server_cpu)
+        s = Server(kind, addr, free_port(addr), workdir / kind, args.server_cpu,
+                   workers=args.gslb_workers)
         s.write_config(zone)  # raises BenchError when a binary is missing
         servers.append(s)
     origins = Origins(zone.checked, zone.origin_port)
@@ -545,7 +547,13 @@ def main() -> None:
     a("--flip-every", type=float, default=6.0, help="seconds between flips (default 6)")
     a("--ecs", default="81.2.69.0/24", help="client subnet sent as ECS (default: a GB /24)")
     a("--geoip", default=str(ROOT / "geoip" / "country.mmdb"), help="country mmdb")
-    a("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
+    a("--server-cpu", default="0", help="CPU the servers are pinned to, or a taskset list "
+      "such as 0,1 (default 0)")
+    a("--gslb-workers", type=int, default=1, metavar="N",
+      help="gslb serve --workers N for the gslb servers (default 1: one process)")
+    a("--clients", type=int, default=1, metavar="N",
+      help="dnsperf -c: client sockets, each its own source port (default 1; the kernel "
+           "spreads queries over --gslb-workers by source port)")
     a("--client-cpu", type=int, default=1, help="CPU of dnsperf and this process (default 1)")
     a("--no-pin", action="store_true", help="pin nothing")
     a("--start-timeout", type=float, default=120, help="seconds a server may take to start")
@@ -575,7 +583,10 @@ def main() -> None:
           f"{v.get('gdnsd')}, Knot DNS {v.get('knot')}; names {args.names}, pool size "
           f"{args.pool_size}, queries {args.query_names}, ECS {args.ecs}, "
           f"{'flip every ' + str(args.flip_every) + ' s' if args.flip else 'no flip'}, "
-          f"{args.rounds} rounds of {args.duration} s runs, latency at {args.latency_rate} QPS")
+          f"{args.rounds} rounds of {args.duration} s runs, latency at {args.latency_rate} QPS"
+          + (f"; gslb --workers {args.gslb_workers}, dnsperf -c {args.clients}, servers on "
+             f"CPU {args.server_cpu}, dnsperf on CPU {args.client_cpu}"
+             if args.gslb_workers > 1 or args.clients > 1 else ""))
     print()
     print(report["table"])
     if few := [r["kind"] for r in report["results"] if mix_of(r["kind"]) != MIX]:

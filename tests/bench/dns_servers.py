@@ -255,10 +255,35 @@ GSLB_KINDS = ("gslb", "gslb-nocache", "gslb-noext", "gslb-rrl", "gslb-knotmix")
 """The kinds that run ``gslb serve``."""
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (``/proc/PID/task/TID/children``)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     """One nameserver under test, listening on ``addr:port`` (UDP), pinned to
-    ``cpu`` (None: not pinned). ``kind`` is ``gslb``, ``gslb-nocache``
+    ``cpu`` (a CPU number or a ``taskset -c`` list such as ``"0,1"``; None: not
+    pinned); a gslb kind with ``workers`` above 1 runs ``gslb serve --workers
+    N``. ``kind`` is ``gslb``, ``gslb-nocache``
     (``--answer-cache 0``), ``gslb-noext`` (``GSLB_NO_EXT=1``: the pure-Python
     packet path), ``gslb-rrl`` (a ``rate_limit`` section no query reaches:
     :data:`RRL_UNREACHED`), ``gslb-knotmix`` (gslb, queried on :data:`KNOT_MIX`),
@@ -269,10 +294,11 @@ class Server:
     addr: str
     port: int
     workdir: Path
-    cpu: int | None
+    cpu: int | str | None
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     argv: list[str] = field(default_factory=list)
+    workers: int = 1
 
     @property
     def pid(self) -> int:
@@ -294,6 +320,8 @@ class Server:
                          "--listen", f"{self.addr}:{self.port}", "--geoip", str(zone.mmdb)]
             if self.kind == "gslb-nocache":
                 self.argv += ["--answer-cache", "0"]
+            if self.workers > 1:
+                self.argv += ["--workers", str(self.workers)]
         elif self.kind in ("pdns", "pdns-shared"):
             hint = "apt-get install -y pdns-server pdns-backend-bind pdns-backend-geoip"
             exe = _need("pdns_server", hint)
@@ -386,11 +414,10 @@ lua-health-checks-interval={CHECK_INTERVAL_S}
             await self.proc.wait()
 
     def cpu_s(self) -> float:
-        """User + system CPU time (seconds) of the process, all threads
+        """User + system CPU time (seconds) of the process and its live
+        descendants (``gslb serve --workers``' workers), all threads
         (``/proc/PID/stat`` utime + stime)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(_cpu_s(pid) for pid in _tree(self.pid))
 
     def rss_mb(self) -> float:
         """Resident set size of the process (MiB, ``VmRSS``)."""
