@@ -22,6 +22,7 @@ from typing import cast
 from gslb.authority import Authority, CacheNote, respond, servfail
 from gslb.config.model import Config
 from gslb.dns.cache import DEFAULT_ENTRIES
+from gslb.dns.cookies import SIPHASH
 from gslb.dns.rrl import RateLimiter
 from gslb.geo import AsnDB, GeoDB
 from gslb.health.view import HealthView
@@ -108,19 +109,28 @@ class Answering:
         self.stats.duration(perf_counter() - start)
         return response
 
-    def cached_table(self) -> dict[object, object] | None:
+    def cached_table(self) -> tuple[dict[object, object], object] | None:
         """The answer cache's entries for the compiled packet path
-        (``gslb.dns.server.CachedAnswers``), or None when every query must
-        go through :meth:`handle`: no answer cache, a rate limiter (it
-        reads each UDP response), a sampled query log (it reads each
-        query), or steering outcomes heard by something other than
-        ``stats`` (each must hear of every one)."""
+        (``gslb.dns.server.CachedAnswers``) and the DNS Cookies state it
+        answers COOKIE queries with: ``()`` when cookies are off, else
+        ``(now, require, secrets, siphash)`` (epoch seconds of this batch
+        by the cookies' clock, ``Cookies.require``, its secrets, current
+        first, and ``siphashc.siphash``: ``Authority.cookie_patch``'s
+        inputs). None when every query must go through :meth:`handle`: no
+        answer cache, a rate limiter (it reads each UDP response), a
+        sampled query log (it reads each query), or steering outcomes
+        heard by something other than ``stats`` (each must hear of every
+        one)."""
         authority = self.authority
         cache = authority.cache
         if (cache is None or self.limiter is not None or self._observe != self.stats.query
                 or authority.on_choice != self.stats.choice):
             return None
-        return cache.table()
+        cookies = authority.cookies
+        if cookies is None:
+            return cache.table(), ()
+        return cache.table(), (int(cookies.clock()), cookies.require, cookies.secrets,
+                              SIPHASH)
 
     def cached_served(self, hits: int, notes: list[tuple[object, int]],
                       seconds_each: float) -> None:

@@ -18,10 +18,12 @@
  * The response then gets the query's ID and its qname exactly as asked (the
  * 0x20 case echo), as in AnswerCache.get. The ECS option, NSID and every
  * other option of the query are part of the shape, so the stored response
- * already carries what they ask for. Entries kept per client address, and
- * queries with a COOKIE option (whose shape is looked up without it and
- * whose cookie is made for each client) go to the handler, which looks
- * them up in Python.
+ * already carries what they ask for. A query with a COOKIE option is looked
+ * up without it (as AnswerCache._without_cookie keys it) and answered with
+ * this client's cookie (RFC 9018's Server Cookie, signed with siphashc, the
+ * library gslb.dns.cookies signs with), as Authority.cookie_patch answers
+ * it; one that must get BADCOOKIE, and entries kept per client address, go
+ * to the handler, which looks them up in Python.
  *
  * This module only touches the bytes; what the hits were (their notes,
  * how many of each) goes back to the caller, which counts them.
@@ -277,6 +279,154 @@ rotate_into(PyObject *rotation, const unsigned char *stored, Py_ssize_t size,
     return 1;
 }
 
+/* DNS Cookies (RFC 7873, server cookies of RFC 9018) as gslb.dns.cookies
+ * makes them: the option code, octets, and the ages a Server Cookie may
+ * have (gslb.dns.cookies.LIFETIME_S, FUTURE_S, REFRESH_S). */
+#define OPTION_COOKIE 10
+#define CLIENT_BYTES 8
+#define REPLY_BYTES 24
+#define LIFETIME_S 3600
+#define FUTURE_S 300
+#define REFRESH_S 1800
+/* From the qname's zero octet to the first EDNS option (gslb.dns.cache._TO_OPTIONS). */
+#define TO_OPTIONS 16
+
+/* What serve() does with a query that has a COOKIE option. */
+enum { COOKIES_TO_HANDLER, COOKIES_OFF, COOKIES_ON };
+
+typedef struct {
+    int mode;            /* COOKIES_TO_HANDLER, COOKIES_OFF (stored as is), COOKIES_ON */
+    long long at;        /* epoch seconds of this batch (Cookies.clock) */
+    int require;         /* Cookies.require: no valid Server Cookie, no answer */
+    PyObject *secrets;   /* tuple of bytes, the current first (borrowed) */
+    PyObject *siphash;   /* siphashc.siphash (borrowed) */
+} CookieState;
+
+/* Where the first COOKIE option of ``data`` lies, from its OPTION-CODE to
+ * the end of its data, as gslb.dns.cache.cookie_span finds it (options well
+ * formed up to it, its data 8 or 16 to 40 octets). 1 found, 0 not. */
+static int
+cookie_span(const unsigned char *data, Py_ssize_t len, Py_ssize_t end, Py_ssize_t *start,
+            Py_ssize_t *stop)
+{
+    Py_ssize_t pos = end + TO_OPTIONS;
+    while (pos + 4 <= len) {
+        unsigned code = (unsigned)(data[pos] << 8 | data[pos + 1]);
+        Py_ssize_t length = data[pos + 2] << 8 | data[pos + 3], after = pos + 4 + length;
+        if (after > len)
+            return 0;
+        if (code == OPTION_COOKIE) {
+            if (length != 8 && (length < 16 || length > 40))
+                return 0;
+            *start = pos;
+            *stop = after;
+            return 1;
+        }
+        pos = after;
+    }
+    return 0;
+}
+
+/* The Client-IP octets of ``addr`` (gslb.dns.cookies.client_ip): 4 for IPv4
+ * and an IPv4-mapped IPv6 address, 16 for IPv6, 0 for anything else. */
+static Py_ssize_t
+client_ip(const struct sockaddr_storage *addr, unsigned char *ip)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (addr->ss_family == AF_INET) {
+        memcpy(ip, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+        return 4;
+    }
+    if (addr->ss_family == AF_INET6) {
+        const unsigned char *a = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
+        if (memcmp(a, mapped, 12) == 0) {
+            memcpy(ip, a + 12, 4);
+            return 4;
+        }
+        memcpy(ip, a, 16);
+        return 16;
+    }
+    return 0;
+}
+
+/* SipHash-2-4 of ``n`` octets under ``secret``, by siphashc (the library
+ * gslb.dns.cookies uses: never a hash of our own). 0 done, -1 with an
+ * exception set. */
+static int
+sip(PyObject *siphash, PyObject *secret, const unsigned char *msg, Py_ssize_t n,
+    unsigned long long *out)
+{
+    PyObject *data = PyBytes_FromStringAndSize((const char *)msg, n);
+    if (data == NULL)
+        return -1;
+    PyObject *hash = PyObject_CallFunctionObjArgs(siphash, secret, data, NULL);
+    Py_DECREF(data);
+    if (hash == NULL)
+        return -1;
+    *out = u64(hash);
+    Py_DECREF(hash);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* The COOKIE option data to send (``reply``, REPLY_BYTES) to a query whose
+ * COOKIE option data is ``option`` (``olen`` octets, well formed) from
+ * Client-IP ``ip``, as gslb.dns.cookies.Cookies.reply makes it: a valid
+ * Server Cookie younger than REFRESH_S made with the current secret is sent
+ * back as it came, else a fresh one is made. 1 when ``option`` carried a
+ * valid Server Cookie, 0 when not, -1 with an exception set. */
+static int
+cookie_reply(const CookieState *c, const unsigned char *option, Py_ssize_t olen,
+             const unsigned char *ip, Py_ssize_t iplen, unsigned char *reply)
+{
+    unsigned char msg[CLIENT_BYTES + 8 + 16];
+    int valid = 0, current = 0;
+    long long age = 0;
+    if (olen == REPLY_BYTES && option[CLIENT_BYTES] == 1) {
+        const unsigned char *server = option + CLIENT_BYTES;
+        unsigned long long stamp = (unsigned long long)server[4] << 24 | server[5] << 16
+                                   | server[6] << 8 | server[7];
+        age = (long long)(((unsigned long long)c->at - stamp) & 0xFFFFFFFFULL);
+        if (age >= 0x80000000LL)
+            age -= 0x100000000LL;
+        if (age >= -FUTURE_S && age <= LIFETIME_S) {
+            unsigned long long mac = 0;
+            for (int b = 7; b >= 0; b--)
+                mac = mac << 8 | server[8 + b];
+            memcpy(msg, option, CLIENT_BYTES + 8);
+            memcpy(msg + CLIENT_BYTES + 8, ip, (size_t)iplen);
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c->secrets) && !valid; i++) {
+                unsigned long long hash;
+                if (sip(c->siphash, PyTuple_GET_ITEM(c->secrets, i), msg,
+                        CLIENT_BYTES + 8 + iplen, &hash) < 0)
+                    return -1;
+                if (hash == mac) {
+                    valid = 1;
+                    current = i == 0;
+                }
+            }
+        }
+    }
+    if (valid && current && age < REFRESH_S) {
+        memcpy(reply, option, REPLY_BYTES);
+        return 1;
+    }
+    /* fresh: Version 1, Reserved, Timestamp, Hash (RFC 9018 section 4.2) */
+    unsigned long long at = (unsigned long long)c->at & 0xFFFFFFFFULL, hash;
+    unsigned char head[8] = {1, 0, 0, 0, (unsigned char)(at >> 24), (unsigned char)(at >> 16),
+                             (unsigned char)(at >> 8), (unsigned char)at};
+    memcpy(msg, option, CLIENT_BYTES);
+    memcpy(msg + CLIENT_BYTES, head, 8);
+    memcpy(msg + CLIENT_BYTES + 8, ip, (size_t)iplen);
+    if (sip(c->siphash, PyTuple_GET_ITEM(c->secrets, 0), msg, CLIENT_BYTES + 8 + iplen,
+            &hash) < 0)
+        return -1;
+    memcpy(reply, option, CLIENT_BYTES);
+    memcpy(reply + CLIENT_BYTES, head, 8);
+    for (int b = 0; b < 8; b++)
+        reply[16 + b] = (unsigned char)(hash >> (8 * b));
+    return valid;
+}
+
 /* The response to a hit: the stored one (for a drawn entry, the outcome
  * drawn) with the query's ID and qname (AnswerCache.get), its note counted
  * in ``notes``. Returns its length, 0 when the entry is none this path
@@ -321,35 +471,66 @@ patch_hit(PyObject *found, const unsigned char *query, Py_ssize_t end, unsigned 
     return size;
 }
 
-/* Look ``query`` up in ``entries``; the response's length in ``out`` on a
- * hit (its note counted in ``notes``), 0 when the handler must answer it,
- * -1 with an exception set. */
+/* Look ``query`` (from ``addr``) up in ``entries``; the response's length
+ * in ``out`` on a hit (its note counted in ``notes``), 0 when the handler
+ * must answer it, -1 with an exception set. A query with a COOKIE option is
+ * looked up without it (key "u...", AnswerCache._without_cookie) and its
+ * response gets this client's cookie in its last octets, as
+ * Authority.cookie_patch gives it; one that must get BADCOOKIE goes to the
+ * handler untouched (the entry's rotation or draw not moved). */
 static Py_ssize_t
-lookup(PyObject *entries, const unsigned char *query, Py_ssize_t len, unsigned char *out,
+lookup(PyObject *entries, const unsigned char *query, Py_ssize_t len,
+       const struct sockaddr_storage *addr, const CookieState *cookies, unsigned char *out,
        Counted *notes, int *distinct)
 {
     if (len < HEADER)
         return 0;
     const unsigned char *zero = memchr(query + HEADER, 0, (size_t)(len - HEADER));
-    Py_ssize_t end = zero ? zero - query : len;
+    Py_ssize_t end = zero ? zero - query : len, cstart = 0, cstop = 0;
+    int cookie = cookie_span(query, len, end, &cstart, &cstop);
+    if (cookie && cookies->mode == COOKIES_TO_HANDLER)
+        return 0;
     unsigned char *key = buffers->key;
-    key[0] = 'U';
+    key[0] = cookie ? 'u' : 'U';
     memcpy(key + 1, query + 2, HEADER - 2);
     for (Py_ssize_t i = HEADER; i < end; i++) {
         unsigned char c = query[i];
         key[i - 1] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
     }
-    memcpy(key + end - 1, query + end, (size_t)(len - end));
-    PyObject *k = PyBytes_FromStringAndSize((const char *)key, len - 1);
+    Py_ssize_t klen;
+    if (cookie) {
+        memcpy(key + end - 1, query + end, (size_t)(cstart - end));
+        memcpy(key + cstart - 1, query + cstop, (size_t)(len - cstop));
+        klen = len - 1 - (cstop - cstart);
+    } else {
+        memcpy(key + end - 1, query + end, (size_t)(len - end));
+        klen = len - 1;
+    }
+    PyObject *k = PyBytes_FromStringAndSize((const char *)key, klen);
     if (k == NULL)
         return -1;
     PyObject *found = PyDict_GetItemWithError(entries, k);  /* borrowed */
     Py_DECREF(k);
     if (found == NULL)
         return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_CheckExact(found))
+        return 0;  /* kept per client address: the handler looks it up */
+    unsigned char reply[REPLY_BYTES];
+    if (cookie && cookies->mode == COOKIES_ON) {
+        unsigned char ip[16];
+        Py_ssize_t iplen = client_ip(addr, ip);
+        int valid = cookie_reply(cookies, query + cstart + 4, cstop - cstart - 4, ip, iplen,
+                                 reply);
+        if (valid < 0)
+            return -1;
+        if (!valid && cookies->require)
+            return 0;  /* BADCOOKIE (RFC 7873 section 5.2.3): the handler answers it */
+    }
     Py_INCREF(found);  /* a draw calls Python: hold the entry for as long as it is read */
     Py_ssize_t size = patch_hit(found, query, end, out, notes, distinct);
     Py_DECREF(found);
+    if (size >= REPLY_BYTES && cookie && cookies->mode == COOKIES_ON)
+        memcpy(out + size - REPLY_BYTES, reply, REPLY_BYTES);  /* the COOKIE option is last */
     return size;
 }
 
@@ -384,9 +565,25 @@ static PyObject *
 serve(PyObject *Py_UNUSED(module), PyObject *args)
 {
     int fd, batch;
-    PyObject *entries, *handler;
-    if (!PyArg_ParseTuple(args, "iO!Oi:serve", &fd, &PyDict_Type, &entries, &handler, &batch))
+    PyObject *entries, *handler, *cookie_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "iO!Oi|O:serve", &fd, &PyDict_Type, &entries, &handler, &batch,
+                          &cookie_arg))
         return NULL;
+    CookieState cookies = {COOKIES_TO_HANDLER, 0, 0, NULL, NULL};
+    if (PyTuple_CheckExact(cookie_arg) && PyTuple_GET_SIZE(cookie_arg) == 0) {
+        cookies.mode = COOKIES_OFF;
+    } else if (cookie_arg != Py_None) {
+        PyObject *secrets;
+        if (!PyArg_ParseTuple(cookie_arg, "LpO!O:cookies", &cookies.at, &cookies.require,
+                              &PyTuple_Type, &secrets, &cookies.siphash))
+            return NULL;
+        if (PyTuple_GET_SIZE(secrets) < 1) {
+            PyErr_SetString(PyExc_ValueError, "cookies: no secret");
+            return NULL;
+        }
+        cookies.secrets = secrets;
+        cookies.mode = COOKIES_ON;
+    }
     if (buffers == NULL) {
         buffers = PyMem_RawCalloc(1, sizeof *buffers);
         if (buffers == NULL)
@@ -414,7 +611,8 @@ serve(PyObject *Py_UNUSED(module), PyObject *args)
         Py_ssize_t len = (Py_ssize_t)buffers->rx_msg[i].msg_len, size;
         if (buffers->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)
             continue;  /* larger than any DNS message over UDP: dropped */
-        size = lookup(entries, buffers->rx[i], len, buffers->tx[i], notes, &distinct);
+        size = lookup(entries, buffers->rx[i], len, &buffers->addr[i], &cookies, buffers->tx[i],
+                      notes, &distinct);
         if (size > 0) {
             hits++;
         } else if (size == 0) {
@@ -459,7 +657,7 @@ serve(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 PyDoc_STRVAR(serve_doc,
-"serve(fd, entries, handler, batch) -> (received, hits, notes, seconds)\n\n"
+"serve(fd, entries, handler, batch, cookies=None) -> (received, hits, notes, seconds)\n\n"
 "Read up to ``batch`` (at most 64) datagrams from the non-blocking UDP\n"
 "socket ``fd`` with one recvmmsg, answer those found in ``entries`` (an\n"
 "AnswerCache's table: shape key -> (response, note, variant), variant\n"
@@ -468,6 +666,11 @@ PyDoc_STRVAR(serve_doc,
 "send every response with sendmmsg (one refused by the kernel is dropped).\n"
 "Returns the datagrams read, the hits answered here, a list of\n"
 "(note, count) for the hits, and the seconds spent outside ``handler``.\n"
+"``cookies``: how a query with a COOKIE option is answered: None, by the\n"
+"handler; (), cookies are off (the stored response as it is); or\n"
+"(now, require, secrets, siphash) (epoch seconds, Cookies.require, the\n"
+"secrets current first, siphashc.siphash): here, with this client's\n"
+"cookie, as Authority.cookie_patch makes it (BADCOOKIE: the handler).\n"
 "An exception from ``handler`` propagates once what was answered is sent.");
 
 static PyMethodDef methods[] = {

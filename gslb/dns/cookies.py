@@ -55,6 +55,11 @@ SECRET_BYTES = 16
 #: fresh one is sent (RFC 9018 section 4.3).
 LIFETIME_S, FUTURE_S, REFRESH_S = 3600, 300, 1800
 
+#: The SipHash-2-4 function (``siphashc``'s: ``SIPHASH(key, data)`` -> int,
+#: the 8 octets little endian) cookies are signed with, for the compiled
+#: packet path, which signs and checks them with this very function.
+SIPHASH: Callable[[bytes, bytes], int] = siphash
+
 _VERSION_RESERVED = b"\x01\x00\x00\x00"
 _MAPPED = b"\0" * 10 + b"\xff\xff"
 
@@ -186,5 +191,6 @@ class Cookies:
 __all__ = [
     "BADCOOKIE", "CLIENT_BYTES", "FUTURE_S", "LIFETIME_S", "MAX_OPTION_BYTES", "MIN_OPTION_BYTES",
     "OPTION_COOKIE", "RECENT_MAX", "REFRESH_S", "REPLY_BYTES", "SECRET_BYTES", "SERVER_BYTES",
+    "SIPHASH",
     "Cookies", "check", "client_ip", "process_secret", "server_cookie", "valid_length",
 ]

@@ -269,9 +269,12 @@ class CachedAnswers(Protocol):
     """What the compiled packet path answers from: a process's answer
     cache (``gslb.answering.Answering``)."""
 
-    def cached_table(self) -> dict[object, object] | None:
-        """The answer cache's table now (``AnswerCache.table``), or None
-        when every query must go to the handler."""
+    def cached_table(self) -> tuple[dict[object, object], object] | None:
+        """The answer cache's table now (``AnswerCache.table``) and how
+        queries with a COOKIE option are answered from it (``serve``'s
+        ``cookies``: None, to the handler; ``()``, cookies off; or ``(now,
+        require, secrets, siphash)``), or None when every query must go to
+        the handler."""
 
     def cached_served(self, hits: int, notes: list[tuple[object, int]],
                       seconds_each: float) -> None:
@@ -320,9 +323,9 @@ class _Udp:
         cached = self.cached
         table = None if cached is None else cached.cached_table()
         assert self.packets is not None
+        entries, cookies = (_NO_ENTRIES, None) if table is None else table
         received, hits, notes, seconds = self.packets.serve(
-            self.sock.fileno(), _NO_ENTRIES if table is None else table, self._handle,
-            UDP_BATCH)
+            self.sock.fileno(), entries, self._handle, UDP_BATCH, cookies)
         if hits and cached is not None:
             cached.cached_served(hits, notes, seconds / received)
 
