@@ -490,6 +490,7 @@ class Authority:
         outcome is not counted (``on_choice`` is not called) and nothing is
         stored in the answer cache. Synchronous: no query interleaves."""
         on_choice, self._on_choice, self.trace = self._on_choice, None, trace
+        self.rng.start()  # rng.partition: what this lookup drew, not the last query's
         try:
             return self.lookup(query, who)
         finally:

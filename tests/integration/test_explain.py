@@ -52,6 +52,8 @@ pools:
   only-e: {policy: all, origins: [e]}
   only-d: {policy: all, origins: [d], fallback: only-e}
   tree: {policy: failover, tiers: [only-d, web]}
+  coin: {policy: weighted, origins: [e, tokyo]}
+  pair: {policy: weighted, origins: [e, tokyo, stockholm], max_answers: 2}
 """ + BASE_ZONE.format(minimum=30) + """
       www: {gslb: web}
       db: {gslb: fo}
@@ -60,6 +62,8 @@ pools:
       tree: {gslb: tree}
       "*.wild": {gslb: web}
       alias: {CNAME: www}
+      coin: {gslb: coin}
+      pair: {gslb: pair}
 """
 
 #: Subnets of the fake database: GB (a /24 and a /16), US (NA), SE (nearest
@@ -263,6 +267,27 @@ async def test_cache_state_is_read_without_changing_it(service):
     doc = await explained(service, name, ecs)
     assert doc["cache"]["cached"] is True
     assert (cache.hits, len(cache)) == (before[0], before[2] + 1)
+
+
+async def test_a_draw_is_explained_as_stored_once_and_two_are_not(service):
+    # one weighted draw: stored as the draw (every outcome, drawn again per
+    # hit); two members drawn: not stored; what a lookup drew is its own,
+    # never the last query's
+    host, port = service.addresses[0]
+    await asyncio.wait_for(asyncio.to_thread(_udp, host, port,  # a query of two draws
+                                             query_message("pair." + NAME, "A", None)), 3)
+    coin = await explained(service, "coin." + NAME)
+    assert coin["cache"]["drawn"] is True and coin["cache"]["reusable"] is True
+    reply = await asyncio.wait_for(asyncio.to_thread(_udp, host, port,
+                                                     query_message("coin." + NAME, "A", None)), 3)
+    assert reply
+    assert (await explained(service, "coin." + NAME))["cache"]["cached"] is True
+    pair = await explained(service, "pair." + NAME)
+    assert pair["cache"]["drawn"] is True and pair["cache"]["reusable"] is False
+    await asyncio.wait_for(asyncio.to_thread(_udp, host, port,
+                                             query_message("coin." + NAME, "A", None)), 3)
+    db = await explained(service, "db." + NAME)
+    assert db["cache"]["drawn"] is False and db["cache"]["reusable"] is True
 
 
 def _udp(host: str, port: int, data: bytes) -> bytes:
