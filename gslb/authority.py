@@ -18,7 +18,7 @@ from enum import Enum
 from gslb.config.loader import gc_paused
 from gslb.config.model import Config, CookieSettings, GslbRecord, Pool, Zone, degraded_ttl
 from gslb.dns import wire
-from gslb.dns.cache import DEFAULT_ENTRIES, MAX_OUTCOMES, AnswerCache, Shape, cookie_data
+from gslb.dns.cache import DEFAULT_ENTRIES, AnswerCache, Shape, cookie_data, storable_draw
 from gslb.dns.cookies import BADCOOKIE, CLIENT_BYTES, REPLY_BYTES, Cookies, process_secret
 from gslb.dns.dnssec import QTYPE_CDNSKEY, QTYPE_CDS, QTYPE_DNSKEY, QTYPE_NSEC, QTYPE_NXNAME
 from gslb.dns.signer import SigningCounts, ZoneSigner, sig_rdata, sign_answer
@@ -864,12 +864,13 @@ def _outcomes(authority: Authority, query: Query, who: str, limit: int, answer: 
     and note of each of its outcomes, each made by the same lookup with
     that outcome forced (:class:`gslb.steering.draws.Draws`) and none of
     them counted (``on_choice`` is not called). None, and the answer is
-    not stored, when the lookup drew otherwise or more than once, drew
-    among more than ``gslb.dns.cache.MAX_OUTCOMES``, rotates, or another
-    outcome came about otherwise than by the same draw."""
+    not stored, when the draw is none the cache stores
+    (``gslb.dns.cache.storable_draw``: the lookup drew otherwise or more
+    than once, among too many, or it rotates) or another outcome came
+    about otherwise than by the same draw."""
     draws = authority.rng
     partition, drawn = draws.partition, draws.outcome
-    if partition is None or answer.rotate or len(partition) > MAX_OUTCOMES:
+    if partition is None or not storable_draw(partition, answer.rotate):
         return None
     outcomes: list[tuple[bytes, CacheNote]] = []
     on_choice, authority._on_choice = authority._on_choice, None

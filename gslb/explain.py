@@ -31,7 +31,7 @@ from gslb.answering import AnswerSettings, build_authority
 from gslb.authority import Authority
 from gslb.config.model import Config, slow_starts
 from gslb.dns import wire
-from gslb.dns.cache import MAX_OUTCOMES
+from gslb.dns.cache import storable_draw
 from gslb.geo import AsnDB, GeoDB
 from gslb.health.overrides import DrainedView
 from gslb.health.redis.once import load_once, quorum_view
@@ -250,8 +250,7 @@ def _cache(authority: Authority, data: bytes, who: str, answer: Any,
     query had no ECS)."""
     cache = authority.cache
     drawn = bool(answer.drawn)
-    reusable = bool(answer.reusable) and (not drawn or (
-        partition is not None and not answer.rotate and len(partition) <= MAX_OUTCOMES))
+    reusable = bool(answer.reusable) and (not drawn or storable_draw(partition, answer.rotate))
     per_client = bool(answer.per_client) and not _has_ecs(data)
     if note is not None or cache is None:
         return {"checked": False, "cached": None, "reusable": reusable, "drawn": drawn,

@@ -209,6 +209,19 @@ MAX_OUTCOMES = 32
 
 #: The largest value of ``bits(64)``.
 _MAX64 = (1 << 64) - 1
+#: The largest total weight of a stored draw (the compiled path draws in 64
+#: bits; a draw of a larger total is answered afresh each time).
+MAX_TOTAL_WEIGHT = 1 << 62
+
+
+def storable_draw(cumulative: tuple[int, ...] | None, rotate: int) -> bool:
+    """Whether an answer of one weighted draw by ``cumulative`` (None: the
+    lookup drew otherwise, or more than once) whose leading ``rotate``
+    records rotate (0: none) is stored as a :class:`Draw`: not with a
+    rotation, past :data:`MAX_OUTCOMES` outcomes or past
+    :data:`MAX_TOTAL_WEIGHT`."""
+    return (cumulative is not None and rotate <= 1 and 0 < len(cumulative) <= MAX_OUTCOMES
+            and cumulative[-1] <= MAX_TOTAL_WEIGHT)
 
 
 class Draw(NamedTuple, Generic[Note]):
@@ -231,8 +244,9 @@ class Draw(NamedTuple, Generic[Note]):
     @classmethod
     def of(cls, rng: random.Random, cumulative: tuple[int, ...],
            outcomes: tuple[tuple[bytes, Note], ...]) -> Draw[Note]:
-        """The draw of ``outcomes`` by ``cumulative`` (as long, increasing
-        positive integers), drawing from ``rng``."""
+        """The draw of ``outcomes`` by ``cumulative`` (one per outcome,
+        increasing positive integers), drawing from ``rng``. Raises
+        ``ValueError`` when they do not match."""
         if len(outcomes) != len(cumulative) or not cumulative or cumulative[0] < 1:
             raise ValueError("one outcome per cumulative weight, the first at least 1")
         return cls(rng.getrandbits, cumulative, _MAX64 - (1 << 64) % cumulative[-1], outcomes)
@@ -403,13 +417,12 @@ class AnswerCache(Generic[Note]):
         laid out as one A or AAAA RRset of the qname). ``drawn``: the
         response was one outcome of a weighted draw, ``(cumulative,
         outcomes)`` as in :class:`Draw` (``response`` among them): each hit
-        draws again (not stored with ``rotate``, or past
-        :data:`MAX_OUTCOMES`)."""
+        draws again (stored only when :func:`storable_draw`)."""
         if self._generation() != self._seen:
             return  # the view moved while answering: this answer may be stale
         variant: Rotation | Draw[Note] | None = None
         if drawn is not None:
-            if rotate > 1 or len(drawn[1]) > MAX_OUTCOMES:
+            if not storable_draw(drawn[0], rotate):
                 return
             variant = Draw.of(self._rng, *drawn)
         elif rotate > 1 and ((response[6] << 8) | response[7]):  # none when truncated (TC)
@@ -427,6 +440,5 @@ class AnswerCache(Generic[Note]):
         entries[key] = (response, note, variant)
 
 
-__all__ = ["DEFAULT_ENTRIES", "MAX_OUTCOMES", "AnswerCache", "CookiePatch", "Draw", "Note",
-           "Rotation", "Shape",
-           "cookie_data", "cookie_span"]
+__all__ = ["DEFAULT_ENTRIES", "MAX_OUTCOMES", "MAX_TOTAL_WEIGHT", "AnswerCache", "CookiePatch",
+           "Draw", "Note", "Rotation", "Shape", "cookie_data", "cookie_span", "storable_draw"]

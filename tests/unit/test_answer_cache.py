@@ -210,3 +210,18 @@ def test_the_bound_holds_and_the_oldest_goes_first(tmp_path, geodb):
 def test_bad_bound_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         AnswerCache(lambda: 0, 0)
+
+
+def test_a_draw_too_heavy_for_64_bits_is_answered_afresh(tmp_path, geodb):
+    # a total weight past MAX_TOTAL_WEIGHT (the compiled path draws in 64
+    # bits): not stored; the answers still follow the weights
+    from gslb.dns.cache import MAX_TOTAL_WEIGHT
+
+    path = tmp_path / "zone.yaml"
+    path.write_text(ZONE.replace("big: {ipv4: [192.0.2.4], weight: 3}",
+                                 f"big: {{ipv4: [192.0.2.4], weight: {MAX_TOTAL_WEIGHT}}}"))
+    authority = Authority(load([path]), QuorumView(), geodb.locate, rng=random.Random(7))
+    data = query("tilt.example.test.")
+    seen = {addresses(respond(authority, data, GB_RESOLVER, True))[0] for _ in range(50)}
+    assert seen == {"192.0.2.4"}
+    assert authority.cache.hits == 0 and len(authority.cache) == 0
