@@ -613,6 +613,13 @@ serve(PyObject *Py_UNUSED(module), PyObject *args)
             continue;  /* larger than any DNS message over UDP: dropped */
         size = lookup(entries, buffers->rx[i], len, &buffers->addr[i], &cookies, buffers->tx[i],
                       notes, &distinct);
+        if (size < 0) {
+            /* the lookup failed (a draw's source raised, say): the handler answers the
+             * query on the Python path, which meets the same failure there and
+             * answers SERVFAIL (Answering.handle), never silence */
+            PyErr_Clear();
+            size = 0;
+        }
         if (size > 0) {
             hits++;
         } else if (size == 0) {

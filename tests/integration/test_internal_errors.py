@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,9 +24,10 @@ import pytest_asyncio
 
 from gslb.answering import AnswerSettings, build_authority
 from gslb.authority import Authority
+from gslb.config.load import load
 from gslb.serve.service import Service
 from tests.integration.adminutil import call, samples, start_service
-from tests.integration.dnsutil import BASE_ZONE, TIMEOUT_S
+from tests.integration.dnsutil import BASE_ZONE, TIMEOUT_S, write_config
 
 #: every test here on both UDP packet paths (compiled and pure Python)
 pytestmark = pytest.mark.usefixtures("packet_path")
@@ -210,5 +212,41 @@ async def test_workers_count_every_internal_error(tmp_path):
         assert await asyncio.wait_for(counted(), 10) == 60
         pool = service.server
         assert len(pool.cache_stats) == 2  # both workers reported
+    finally:
+        await service.stop()
+
+
+class FailingSource(random.Random):
+    """A random source whose ``getrandbits`` raises once ``broken``."""
+
+    broken = False
+
+    def getrandbits(self, k: int) -> int:
+        if self.broken:
+            raise RuntimeError("random source broke")
+        return super().getrandbits(k)
+
+
+async def test_a_stored_draw_whose_source_fails_gets_servfail(tmp_path: Path):
+    # a weighted name of two origins is stored as a draw; once its random
+    # source raises, every hit gets SERVFAIL (the compiled path hands the
+    # query to the Python one, which fails the same way), none goes unanswered
+    source = FailingSource(1)
+    text = ZONE.replace("  a: {ipv4: [192.0.2.1]}", "  a: {ipv4: [192.0.2.1]}\n"
+                        "  b: {ipv4: [192.0.2.2]}").replace("origins: [a]}", "origins: [a, b]}")
+    service = Service(load([write_config(tmp_path, text)]), [("127.0.0.1", 0)], rng=source)
+    await service.start()
+    try:
+        host, port = service.addresses[0]
+        query = dns.message.make_query(WWW, "A")
+        first = await dns.asyncquery.udp(query, host, port=port, timeout=TIMEOUT_S)
+        assert first.rcode() == dns.rcode.NOERROR and first.answer
+        cache = service.answering.authority.cache
+        assert cache is not None and len(cache) == 1  # stored as the draw
+        source.broken = True
+        for _ in range(5):
+            reply = await dns.asyncquery.udp(query, host, port=port, timeout=TIMEOUT_S)
+            assert reply.rcode() == dns.rcode.SERVFAIL
+        assert service.stats.internal_errors == 5
     finally:
         await service.stop()
