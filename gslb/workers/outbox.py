@@ -1,5 +1,5 @@
-"""The supervisor's messages to one worker, written without ever blocking
-the event loop: :class:`Outbox`.
+"""The messages between the supervisor and one worker, written without
+ever blocking the event loop: :class:`Outbox` (each side has one).
 
 ``Connection.send`` blocks once the socket buffer to a worker is full,
 which happens as soon as a worker stops reading (stopped by SIGSTOP, stuck
@@ -13,6 +13,13 @@ not yet begun (each snapshot is the whole view, so the latest is all a
 worker needs), a :class:`~gslb.workers.messages.Reload` the reload not yet
 begun. So what waits for one worker is bounded: the rest of the one frame
 being written, plus at most one message of each kind.
+
+A worker writes to the supervisor through one too, for the same reason the
+other way round: a supervisor that stops reading (stopped, stuck) must not
+stop the workers answering. Its :class:`~gslb.workers.messages.Stats` are
+counts since the last ones sent, so it sends none while anything waits
+(:func:`ship_stats`): the counts go on adding up in the worker and are sent
+whole once the supervisor reads again.
 """
 
 from __future__ import annotations
@@ -24,11 +31,16 @@ import socket
 import struct
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
+from typing import Generic, TypeVar
 
-from gslb.workers.messages import ToWorker
+from gslb.stats import QueryStats
+from gslb.workers.messages import Stats, ToSupervisor, ToWorker
+
+M = TypeVar("M", bound=ToWorker | ToSupervisor)
+"""What one outbox carries: the supervisor's ``ToWorker``, a worker's ``ToSupervisor``."""
 
 
-def frame(message: ToWorker) -> bytes:
+def frame(message: ToWorker | ToSupervisor) -> bytes:
     """``message`` as ``multiprocessing.connection.Connection.send`` puts it
     on the wire (a signed 32-bit big-endian length, or -1 and a 64-bit one,
     then the pickle), so the worker reads it with ``Connection.recv``."""
@@ -38,21 +50,21 @@ def frame(message: ToWorker) -> bytes:
     return header + payload
 
 
-class Outbox:
-    """Messages to the worker at the other end of ``conn`` (the
-    supervisor's end of a ``multiprocessing`` duplex ``Pipe``: a Unix
-    stream socket), written from the running event loop without blocking.
+class Outbox(Generic[M]):
+    """Messages to the process at the other end of ``conn`` (one end of a
+    ``multiprocessing`` duplex ``Pipe``: a Unix stream socket), written
+    from the running event loop without blocking.
 
-    ``conn`` itself stays blocking (the supervisor reads the worker's
-    messages from it): the outbox writes through a duplicate of its file
-    descriptor with ``MSG_DONTWAIT`` on each call.
+    ``conn`` itself stays blocking (this side reads the other's messages
+    from it): the outbox writes through a duplicate of its file descriptor
+    with ``MSG_DONTWAIT`` on each call.
     """
 
     def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
         self._sock = socket.socket(fileno=os.dup(conn.fileno()))
         self._loop = loop
         self._frame: memoryview | None = None  # being written
-        self._waiting: list[ToWorker] = []  # not begun: at most one per kind
+        self._waiting: list[M] = []  # not begun: at most one per kind
         self._watching = False  # loop.add_writer in force
         self.closed = False
         self.sent = 0
@@ -66,7 +78,7 @@ class Outbox:
         number of messages waiting behind it."""
         return (len(self._frame) if self._frame is not None else 0) + len(self._waiting)
 
-    def send(self, message: ToWorker) -> None:
+    def send(self, message: M) -> None:
         """Queue ``message`` and write what the socket takes now; never
         blocks. A message of the same kind waiting (not begun) is replaced.
         Does nothing once closed (the worker's death is seen on its read
@@ -121,4 +133,18 @@ class Outbox:
         self._sock.close()
 
 
-__all__ = ["Outbox", "frame"]
+def ship_stats(outbox: Outbox[ToSupervisor], stats: QueryStats,
+               cache_counts: tuple[int, int, int], in_fallback: frozenset[tuple[str, int]]
+               ) -> bool:
+    """Send a worker's counts since the last ones sent (``stats.take()``,
+    with its answer cache's ``(hits, misses, entries)`` and the pools in
+    fallback) through ``outbox``, unless something waits there (the
+    supervisor is not reading): then nothing is taken, the counts go on
+    adding up in ``stats``, and the call returns False. Never blocks."""
+    if outbox.backlog:
+        return False
+    outbox.send(Stats(stats.take(), cache_counts, in_fallback))
+    return True
+
+
+__all__ = ["Outbox", "frame", "ship_stats"]

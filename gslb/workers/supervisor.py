@@ -30,6 +30,7 @@ from gslb.workers.messages import (
     Stats,
     Stop,
     ToSupervisor,
+    ToWorker,
     View,
     ViewSnapshot,
     WorkerArgs,
@@ -322,7 +323,7 @@ class _Worker:
     index: int
     process: BaseProcess
     conn: Connection
-    outbox: Outbox  # every message to the worker goes through it
+    outbox: Outbox[ToWorker]  # every message to the worker goes through it
     ready: asyncio.Future[None]
     reloaded: asyncio.Future[tuple[bool, str]] | None = None
 

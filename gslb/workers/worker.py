@@ -28,13 +28,13 @@ from gslb.workers.messages import (
     Ready,
     Reload,
     Reloaded,
-    Stats,
     Stop,
     ToSupervisor,
     View,
     ViewSnapshot,
     WorkerArgs,
 )
+from gslb.workers.outbox import Outbox, ship_stats
 
 log = logging.getLogger("gslb.workers")
 
@@ -112,7 +112,7 @@ class _Worker:
         self._reloads: set[asyncio.Future[None]] = set()
 
     def _send(self, message: ToSupervisor) -> None:
-        self.conn.send(message)
+        self.outbox.send(message)  # never blocks: a stopped supervisor stops no answer
 
     async def run(self) -> None:
         first = self.conn.recv()
@@ -130,6 +130,7 @@ class _Worker:
                            cached=self.answering)
         await server.start()
         loop = asyncio.get_running_loop()
+        self.outbox: Outbox[ToSupervisor] = Outbox(self.conn, loop)
         loop.add_reader(self.conn.fileno(), self._readable)
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         self._send(Ready(tuple(server.addresses)))
@@ -193,8 +194,7 @@ class _Worker:
     def _send_stats(self) -> None:
         cache = self.answering.authority.cache
         counts = (cache.hits, cache.misses, len(cache)) if cache is not None else (0, 0, 0)
-        self._send(Stats(self.stats.take(), counts,
-                         self.answering.authority.steering.in_fallback))
+        ship_stats(self.outbox, self.stats, counts, self.answering.authority.steering.in_fallback)
 
 
 __all__ = ["STATS_INTERVAL_S", "MirrorView", "worker_main"]

@@ -55,3 +55,49 @@ async def test_a_closed_outbox_or_a_gone_worker_drops_messages_quietly() -> None
     outbox.send(Stop())
     assert outbox.closed and outbox.backlog == 0
     here.close()
+
+
+async def test_a_worker_never_blocks_on_a_supervisor_that_does_not_read_and_loses_no_count(
+        ) -> None:
+    # the worker's side: stats shipped every "second" to a supervisor that
+    # stopped reading; each message is big (2,000 answer keys), so the
+    # socket fills within a few; shipping never blocks, stops taking while
+    # anything waits, and once the supervisor reads again every count
+    # arrives, none twice
+    from gslb.stats import QueryStats
+    from gslb.workers.messages import Stats
+    from gslb.workers.outbox import ship_stats
+
+    here, there = multiprocessing.Pipe(duplex=True)
+    outbox: Outbox = Outbox(here, asyncio.get_running_loop())
+    stats = QueryStats()
+    counted, shipped, held = 0, 0, 0
+    try:
+        async with asyncio.timeout(10):
+            for _ in range(300):
+                for i in range(2000):
+                    stats.answers[(f"pool-{i:04d}", "192.0.2.1")] = (
+                        stats.answers.get((f"pool-{i:04d}", "192.0.2.1"), 0) + 1)
+                stats.query(None, None, "192.0.2.9")
+                counted += 1
+                if ship_stats(outbox, stats, (0, 0, 0), frozenset()):
+                    shipped += 1
+                else:
+                    held += 1
+            assert held > 250  # the supervisor stopped reading: nothing more was taken
+            got: list[Stats] = []
+
+            async def read_until_done() -> None:
+                while sum(sum(m.taken["queries"].values()) for m in got) < counted:
+                    if not outbox.backlog:
+                        ship_stats(outbox, stats, (0, 0, 0), frozenset())
+                    if there.poll(0.05):
+                        got.append(await asyncio.to_thread(there.recv))
+                    await asyncio.sleep(0)  # let the outbox write what the socket takes
+            await read_until_done()
+        assert sum(sum(m.taken["queries"].values()) for m in got) == counted
+        assert sum(m.taken["answers"][("pool-0000", "192.0.2.1")] for m in got) == counted
+    finally:
+        outbox.close()
+        here.close()
+        there.close()
