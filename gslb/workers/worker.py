@@ -93,12 +93,15 @@ def worker_main(args: WorkerArgs, conn: Connection) -> None:
     # process group, so leave it to the supervisor
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    worker = _Worker(args, conn)
     try:
-        asyncio.run(_Worker(args, conn).run())
+        asyncio.run(worker.run())
     except Exception as exc:  # tell the supervisor, which logs it
         log.exception("worker %d failed", args.index)
-        with contextlib.suppress(OSError):
-            conn.send(Failed(f"{type(exc).__name__}: {exc}"))
+        outbox = getattr(worker, "outbox", None)
+        if outbox is None or not outbox.backlog:  # never inside a frame half written
+            with contextlib.suppress(OSError):
+                conn.send(Failed(f"{type(exc).__name__}: {exc}"))
 
 
 class _Worker:
