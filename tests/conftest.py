@@ -99,12 +99,14 @@ class FakeOrigin:
         # connection_made run after aiohttp's shutdown looked at its
         # connections (aiohttp 3.14 web.Server.shutdown): close those too,
         # or they are collected as unclosed transports (a ResourceWarning,
-        # an error here). A probe checking every 0.2 s hits that window.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        if self._server is not None:
-            for transport in list(self._server._connections.values()):
-                transport.close()
+        # an error here). A probe checking every 0.2 s hits that window, and
+        # on a loaded machine it lasts more than a few turns of the loop
+        # (stop 24's CI: three were not enough): look five times over 50 ms.
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            if self._server is not None:
+                for transport in list(self._server._connections.values()):
+                    transport.close()
 
 
 @pytest_asyncio.fixture
