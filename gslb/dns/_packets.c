@@ -109,6 +109,36 @@ u64(PyObject *number)
                                    (unsigned long long)-1);
 }
 
+/* ``bits(width)`` (a random source's getrandbits), called again while the
+ * value is above ``most``: how gslb.dns.cache draws (Draw.pick: 64 bits, at
+ * most its accept_max; Rotation.apply's swaps, as
+ * random.Random._randbelow_with_getrandbits: n.bit_length() bits, at most
+ * n - 1). 0 with the value in ``*out``, -1 with an exception set (a value
+ * that is no int of 0 to 2**64 - 1 included). */
+static int
+draw_at_most(PyObject *bits, int width, unsigned long long most, unsigned long long *out)
+{
+    PyObject *w = PyLong_FromLong(width);
+    if (w == NULL)
+        return -1;
+    for (;;) {
+        PyObject *drawn = PyObject_CallOneArg(bits, w);
+        if (drawn == NULL)
+            break;
+        unsigned long long v = u64(drawn);
+        Py_DECREF(drawn);
+        if (PyErr_Occurred())
+            break;
+        if (v <= most) {
+            Py_DECREF(w);
+            *out = v;
+            return 0;
+        }
+    }
+    Py_DECREF(w);
+    return -1;
+}
+
 /* The outcome a hit on a drawn entry answers, as gslb.dns.cache.Draw.pick
  * draws it: ``draw`` is (bits, cumulative, accept_max, outcomes); v =
  * bits(64), again while v > accept_max; the outcome at bisect_right
@@ -132,24 +162,9 @@ drawn_outcome(PyObject *draw)
         return NULL;
     if (total == 0)
         return Py_None;
-    PyObject *sixty_four = PyLong_FromLong(64);
-    if (sixty_four == NULL)
-        return NULL;
     unsigned long long v;
-    do {
-        PyObject *drawn = PyObject_CallOneArg(bits, sixty_four);
-        if (drawn == NULL) {
-            Py_DECREF(sixty_four);
-            return NULL;
-        }
-        v = u64(drawn);
-        Py_DECREF(drawn);
-        if (PyErr_Occurred()) {
-            Py_DECREF(sixty_four);
-            return NULL;
-        }
-    } while (v > accept_max);
-    Py_DECREF(sixty_four);
+    if (draw_at_most(bits, 64, accept_max, &v) < 0)
+        return NULL;
     unsigned long long r = v % total;
     Py_ssize_t lo = 0, hi = n;
     while (lo < hi) {
@@ -198,24 +213,8 @@ below(PyObject *bits, Py_ssize_t n)
     int k = 0;
     for (size_t m = (size_t)n; m; m >>= 1)
         k++;
-    PyObject *width = PyLong_FromLong(k);
-    if (width == NULL)
-        return -1;
-    for (;;) {
-        PyObject *drawn = PyObject_CallOneArg(bits, width);
-        if (drawn == NULL)
-            break;
-        Py_ssize_t r = PyLong_Check(drawn) ? PyLong_AsSsize_t(drawn) : -1;
-        Py_DECREF(drawn);
-        if (r == -1 && PyErr_Occurred())
-            break;
-        if (r >= 0 && r < n) {
-            Py_DECREF(width);
-            return r;
-        }
-    }
-    Py_DECREF(width);
-    return -1;
+    unsigned long long r;
+    return draw_at_most(bits, k, (unsigned long long)n - 1, &r) < 0 ? -1 : (Py_ssize_t)r;
 }
 
 /* ``stored`` (``size`` octets) copied into ``out`` with its leading records
