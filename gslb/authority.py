@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -489,12 +489,25 @@ class Authority:
         the random draws, ``latency``'s memory, the fallback log); the
         outcome is not counted (``on_choice`` is not called) and nothing is
         stored in the answer cache. Synchronous: no query interleaves."""
-        on_choice, self._on_choice, self.trace = self._on_choice, None, trace
-        self.rng.start()  # rng.partition: what this lookup drew, not the last query's
+        with self.unheard():
+            self.trace = trace
+            self.rng.start()  # rng.partition: what this lookup drew, not the last query's
+            try:
+                return self.lookup(query, who)
+            finally:
+                self.trace = None
+
+    @contextlib.contextmanager
+    def unheard(self) -> Iterator[None]:
+        """Steering outcomes within are not heard (``on_choice`` is not
+        called): lookups that answer no query, made to explain one
+        (:meth:`explain_lookup`) or to store the other outcomes of a draw
+        (:func:`respond`)."""
+        on_choice, self._on_choice = self._on_choice, None
         try:
-            return self.lookup(query, who)
+            yield
         finally:
-            self._on_choice, self.trace = on_choice, None
+            self._on_choice = on_choice
 
     def lookup(self, query: Query, who: str) -> Lookup:
         """Answer ``query`` from packet source address ``who`` (text).
@@ -873,8 +886,7 @@ def _outcomes(authority: Authority, query: Query, who: str, limit: int, answer: 
     if partition is None or not storable_draw(partition, answer.rotate):
         return None
     outcomes: list[tuple[bytes, CacheNote]] = []
-    on_choice, authority._on_choice = authority._on_choice, None
-    try:
+    with authority.unheard():
         for i in range(len(partition)):
             if i == drawn:
                 outcomes.append((response, (query, answer, choices)))
@@ -887,8 +899,6 @@ def _outcomes(authority: Authority, query: Query, who: str, limit: int, answer: 
                 return None
             other.nsid, other.cookie = answer.nsid, answer.cookie
             outcomes.append((wire.encode(query, other, limit), (query, other, other_choices)))
-    finally:
-        authority._on_choice = on_choice
     return partition, tuple(outcomes)
 
 
