@@ -356,11 +356,13 @@ class AnswerCache(Generic[Note]):
 
     def table(self) -> dict[object, object]:
         """The stored entries themselves, for the compiled packet path
-        (``gslb.dns._packets``), which answers a query whose key holds
-        ``(response, note, None)`` as :meth:`get` would and leaves every
-        other one to :meth:`get`: emptied first when the view moved (as
-        :meth:`get` does). Valid until the loop next runs anything else;
-        the caller adds the hits it answered to ``hits``."""
+        (``gslb.dns._packets``), which answers the hits :meth:`get` would
+        answer from ``(response, note, variant)`` entries (a plain one, a
+        :class:`Rotation`, a :class:`Draw`; a COOKIE query's under its key
+        without the option) and leaves per-client entries to :meth:`get`:
+        emptied first when the view moved (as :meth:`get` does). Valid
+        until the loop next runs anything else; the caller adds the hits it
+        answered to ``hits``."""
         generation = self._generation()
         if generation != self._seen:
             self._entries.clear()
